@@ -1,0 +1,63 @@
+package messages
+
+import "strings"
+
+// Subject prefixes. The last token of every subject is the site ID (and for
+// dead letters the stage comes first), so consumers filter with wildcards.
+const (
+	SubjectExportRequested = "relay.export.requested" // .<site>
+	SubjectRecordsRaw      = "relay.records.raw"      // .<site>: contains PHI
+	SubjectMetadata        = "relay.metadata"         // .<site>
+	SubjectRecordsClean    = "relay.records.clean"    // .<site>
+	SubjectImportDone      = "relay.import.done"      // .<site>
+	SubjectRun             = "relay.run"              // .<site>
+	SubjectDLQ             = "relay.dlq"              // .<stage>.<site>
+	SubjectProtocolReport  = "relay.protocol.report"  // .<site>
+)
+
+// Stream names (no dots allowed by JetStream).
+const (
+	StreamExportRequests = "EXPORT_REQUESTS"
+	StreamRecordsRaw     = "RECORDS_RAW"
+	StreamMetadata       = "METADATA"
+	StreamRecordsClean   = "RECORDS_CLEAN"
+	StreamAudit          = "AUDIT"
+	StreamDLQ            = "DLQ"
+	StreamReports        = "REPORTS"
+)
+
+// KV buckets for per-site state.
+const (
+	BucketSiteState   = "relay_site_state"   // key <site>: SiteState (cursor, known IDs digest, last run)
+	BucketRecordIDs   = "relay_record_ids"   // key <site>: known record-ID set (for deletions)
+	BucketLeases      = "relay_leases"       // key <site>: the run holding the site (TTL)
+	BucketDestVersion = "relay_dest_version" // key <site>.<record>: newest version imported (latest wins)
+)
+
+// Pipeline stages, as used in dead-letter subjects and run status.
+const (
+	StageExport    = "export"
+	StageTransform = "transform"
+	StageImport    = "import"
+	StageCheck     = "check"
+)
+
+// Stages lists every stage that can dead-letter.
+var Stages = []string{StageExport, StageTransform, StageImport, StageCheck}
+
+func ExportRequestedSubject(site string) string { return SubjectExportRequested + "." + site }
+func RecordsRawSubject(site string) string      { return SubjectRecordsRaw + "." + site }
+func MetadataSubject(site string) string        { return SubjectMetadata + "." + site }
+func RecordsCleanSubject(site string) string    { return SubjectRecordsClean + "." + site }
+func ImportDoneSubject(site string) string      { return SubjectImportDone + "." + site }
+func RunSubject(site string) string             { return SubjectRun + "." + site }
+func ProtocolReportSubject(site string) string  { return SubjectProtocolReport + "." + site }
+func DLQSubject(stage, site string) string      { return SubjectDLQ + "." + stage + "." + site }
+
+// SiteFromSubject returns the last token of a subject: the site ID.
+func SiteFromSubject(subject string) string {
+	if i := strings.LastIndexByte(subject, '.'); i >= 0 {
+		return subject[i+1:]
+	}
+	return subject
+}
