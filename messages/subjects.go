@@ -61,3 +61,15 @@ func SiteFromSubject(subject string) string {
 	}
 	return subject
 }
+
+// BucketMetadata holds metadata snapshots by "<site>.<hash>" (and
+// "destination.latest" for the destination's dictionary), so a transformer
+// can compile the policy for exactly the metadata a record was exported under.
+const BucketMetadata = "relay_metadata"
+
+// MetadataKey is the BucketMetadata key of one snapshot.
+func MetadataKey(site, hash string) string { return site + "." + hash }
+
+// DestinationMetadataKey holds the destination's latest snapshot; the
+// importer (which alone has the destination token) keeps it fresh.
+const DestinationMetadataKey = "destination.latest"

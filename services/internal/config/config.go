@@ -1,0 +1,511 @@
+// Package config loads and validates the network file: the one YAML file that
+// names the NATS connection, the destination REDCap, every site, their
+// transfer policies and the protocol. Validation collects every mistake, each
+// with its line and setting path, so `relay config validate` can list them all
+// at once instead of failing on the first.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"gopkg.in/yaml.v3"
+)
+
+// Network is the whole network file.
+type Network struct {
+	NATS        NATS        `yaml:"nats"`
+	Streams     Streams     `yaml:"streams"`
+	Destination Destination `yaml:"destination"`
+	Sites       []Site      `yaml:"sites"`
+	// Protocol is the protocol (core library) file for the checker.
+	Protocol string `yaml:"protocol"`
+	// ReportsDir is where the checker writes its JSON/CSV/HTML reports.
+	ReportsDir string `yaml:"reports_dir"`
+	// PseudonymKey is the secret for keyed record-ID hashes and date shifts.
+	PseudonymKey Secret `yaml:"pseudonym_key"`
+
+	dir  string // folder of the file: relative paths resolve against it
+	path string
+}
+
+// NATS says how services reach the broker.
+type NATS struct {
+	// URL of the NATS server; empty means "embedded" for `relay all`/`demo`.
+	URL string `yaml:"url"`
+	// User and Password (from a file or env var) for servers that require auth.
+	User     string `yaml:"user"`
+	Password Secret `yaml:"password"`
+	// CAFile trusts a private CA for tls:// URLs.
+	CAFile string `yaml:"ca_file"`
+	// StoreDir is the embedded server's JetStream folder.
+	StoreDir string `yaml:"store_dir"`
+}
+
+// Streams sets retention. Zero values take the defaults in Defaults().
+type Streams struct {
+	RawMaxAge       Duration `yaml:"raw_max_age"`   // RECORDS_RAW holds PHI: keep it short
+	CleanMaxAge     Duration `yaml:"clean_max_age"` // the replay window
+	AuditMaxAge     Duration `yaml:"audit_max_age"`
+	DLQMaxAge       Duration `yaml:"dlq_max_age"`
+	DedupeWindow    Duration `yaml:"dedupe_window"`
+	RawMaxBytes     int64    `yaml:"raw_max_bytes"`
+	CleanMaxBytes   int64    `yaml:"clean_max_bytes"`
+	MetadataPerSite int64    `yaml:"metadata_per_site"`
+	// Replicas for clustered NATS (1 for a single server).
+	Replicas int `yaml:"replicas"`
+}
+
+// Destination is the coordinating center's REDCap.
+type Destination struct {
+	URL   string `yaml:"url"`
+	Token Secret `yaml:"token"`
+	// CAFile adds a trusted CA (PEM) for a private TLS certificate.
+	CAFile string `yaml:"ca_file"`
+	// BatchSize is the number of records per Import Records call.
+	BatchSize int `yaml:"batch_size"`
+	// Concurrency is how many import calls may run at once.
+	Concurrency int `yaml:"concurrency"`
+	// OverwriteBlanks sends overwriteBehavior=overwrite: a blank value at the
+	// site then erases the destination's value. Off by default.
+	OverwriteBlanks bool     `yaml:"overwrite_blanks"`
+	CallsPerMinute  int      `yaml:"calls_per_minute"`
+	Timeout         Duration `yaml:"timeout"`
+}
+
+// Site is one remote REDCap project.
+type Site struct {
+	// ID names the site in subjects, keys and reports: lowercase letters,
+	// digits, '-' and '_'.
+	ID   string `yaml:"id"`
+	Name string `yaml:"name"`
+	URL  string `yaml:"url"`
+	// Token is the site's API token, from a file or an env var only.
+	Token Secret `yaml:"token"`
+	// Schedule is a cron expression (5 fields, or @daily/@every 1h...).
+	Schedule string `yaml:"schedule"`
+	TimeZone string `yaml:"time_zone"`
+	// Policy is the transfer policy file (YAML) the IRB approved for the site.
+	Policy string `yaml:"policy"`
+	// Namespace prefixes the site's record IDs at the destination
+	// ("<namespace>-<id>"), so two sites' record 1 never collide.
+	Namespace string `yaml:"namespace"`
+	// DAG is the destination data access group the site's records go to.
+	DAG string `yaml:"dag"`
+	// PropagateDeletions deletes at the destination what the site deleted.
+	PropagateDeletions bool `yaml:"propagate_deletions"`
+	// BatchSize is the number of records per Export Records call.
+	BatchSize      int      `yaml:"batch_size"`
+	CallsPerMinute int      `yaml:"calls_per_minute"`
+	CAFile         string   `yaml:"ca_file"`
+	Timeout        Duration `yaml:"timeout"`
+	// Overlap is subtracted from the changed-since cursor, so clock skew
+	// between the site and us cannot hide a change.
+	Overlap Duration `yaml:"overlap"`
+	// FullEvery forces a full export when the last full one is older.
+	FullEvery Duration `yaml:"full_every"`
+}
+
+// Secret is read from a file or an environment variable, never written in
+// the network file itself.
+type Secret struct {
+	File string `yaml:"file"`
+	Env  string `yaml:"env"`
+}
+
+// IsSet reports whether the secret has a source.
+func (s Secret) IsSet() bool { return s.File != "" || s.Env != "" }
+
+// Read returns the secret's value, trimmed. Errors name the source, never the value.
+func (s Secret) Read() (string, error) {
+	switch {
+	case s.File != "":
+		b, err := os.ReadFile(s.File)
+		if err != nil {
+			return "", fmt.Errorf("read secret file %s: %w", s.File, errors.Unwrap(err))
+		}
+		v := strings.TrimSpace(string(b))
+		if v == "" {
+			return "", fmt.Errorf("secret file %s is empty", s.File)
+		}
+		return v, nil
+	case s.Env != "":
+		v := strings.TrimSpace(os.Getenv(s.Env))
+		if v == "" {
+			return "", fmt.Errorf("environment variable %s is not set", s.Env)
+		}
+		return v, nil
+	}
+	return "", errors.New("no secret source: set file or env")
+}
+
+func (s Secret) String() string {
+	if s.File != "" {
+		return "file " + s.File
+	}
+	return "env " + s.Env
+}
+
+// Duration is a time.Duration written as "90s", "72h".
+type Duration time.Duration
+
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (use e.g. 90s, 15m, 72h)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Defaults, applied to zero values after loading.
+const (
+	DefaultSiteBatchSize   = 100 // REDCapR's default
+	DefaultCallsPerMinute  = 300 // half of REDCap's 600/minute IP ban
+	DefaultImportBatchSize = 200
+	DefaultImportConc      = 3
+	DefaultSchedule        = "@daily"
+)
+
+func (n *Network) applyDefaults() {
+	s := &n.Streams
+	def := func(d *Duration, v time.Duration) {
+		if *d == 0 {
+			*d = Duration(v)
+		}
+	}
+	def(&s.RawMaxAge, 72*time.Hour)
+	def(&s.CleanMaxAge, 30*24*time.Hour)
+	def(&s.AuditMaxAge, 365*24*time.Hour)
+	def(&s.DLQMaxAge, 90*24*time.Hour)
+	def(&s.DedupeWindow, 2*time.Hour)
+	if s.MetadataPerSite == 0 {
+		s.MetadataPerSite = 10
+	}
+	if s.Replicas == 0 {
+		s.Replicas = 1
+	}
+	d := &n.Destination
+	if d.BatchSize == 0 {
+		d.BatchSize = DefaultImportBatchSize
+	}
+	if d.Concurrency == 0 {
+		d.Concurrency = DefaultImportConc
+	}
+	if d.CallsPerMinute == 0 {
+		d.CallsPerMinute = DefaultCallsPerMinute
+	}
+	def(&d.Timeout, 5*time.Minute)
+	for i := range n.Sites {
+		st := &n.Sites[i]
+		if st.Name == "" {
+			st.Name = st.ID
+		}
+		if st.Schedule == "" {
+			st.Schedule = DefaultSchedule
+		}
+		if st.TimeZone == "" {
+			st.TimeZone = "UTC"
+		}
+		if st.Namespace == "" {
+			st.Namespace = st.ID
+		}
+		if st.BatchSize == 0 {
+			st.BatchSize = DefaultSiteBatchSize
+		}
+		if st.CallsPerMinute == 0 {
+			st.CallsPerMinute = DefaultCallsPerMinute
+		}
+		def(&st.Timeout, 5*time.Minute)
+		def(&st.Overlap, 5*time.Minute)
+		def(&st.FullEvery, 7*24*time.Hour)
+	}
+}
+
+// Problem is one mistake in the network file.
+type Problem struct {
+	Line    int    // 0 when unknown
+	Setting string // e.g. sites[1].schedule
+	Message string
+}
+
+func (p Problem) String() string {
+	if p.Line > 0 {
+		return fmt.Sprintf("line %d: %s: %s", p.Line, p.Setting, p.Message)
+	}
+	return fmt.Sprintf("%s: %s", p.Setting, p.Message)
+}
+
+// Error lists every problem found in one file.
+type Error struct {
+	Path     string
+	Problems []Problem
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %d problem(s):", e.Path, len(e.Problems))
+	for _, p := range e.Problems {
+		b.WriteString("\n  - " + p.String())
+	}
+	return b.String()
+}
+
+// Load reads, defaults and validates a network file. Relative paths in it
+// (policies, protocol, token files, CA files, reports) resolve against the
+// file's folder. Secrets are checked for presence, so a missing token file is
+// reported at start-up rather than at the first run.
+func Load(path string) (*Network, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("network file: %w", err)
+	}
+	return Parse(path, raw)
+}
+
+// Parse is Load on bytes already read; path is used for messages and to
+// resolve relative paths.
+func Parse(path string, raw []byte) (*Network, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(raw, &root); err != nil {
+		return nil, &Error{Path: path, Problems: []Problem{{Setting: "(file)", Message: "not valid YAML: " + err.Error()}}}
+	}
+	n := &Network{path: path, dir: filepath.Dir(path)}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(n); err != nil {
+		return nil, &Error{Path: path, Problems: []Problem{{Setting: "(file)", Message: strings.TrimPrefix(err.Error(), "yaml: ")}}}
+	}
+	n.applyDefaults()
+	n.resolvePaths()
+	problems := n.validate()
+	for i := range problems {
+		problems[i].Line = lineOf(&root, problems[i].Setting)
+	}
+	if len(problems) > 0 {
+		return n, &Error{Path: path, Problems: problems}
+	}
+	return n, nil
+}
+
+// Path is the file the network was loaded from.
+func (n *Network) Path() string { return n.path }
+
+// Site returns the site with the given ID.
+func (n *Network) Site(id string) (*Site, bool) {
+	for i := range n.Sites {
+		if n.Sites[i].ID == id {
+			return &n.Sites[i], true
+		}
+	}
+	return nil, false
+}
+
+// SiteIDs lists the site IDs in file order.
+func (n *Network) SiteIDs() []string {
+	ids := make([]string, len(n.Sites))
+	for i, s := range n.Sites {
+		ids[i] = s.ID
+	}
+	return ids
+}
+
+// Location returns the site's schedule time zone.
+func (s *Site) Location() *time.Location {
+	loc, err := time.LoadLocation(s.TimeZone)
+	if err != nil {
+		return time.UTC
+	}
+	return loc
+}
+
+// ParseSchedule parses the site's cron schedule in its time zone.
+func (s *Site) ParseSchedule() (cron.Schedule, error) {
+	return cronParser.Parse("CRON_TZ=" + s.TimeZone + " " + s.Schedule)
+}
+
+var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+func (n *Network) resolvePaths() {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(n.dir, *p)
+		}
+	}
+	abs(&n.Protocol)
+	abs(&n.ReportsDir)
+	abs(&n.PseudonymKey.File)
+	abs(&n.NATS.Password.File)
+	abs(&n.NATS.CAFile)
+	abs(&n.NATS.StoreDir)
+	abs(&n.Destination.Token.File)
+	abs(&n.Destination.CAFile)
+	for i := range n.Sites {
+		s := &n.Sites[i]
+		abs(&s.Token.File)
+		abs(&s.Policy)
+		abs(&s.CAFile)
+	}
+}
+
+var (
+	siteIDRe    = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	namespaceRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_]{0,30}$`)
+)
+
+func (n *Network) validate() []Problem {
+	var ps []Problem
+	add := func(setting, format string, a ...any) {
+		ps = append(ps, Problem{Setting: setting, Message: fmt.Sprintf(format, a...)})
+	}
+	checkURL := func(setting, u string) {
+		switch {
+		case u == "":
+			add(setting, "missing: the REDCap API URL, e.g. https://redcap.example.org/api/")
+		case !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://"):
+			add(setting, "%q must start with https:// (or http:// for a local simulator)", u)
+		case !strings.HasSuffix(strings.TrimRight(u, "/"), "/api"):
+			add(setting, "%q should end in /api/ (REDCap's API endpoint)", u)
+		}
+	}
+	checkSecret := func(setting string, s Secret, what string) {
+		if !s.IsSet() {
+			add(setting, "missing: give %s as file: <path> or env: <VAR> (never in this file)", what)
+			return
+		}
+		if s.File != "" && s.Env != "" {
+			add(setting, "give either file or env, not both")
+			return
+		}
+		if _, err := s.Read(); err != nil {
+			add(setting, "%v", err)
+		}
+	}
+	checkFile := func(setting, p string) {
+		if p == "" {
+			return
+		}
+		if _, err := os.Stat(p); err != nil {
+			add(setting, "file %s: %v", p, errors.Unwrap(err))
+		}
+	}
+	checkURL("destination.url", n.Destination.URL)
+	checkSecret("destination.token", n.Destination.Token, "the destination's API token")
+	checkFile("destination.ca_file", n.Destination.CAFile)
+	if n.Destination.BatchSize < 1 || n.Destination.BatchSize > 5000 {
+		add("destination.batch_size", "%d is out of range 1..5000", n.Destination.BatchSize)
+	}
+	if n.Destination.Concurrency < 1 || n.Destination.Concurrency > 32 {
+		add("destination.concurrency", "%d is out of range 1..32", n.Destination.Concurrency)
+	}
+	if n.Destination.CallsPerMinute > 599 {
+		add("destination.calls_per_minute", "%d would reach REDCap's IP ban at 600 calls/minute; use 500 or less", n.Destination.CallsPerMinute)
+	}
+	if len(n.Sites) == 0 {
+		add("sites", "no sites: list at least one remote REDCap project")
+	}
+	if n.PseudonymKey.IsSet() {
+		checkSecret("pseudonym_key", n.PseudonymKey, "the pseudonym key")
+	}
+	checkFile("protocol", n.Protocol)
+	checkFile("nats.ca_file", n.NATS.CAFile)
+	if n.NATS.User != "" {
+		checkSecret("nats.password", n.NATS.Password, "the NATS password")
+	}
+	if n.Streams.DedupeWindow.D() > n.Streams.RawMaxAge.D() {
+		add("streams.dedupe_window", "%s is longer than streams.raw_max_age %s", n.Streams.DedupeWindow.D(), n.Streams.RawMaxAge.D())
+	}
+	seen := map[string]int{}
+	seenNS := map[string]int{}
+	for i, s := range n.Sites {
+		p := fmt.Sprintf("sites[%d]", i)
+		if !siteIDRe.MatchString(s.ID) {
+			add(p+".id", "%q must be 1-63 lowercase letters, digits, '-' or '_' (it is used in NATS subjects)", s.ID)
+		} else if j, dup := seen[s.ID]; dup {
+			add(p+".id", "%q is already used by sites[%d]", s.ID, j)
+		} else {
+			seen[s.ID] = i
+		}
+		checkURL(p+".url", s.URL)
+		checkSecret(p+".token", s.Token, "the site's API token")
+		checkFile(p+".ca_file", s.CAFile)
+		if _, err := time.LoadLocation(s.TimeZone); err != nil {
+			add(p+".time_zone", "%q is not a known time zone (use e.g. America/New_York)", s.TimeZone)
+		} else if _, err := s.ParseSchedule(); err != nil {
+			add(p+".schedule", "%q is not a cron schedule: %v (use e.g. \"0 2 * * *\" or @daily)", s.Schedule, err)
+		}
+		if s.Policy == "" {
+			add(p+".policy", "missing: every site needs the transfer policy its IRB approved (deny by default)")
+		} else {
+			checkFile(p+".policy", s.Policy)
+		}
+		if !namespaceRe.MatchString(s.Namespace) {
+			add(p+".namespace", "%q must be letters, digits or '_' (it prefixes record IDs)", s.Namespace)
+		} else if j, dup := seenNS[s.Namespace]; dup {
+			add(p+".namespace", "%q is already used by sites[%d]: record IDs would collide", s.Namespace, j)
+		} else {
+			seenNS[s.Namespace] = i
+		}
+		if s.BatchSize < 1 || s.BatchSize > 5000 {
+			add(p+".batch_size", "%d is out of range 1..5000", s.BatchSize)
+		}
+		if s.CallsPerMinute > 599 {
+			add(p+".calls_per_minute", "%d would reach REDCap's IP ban at 600 calls/minute; use 500 or less", s.CallsPerMinute)
+		}
+	}
+	return ps
+}
+
+// lineOf finds the line of a setting path such as sites[1].schedule; it falls
+// back to the nearest existing parent.
+func lineOf(root *yaml.Node, setting string) int {
+	node := root
+	if node.Kind == yaml.DocumentNode && len(node.Content) > 0 {
+		node = node.Content[0]
+	}
+	line := 0
+	for _, part := range strings.Split(setting, ".") {
+		key, idx := part, -1
+		if i := strings.IndexByte(part, '['); i >= 0 {
+			key = part[:i]
+			fmt.Sscanf(part[i:], "[%d]", &idx)
+		}
+		next := mapValue(node, key)
+		if next == nil {
+			return line
+		}
+		node, line = next, next.Line
+		if idx >= 0 {
+			if node.Kind != yaml.SequenceNode || idx >= len(node.Content) {
+				return line
+			}
+			node = node.Content[idx]
+			line = node.Line
+		}
+	}
+	return line
+}
+
+func mapValue(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
