@@ -1,0 +1,152 @@
+// Package broker is the one place that knows how REDCap Relay uses NATS:
+// it starts the embedded server, connects services, and provisions every
+// stream, consumer and KV/object bucket explicitly at start-up (watermill's
+// auto-provisioning stays off, so a typo cannot create a stray stream).
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// EmbeddedOptions configures the in-process NATS server of `relay all`,
+// `relay demo`, `relay nats` and the tests.
+type EmbeddedOptions struct {
+	StoreDir string // JetStream file store; required
+	Host     string // default 127.0.0.1
+	Port     int    // -1 picks a free port; 0 means 4222
+	// ConfigFile is a nats-server config file (accounts, users, TLS); its
+	// settings are applied first, then StoreDir/Host/Port override when set.
+	ConfigFile string
+	// SyncAlways fsyncs every write: slower (~30x) but survives power loss
+	// without the default 2-minute sync window.
+	SyncAlways bool
+	// Key encrypts JetStream at rest (RECORDS_RAW holds PHI).
+	Key    string
+	Logger *slog.Logger
+}
+
+// StartEmbedded starts a NATS server with JetStream and waits until it
+// accepts connections.
+func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
+	opts := &server.Options{}
+	if o.ConfigFile != "" {
+		fo, err := server.ProcessConfigFile(o.ConfigFile)
+		if err != nil {
+			return nil, fmt.Errorf("nats config %s: %w", o.ConfigFile, err)
+		}
+		opts = fo
+	}
+	if o.StoreDir != "" {
+		opts.StoreDir = o.StoreDir
+	}
+	if opts.StoreDir == "" {
+		return nil, errors.New("nats: a JetStream store folder is required (--data or store_dir)")
+	}
+	opts.JetStream = true
+	if o.Host != "" || opts.Host == "" {
+		opts.Host = or(o.Host, "127.0.0.1")
+	}
+	if o.Port != 0 {
+		opts.Port = o.Port
+	} else if opts.Port == 0 {
+		opts.Port = 4222
+	}
+	if o.SyncAlways {
+		opts.SyncAlways = true
+	}
+	if o.Key != "" {
+		opts.JetStreamKey = o.Key
+	}
+	opts.NoSigs = true
+	opts.NoLog = true
+	opts.MaxPayload = 8 << 20 // one REDCap record with many events can be large
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("nats: %w", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(30 * time.Second) {
+		s.Shutdown()
+		return nil, fmt.Errorf("nats: server on %s did not start within 30s (is the port in use or the store folder %s unwritable?)",
+			net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port)), opts.StoreDir)
+	}
+	return s, nil
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// ConnectOptions configures a service's connection.
+type ConnectOptions struct {
+	Name     string // the service name, shown in server monitoring
+	User     string
+	Password string
+	CAFile   string
+	Logger   *slog.Logger
+}
+
+// Connect dials NATS and keeps reconnecting for ever: a broker restart must
+// not kill the services. The first connection is retried too, so services
+// started before the broker (compose) wait for it and say so.
+func Connect(ctx context.Context, url string, o ConnectOptions) (*nats.Conn, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	opts := []nats.Option{
+		nats.Name("relay-" + o.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond),
+		nats.ReconnectBufSize(64 << 20),
+		nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected; reconnecting", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
+	}
+	if o.User != "" {
+		opts = append(opts, nats.UserInfo(o.User, o.Password))
+	}
+	if o.CAFile != "" {
+		opts = append(opts, nats.RootCAs(o.CAFile))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("nats %s: %w", url, err)
+	}
+	// Wait for the first connection so that provisioning errors are clear.
+	deadline := time.Now().Add(60 * time.Second)
+	for !nc.IsConnected() {
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			err := nc.LastError()
+			nc.Close()
+			if err == nil {
+				err = errors.New("no answer")
+			}
+			return nil, fmt.Errorf("nats %s: cannot connect within 60s: %w (is the server running, and the user/password right?)", url, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nc, nil
+}
+
+// JetStream wraps a connection with the options every service uses.
+func JetStream(nc *nats.Conn) (jetstream.JetStream, error) {
+	return jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+}

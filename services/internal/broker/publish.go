@@ -1,0 +1,109 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/redcap-relay/relay/messages"
+)
+
+// WatermillUUIDHeader is the header watermill-nats' NATSMarshaler reads as the
+// message UUID; we set it to the deterministic message ID so that what
+// watermill sees, logs and dead-letters is the same ID JetStream dedupes on.
+const WatermillUUIDHeader = "_watermill_message_uuid"
+
+// NewMsg builds a JSON message with the dedupe ID and routing headers.
+func NewMsg(subject, msgID, site string, v any) (*nats.Msg, error) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", subject, err)
+	}
+	m := nats.NewMsg(subject)
+	m.Data = body
+	m.Header.Set(jetstream.MsgIDHeader, msgID)
+	m.Header.Set(WatermillUUIDHeader, msgID)
+	if site != "" {
+		m.Header.Set(messages.HeaderSite, site)
+	}
+	return m, nil
+}
+
+// Publish sends one message and waits for the stream's ack.
+func Publish(ctx context.Context, js jetstream.JetStream, subject, msgID, site string, v any) error {
+	m, err := NewMsg(subject, msgID, site, v)
+	if err != nil {
+		return err
+	}
+	if _, err := js.PublishMsg(ctx, m); err != nil {
+		return fmt.Errorf("publish %s: %w", subject, err)
+	}
+	return nil
+}
+
+// Batch publishes asynchronously and collects the acks, so a site run can
+// publish thousands of records without a round trip each.
+type Batch struct {
+	js      jetstream.JetStream
+	pending []jetstream.PubAckFuture
+	Sent    int
+}
+
+func NewBatch(js jetstream.JetStream) *Batch { return &Batch{js: js} }
+
+// Add queues one message. When the client's async window is full it waits
+// (stall wait) rather than failing fast.
+func (b *Batch) Add(subject, msgID, site string, v any) error {
+	m, err := NewMsg(subject, msgID, site, v)
+	if err != nil {
+		return err
+	}
+	f, err := b.js.PublishMsgAsync(m, jetstream.WithStallWait(30*time.Second))
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", subject, err)
+	}
+	b.pending = append(b.pending, f)
+	b.Sent++
+	if len(b.pending) >= 2048 {
+		return b.Wait(context.Background())
+	}
+	return nil
+}
+
+// Wait blocks until every queued message is stored (or failed) and returns
+// the first failure. Failed messages are not lost: the caller's run fails and
+// its cursor does not advance, so the next run exports them again.
+func (b *Batch) Wait(ctx context.Context) error {
+	var first error
+	for _, f := range b.pending {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			if first == nil {
+				first = fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	b.pending = b.pending[:0]
+	return first
+}
+
+// DeadLetter publishes a dead letter for a stage and site. The message ID
+// makes a dead letter for the same failure idempotent.
+func DeadLetter(ctx context.Context, js jetstream.JetStream, dl messages.DeadLetter) error {
+	dl.V = messages.V
+	if dl.At.IsZero() {
+		dl.At = time.Now().UTC()
+	}
+	id := "dlq." + dl.Stage + "." + dl.Site + "." + dl.MsgID
+	if dl.MsgID == "" {
+		id = "dlq." + dl.Stage + "." + dl.Site + "." + dl.RunID + "." + dl.RecordID
+	}
+	return Publish(ctx, js, messages.DLQSubject(dl.Stage, dl.Site), id, dl.Site, dl)
+}
