@@ -222,3 +222,10 @@ func short(h string) string {
 	}
 	return h
 }
+
+// More routing headers: the record and original subject travel in headers so
+// that a dead letter can name them even when the body cannot be decoded.
+const (
+	HeaderRecord  = "Relay-Record"
+	HeaderSubject = "Relay-Subject"
+)

@@ -17,8 +17,13 @@ import (
 // watermill sees, logs and dead-letters is the same ID JetStream dedupes on.
 const WatermillUUIDHeader = "_watermill_message_uuid"
 
+// Route is what a message's headers say about it, so operators and dead
+// letters can name the site, run and record without decoding (or exposing)
+// the body.
+type Route struct{ Site, Run, Record string }
+
 // NewMsg builds a JSON message with the dedupe ID and routing headers.
-func NewMsg(subject, msgID, site string, v any) (*nats.Msg, error) {
+func NewMsg(subject, msgID string, r Route, v any) (*nats.Msg, error) {
 	body, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", subject, err)
@@ -27,15 +32,18 @@ func NewMsg(subject, msgID, site string, v any) (*nats.Msg, error) {
 	m.Data = body
 	m.Header.Set(jetstream.MsgIDHeader, msgID)
 	m.Header.Set(WatermillUUIDHeader, msgID)
-	if site != "" {
-		m.Header.Set(messages.HeaderSite, site)
+	m.Header.Set(messages.HeaderSubject, subject)
+	for k, v := range map[string]string{messages.HeaderSite: r.Site, messages.HeaderRun: r.Run, messages.HeaderRecord: r.Record} {
+		if v != "" {
+			m.Header.Set(k, v)
+		}
 	}
 	return m, nil
 }
 
 // Publish sends one message and waits for the stream's ack.
-func Publish(ctx context.Context, js jetstream.JetStream, subject, msgID, site string, v any) error {
-	m, err := NewMsg(subject, msgID, site, v)
+func Publish(ctx context.Context, js jetstream.JetStream, subject, msgID string, r Route, v any) error {
+	m, err := NewMsg(subject, msgID, r, v)
 	if err != nil {
 		return err
 	}
@@ -57,8 +65,8 @@ func NewBatch(js jetstream.JetStream) *Batch { return &Batch{js: js} }
 
 // Add queues one message. When the client's async window is full it waits
 // (stall wait) rather than failing fast.
-func (b *Batch) Add(subject, msgID, site string, v any) error {
-	m, err := NewMsg(subject, msgID, site, v)
+func (b *Batch) Add(subject, msgID string, r Route, v any) error {
+	m, err := NewMsg(subject, msgID, r, v)
 	if err != nil {
 		return err
 	}
@@ -105,5 +113,5 @@ func DeadLetter(ctx context.Context, js jetstream.JetStream, dl messages.DeadLet
 	if dl.MsgID == "" {
 		id = "dlq." + dl.Stage + "." + dl.Site + "." + dl.RunID + "." + dl.RecordID
 	}
-	return Publish(ctx, js, messages.DLQSubject(dl.Stage, dl.Site), id, dl.Site, dl)
+	return Publish(ctx, js, messages.DLQSubject(dl.Stage, dl.Site), id, Route{Site: dl.Site, Run: dl.RunID, Record: dl.RecordID}, dl)
 }

@@ -1,0 +1,87 @@
+// Package ticker turns each site's cron schedule into export requests.
+//
+// The run ID is derived from the site and the scheduled tick time, and is the
+// JetStream message ID, so two tickers running at once (a rolling restart,
+// a mistaken second replica) still produce one request per tick.
+package ticker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/redcap-relay/relay/messages"
+	"github.com/redcap-relay/relay/services/internal/broker"
+	"github.com/redcap-relay/relay/services/internal/config"
+)
+
+// Deps is what the ticker needs.
+type Deps struct {
+	JS      jetstream.JetStream
+	Network *config.Network
+	Logger  *slog.Logger
+	// Now is the clock (tests move it); default time.Now.
+	Now func() time.Time
+}
+
+// Run schedules every site until ctx ends.
+func Run(ctx context.Context, d Deps) error {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	log := d.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	var wg sync.WaitGroup
+	for i := range d.Network.Sites {
+		site := &d.Network.Sites[i]
+		sched, err := site.ParseSchedule()
+		if err != nil {
+			return fmt.Errorf("site %s: schedule %q: %w", site.ID, site.Schedule, err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				next := sched.Next(d.Now())
+				log.Info("next export scheduled", "site", site.ID, "at", next.Format(time.RFC3339))
+				t := time.NewTimer(time.Until(next))
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return
+				case <-t.C:
+				}
+				req := NewRequest(site.ID, next, false, "schedule")
+				if err := Request(ctx, d.JS, req); err != nil {
+					// The broker is down: the next tick will try again; a
+					// missed tick is caught up by the changed-since cursor.
+					log.Error("export request not published", "site", site.ID, "run", req.RunID, "err", err)
+					continue
+				}
+				log.Info("export requested", "site", site.ID, "run", req.RunID)
+			}
+		}()
+	}
+	wg.Wait()
+	return ctx.Err()
+}
+
+// NewRequest builds the request for one tick of one site.
+func NewRequest(site string, tick time.Time, full bool, reason string) messages.ExportRequested {
+	return messages.ExportRequested{
+		V: messages.V, Site: site, RunID: messages.RunID(site, tick),
+		Full: full, Reason: reason, RequestedAt: tick.UTC().Truncate(time.Second),
+	}
+}
+
+// Request publishes an export request (used by the schedule, `relay sync`
+// and the demo).
+func Request(ctx context.Context, js jetstream.JetStream, req messages.ExportRequested) error {
+	return broker.Publish(ctx, js, messages.ExportRequestedSubject(req.Site), req.MsgID(), broker.Route{Site: req.Site, Run: req.RunID}, req)
+}
