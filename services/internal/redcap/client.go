@@ -321,6 +321,9 @@ func (c *Client) statusError(call string, status int, body []byte) *Error {
 	if ps := parseProblems(msg); len(ps) > 0 {
 		e.Problems = ps
 		msg = problemsText(ps)
+	} else if strings.HasPrefix(msg, `"`) && strings.Count(msg, `","`) >= 3 {
+		// Looks like validation lines we cannot split: they hold values.
+		msg = "REDCap rejected the data; its problem list could not be read without showing values"
 	}
 	e.Message = msg
 	switch {

@@ -143,12 +143,41 @@ func parseProblems(msg string) []Problem {
 	for rest != "" {
 		fields, next, ok := parseCSVLine(rest)
 		if !ok || len(fields) != 4 {
-			return nil
+			return parseProblemsLoose(msg)
 		}
 		p := Problem{Record: fields[0], Field: fields[1], Value: fields[2], Message: fields[3]}
 		p.Message = redactValue(p.Message, p.Value)
 		out = append(out, p)
 		rest = strings.TrimLeft(next, "\n")
+	}
+	return out
+}
+
+// parseProblemsLoose reads problem lines whose inner quotes were not
+// doubled: a line starts with `"`, its parts are separated by `","`, and
+// whatever sits between the field and the message is the value.
+func parseProblemsLoose(msg string) []Problem {
+	var lines []string
+	for _, l := range strings.Split(msg, "\n") {
+		if len(lines) > 0 && !strings.HasPrefix(l, `"`) {
+			lines[len(lines)-1] += "\n" + l // a value with a line break
+			continue
+		}
+		lines = append(lines, l)
+	}
+	var out []Problem
+	for _, l := range lines {
+		if len(l) < 2 || !strings.HasPrefix(l, `"`) || !strings.HasSuffix(l, `"`) {
+			return nil
+		}
+		parts := strings.Split(l[1:len(l)-1], `","`)
+		if len(parts) < 4 {
+			return nil
+		}
+		und := func(s string) string { return strings.ReplaceAll(s, `""`, `"`) }
+		p := Problem{Record: und(parts[0]), Field: und(parts[1]), Value: und(strings.Join(parts[2:len(parts)-1], `","`)), Message: und(parts[len(parts)-1])}
+		p.Message = redactValue(p.Message, p.Value)
+		out = append(out, p)
 	}
 	return out
 }
