@@ -1,0 +1,188 @@
+// Package router wires watermill the way every per-message hop of the
+// pipeline needs it (ticker→exporter, exporter→transformer): a subscriber
+// bound to the service's provisioned durable with manual acks and a queue
+// group, and the middleware chain
+//
+//	CorrelationID → PoisonQueue (permanent errors, to relay.dlq.<stage>.<site>)
+//	  → Retry with backoff (transient errors) → Timeout → Recoverer
+//
+// Transient errors that outlast the retries are nacked, so JetStream
+// redelivers them later: an outage never dead-letters a message.
+package router
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wmnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/redcap-relay/relay/messages"
+	"github.com/redcap-relay/relay/services/internal/broker"
+	"github.com/redcap-relay/relay/services/internal/redcap"
+)
+
+// Permanent marks an error that no retry can fix (a malformed message, a
+// policy refusal): the message goes to the dead-letter stream.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err}
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// IsPermanent reports whether err is permanent: marked so, a REDCap
+// permanent error, or a recovered panic (the same input would panic again).
+func IsPermanent(err error) bool {
+	var pe *permanentError
+	var rp middleware.RecoveredPanicError
+	return errors.As(err, &pe) || redcap.IsPermanent(err) || errors.As(err, &rp)
+}
+
+// Decode unmarshals a message body and checks its contract version. Decoding
+// errors never quote the body (it may hold PHI).
+func Decode(msg *message.Message, v any) error {
+	if err := json.Unmarshal(msg.Payload, v); err != nil {
+		return Permanent(fmt.Errorf("malformed message body (%d bytes): not the expected JSON contract", len(msg.Payload)))
+	}
+	var head struct {
+		V int `json:"v"`
+	}
+	_ = json.Unmarshal(msg.Payload, &head)
+	if head.V != messages.V {
+		return Permanent(fmt.Errorf("message contract version %d is not supported (this build reads %d)", head.V, messages.V))
+	}
+	return nil
+}
+
+// Config describes one watermill-driven service.
+type Config struct {
+	Stage    string // for dead letters: messages.Stage*
+	Stream   string
+	Consumer string // durable = queue group
+	Topic    string // the consumer's filter subject
+	// Parallel is how many messages this replica handles at once.
+	Parallel int
+	// HandlerTimeout bounds one handling, retries excluded; AckWait must
+	// exceed HandlerTimeout plus the retries.
+	HandlerTimeout time.Duration
+	AckWait        time.Duration
+	Retry          middleware.Retry
+	Logger         *slog.Logger
+}
+
+// Handler handles one message; returning an error nacks (transient) or
+// dead-letters (permanent) it.
+type Handler func(msg *message.Message) error
+
+// Run subscribes and runs the handler until ctx ends.
+func Run(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, c Config, h Handler) error {
+	log := c.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	wlog := watermill.NewSlogLoggerWithLevelMapping(log, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
+	if c.Parallel < 1 {
+		c.Parallel = 1
+	}
+	sub, err := wmnats.NewSubscriberWithNatsConn(nc, wmnats.SubscriberSubscriptionConfig{
+		Unmarshaler:      &wmnats.NATSMarshaler{},
+		SubscribersCount: c.Parallel,
+		// watermill waits this long for our ack before it gives up on a
+		// message (JetStream then redelivers after AckWait).
+		AckWaitTimeout:   c.AckWait - c.AckWait/10,
+		CloseTimeout:     30 * time.Second,
+		SubscribeTimeout: 30 * time.Second,
+		QueueGroupPrefix: c.Consumer,
+		NakDelay:         wmnats.NewStaticDelay(2 * time.Second),
+		JetStream: wmnats.JetStreamConfig{
+			// ManualAck: without it watermill-nats auto-acks, and loses,
+			// messages whose handler fails or times out.
+			SubscribeOptions:  []nats.SubOpt{nats.ManualAck(), nats.Bind(c.Stream, c.Consumer)},
+			DurablePrefix:     c.Consumer,
+			DurableCalculator: func(prefix, _ string) string { return prefix },
+			TrackMsgId:        true,
+		},
+	}, wlog)
+	if err != nil {
+		return fmt.Errorf("%s: subscribe: %w", c.Consumer, err)
+	}
+	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, wlog)
+	if err != nil {
+		return err
+	}
+	poison, err := middleware.PoisonQueueWithFilter(&dlqPublisher{js: js, stage: c.Stage}, messages.SubjectDLQ, IsPermanent)
+	if err != nil {
+		return err
+	}
+	retry := c.Retry
+	retry.ShouldRetry = func(p middleware.RetryParams) bool { return !IsPermanent(p.Err) }
+	retry.Logger = wlog
+	r.AddMiddleware(
+		middleware.CorrelationID,
+		poison,
+		retry.Middleware,
+		middleware.Timeout(c.HandlerTimeout),
+		middleware.Recoverer,
+	)
+	r.AddConsumerHandler(c.Consumer, c.Topic, sub, func(msg *message.Message) error {
+		err := h(msg)
+		if err != nil && !IsPermanent(err) {
+			log.Warn("message will be retried", "stage", c.Stage, "site", msg.Metadata.Get(messages.HeaderSite), "msg_id", msg.UUID, "err", err)
+		}
+		return err
+	})
+	return r.Run(ctx)
+}
+
+// dlqPublisher turns watermill's poisoned messages into the project's
+// DeadLetter contract on relay.dlq.<stage>.<site>.
+type dlqPublisher struct {
+	js    jetstream.JetStream
+	stage string
+}
+
+func (p *dlqPublisher) Publish(_ string, msgs ...*message.Message) error {
+	for _, m := range msgs {
+		site := m.Metadata.Get(messages.HeaderSite)
+		if site == "" {
+			site = "unknown"
+		}
+		dl := messages.DeadLetter{
+			Stage:    p.stage,
+			Site:     site,
+			RunID:    m.Metadata.Get(messages.HeaderRun),
+			RecordID: m.Metadata.Get(messages.HeaderRecord),
+			Error:    m.Metadata.Get(middleware.ReasonForPoisonedKey),
+			Attempts: 1,
+			Subject:  m.Metadata.Get(messages.HeaderSubject),
+			MsgID:    m.UUID,
+			Payload:  json.RawMessage(nil),
+		}
+		if json.Valid(m.Payload) {
+			dl.Payload = json.RawMessage(m.Payload)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := broker.DeadLetter(ctx, p.js, dl)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *dlqPublisher) Close() error { return nil }

@@ -1,0 +1,77 @@
+// Package sitemeta takes a site's metadata snapshot through the REDCap API:
+// everything the transformer and checker need to know about a project.
+package sitemeta
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/redcap-relay/relay/messages"
+	"github.com/redcap-relay/relay/services/internal/redcap"
+)
+
+// Fetch exports the project's version, info, data dictionary, instruments,
+// and (where the project has them) arms, events, form-event mapping and
+// repeating setup. Errors say which call failed for which site.
+func Fetch(ctx context.Context, c *redcap.Client, site string) (*messages.MetadataSnapshot, error) {
+	s := &messages.MetadataSnapshot{V: messages.V, Site: site, TakenAt: time.Now().UTC()}
+	var err error
+	if s.REDCapVersion, err = c.ExportVersion(ctx); err != nil {
+		return nil, err
+	}
+	if s.Project, err = c.ExportProjectInfo(ctx); err != nil {
+		return nil, err
+	}
+	if s.Fields, err = c.ExportMetadata(ctx); err != nil {
+		return nil, err
+	}
+	if len(s.Fields) == 0 {
+		return nil, fmt.Errorf("site %s: the data dictionary is empty (does the token have rights to the project design?)", site)
+	}
+	if s.Instruments, err = c.ExportInstruments(ctx); err != nil {
+		return nil, err
+	}
+	if s.Project.IsLongitudinal == 1 {
+		if s.Arms, err = c.ExportArms(ctx); err != nil {
+			return nil, err
+		}
+		if s.Events, err = c.ExportEvents(ctx); err != nil {
+			return nil, err
+		}
+		if s.FormEventMapping, err = c.ExportFormEventMapping(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if s.Project.HasRepeatingInstrumentsOrEvents == 1 {
+		if s.Repeating, err = c.ExportRepeating(ctx); err != nil {
+			return nil, err
+		}
+	}
+	s.ComputeHash()
+	return s, nil
+}
+
+// FieldsHash is the hash of the data dictionary alone: one cheap call tells
+// an incremental run whether the full snapshot must be taken again.
+func FieldsHash(fields []messages.Field) string { return messages.HashJSON(fields) }
+
+// Load reads a metadata snapshot from the metadata bucket.
+func Load(ctx context.Context, js jetstream.JetStream, key string) (*messages.MetadataSnapshot, error) {
+	kv, err := js.KeyValue(ctx, messages.BucketMetadata)
+	if err != nil {
+		return nil, err
+	}
+	e, err := kv.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	var s messages.MetadataSnapshot
+	if err := json.Unmarshal(e.Value(), &s); err != nil {
+		return nil, fmt.Errorf("metadata snapshot %s: %w", key, err)
+	}
+	return &s, nil
+}
