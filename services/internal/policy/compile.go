@@ -443,8 +443,9 @@ func (c *Compiled) decide(f messages.Field, fieldApproved bool, fieldRule map[st
 	}
 	if rule == "" {
 		d.Action = "refused"
-		d.Problem = fmt.Sprintf("approved but looks like an identifier (%s) and no rule decides it: add a rule (%s), e.g. `- field: %s` with `rule: %s`",
-			strings.Join(d.Reasons, "; "), suggest(f, det), f.FieldName, strings.Fields(suggest(f, det))[0])
+		sug := suggest(f, det)
+		d.Problem = fmt.Sprintf("approved, but looks like an identifier (%s) and no rule decides it: add `{field: %s, rule: %s}` to rules (fitting rules: %s)",
+			strings.Join(d.Reasons, "; "), f.FieldName, sug[0], strings.Join(sug, ", "))
 		if !strong && hasCategory(det, CatDate) {
 			d.Problem += ", or set dates: shift|year|drop"
 		}

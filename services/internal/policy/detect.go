@@ -195,18 +195,18 @@ func hasStrong(ds []Detection) bool {
 	return false
 }
 
-// suggest names the rules that fit a detected field, for refusal messages.
-func suggest(f messages.Field, ds []Detection) string {
+// suggest names the rules that fit a detected field, best first.
+func suggest(f messages.Field, ds []Detection) []string {
 	v := validation(f)
 	switch {
 	case hasCategory(ds, CatDate):
-		return "shift, year or drop"
-	case v == "zipcode" || strings.Contains(strings.ToLower(f.FieldName), "zip"):
-		return "zip3 or drop"
+		return []string{Shift, Year, Drop}
+	case v == "zipcode" || (strings.Contains(strings.ToLower(f.FieldName), "zip") && f.FieldType == "text" && (v == "" || v == "integer")):
+		return []string{Zip3, Drop}
 	case hasCategory(ds, CatAge):
-		return "cap_age or drop"
+		return []string{CapAge, Drop}
 	case hasCategory(ds, CatFreeText) && !hasStrong(ds):
-		return "drop (or free_text: drop)"
+		return []string{Drop}
 	}
-	return "drop or hash"
+	return []string{Drop, Hash}
 }

@@ -1,0 +1,128 @@
+package policy
+
+import (
+	"strings"
+	"testing"
+)
+
+// REDCap's own validation-suite project flags 2 of 62 fields; every SSN,
+// MRN, phone, e-mail, ZIP/postal and date field must be caught anyway.
+func TestDetectProject1xmlUnflaggedIdentifiers(t *testing.T) {
+	fields := loadDictionaryCSV(t, "testdata/Project1xml_DataDictionary.csv")
+	if len(fields) != 62 {
+		t.Fatalf("fixture has %d fields, want 62", len(fields))
+	}
+	flagged := 0
+	for _, f := range fields {
+		if f.Identifier == "y" {
+			flagged++
+		}
+	}
+	if flagged != 2 {
+		t.Fatalf("fixture flags %d fields, want 2", flagged)
+	}
+	want := map[string]Category{
+		"email": CatValidation, "email_survey": CatValidation, "email_consent": CatValidation, "email_v2": CatValidation,
+		"ssn": CatValidation, "mrn_10_digits": CatValidation, "mrn": CatValidation,
+		"phone_north_america": CatValidation, "phone_australia": CatValidation, "phone_uk": CatValidation,
+		"zipcode_us": CatValidation, "postal_5": CatValidation, "postal_code_australia": CatValidation, "postal_code_canada": CatValidation,
+		"date_ymd": CatDate, "date_mdy": CatDate, "date_dmy": CatDate, "dob": CatDate,
+		"datetime_ymd_hmss": CatDate, "datetime_ymd_hm": CatDate, "datetime_mdy_hmss": CatDate, "datetime_dmy_hmss": CatDate,
+		"identifier": CatFlagged, "identifier_2": CatFlagged,
+		"name": CatName, "ptname": CatName, "name_survey": CatName, "name_consent": CatName, "name_v2": CatName,
+		"notesbox": CatFreeText, "textbox": CatFreeText, "letters": CatFreeText,
+		"signature": CatFile, "file_upload": CatFile, "signature_consent": CatFile,
+	}
+	got := map[string][]Detection{}
+	for _, f := range fields {
+		got[f.FieldName] = Detect(f)
+	}
+	for name, cat := range want {
+		if !hasCategory(got[name], cat) {
+			t.Errorf("%s: detected %v, want category %s", name, got[name], cat)
+		}
+	}
+	// The DOB is caught twice: as a date and by its name.
+	if !hasCategory(got["dob"], CatName) {
+		t.Errorf("dob: %v, want a name detection too", got["dob"])
+	}
+	// Not identifiers: coded and numeric fields, times.
+	for _, name := range []string{"radio", "checkbox", "integer", "number", "calc_test", "time_hhmm", "time_mmss", "multiple_dropdown_auto"} {
+		if ds := got[name]; len(ds) != 0 {
+			t.Errorf("%s: detected %v, want nothing", name, ds)
+		}
+	}
+}
+
+// An "approve everything" policy with no rules is refused, and the refusal
+// names every unflagged identifier and the rule it needs.
+func TestCompileRefusesProject1xmlWithoutRules(t *testing.T) {
+	fields := loadDictionaryCSV(t, "testdata/Project1xml_DataDictionary.csv")
+	p := mustParse(t, `
+name: everything
+approved:
+  forms: [text_validation, data_types, survey, consent, data_dictionary_form, text_validation_2]
+`)
+	_, err := Compile(p, snap(fields...), opts())
+	if err == nil {
+		t.Fatal("compile accepted identifiers without rules")
+	}
+	msg := err.Error()
+	for _, name := range []string{"ssn", "mrn_10_digits", "mrn", "phone_north_america", "phone_uk", "email", "email_v2",
+		"zipcode_us", "postal_code_canada", "date_ymd", "datetime_dmy_hmss", "dob", "identifier", "ptname", "notesbox"} {
+		if !strings.Contains(msg, "field "+name+":") {
+			t.Errorf("refusal does not name %s:\n%s", name, msg)
+		}
+	}
+	for _, hint := range []string{"validation ssn", "rule: zip3", "shift, year, drop", "free_text: drop"} {
+		if !strings.Contains(msg, hint) {
+			t.Errorf("refusal lacks hint %q", hint)
+		}
+	}
+	if !strings.Contains(msg, "test.yaml") || !strings.Contains(msg, "site_a") {
+		t.Errorf("refusal does not name the file and site: %s", msg)
+	}
+	// With explicit rules it compiles.
+	p = mustParse(t, `
+name: everything-decided
+approved:
+  forms: [text_validation, data_types, survey, consent, data_dictionary_form, text_validation_2]
+dates: shift
+free_text: drop
+rules:
+  - validation: [email, "phone*", ssn, "mrn_*", "postalcode_*"]
+    rule: drop
+  - validation: zipcode
+    rule: zip3
+  - fields: [identifier, identifier_2, name, ptname, name_survey, name_consent, name_v2]
+    rule: drop
+  - field: dob
+    rule: year
+`)
+	c, err := Compile(p, snap(fields...), opts())
+	if err != nil {
+		t.Fatalf("compile: %v", err)
+	}
+	for _, d := range c.Decisions() {
+		if hasStrong(d.Detected) && d.Action == Keep {
+			t.Errorf("%s: identifier kept", d.Field)
+		}
+	}
+}
+
+func TestNameTokens(t *testing.T) {
+	for name, want := range map[string]bool{
+		"first_name": true, "pt_last": true, "home_city": true, "ethnicity": false, "capacity": false, "lastly": false,
+		"dob": true, "dob_2": true, "adobe": false, "home_phone": true, "zip5": true, "email_addr": true, "page": false,
+	} {
+		if got := nameMatch(name) != ""; got != want {
+			t.Errorf("nameMatch(%s) = %v, want %v", name, got, want)
+		}
+	}
+	for name, want := range map[string]bool{"age": true, "age_yrs": true, "pt_age": true, "page": false, "stage": false, "age2": true} {
+		f := fld(name, "f", "text", "integer")
+		if got := hasCategory(Detect(f), CatAge); got != want {
+			t.Errorf("age detection of %s = %v, want %v", name, got, want)
+		}
+	}
+}
