@@ -78,7 +78,7 @@ func healRecord() messages.RecordExported {
 				"dem_race___1": "1", "dem_race___2": "0", "dem_race___3": "0", "dem_race___99": "1", "dem_race_oth": "Martian from Elm Street",
 				"dem_email": "Jane.Roe@example.org", "dem_visit": "2024-02-29 10:11:12", "demographics_complete": "2",
 				"demographics_timestamp": "2024-02-29 10:15:00",
-				"peg_pain": "7", "peg_date": "2024-03-01", "peg_time": "2024-03-01 09:30", "peg_complete": "1",
+				"peg_pain":               "7", "peg_date": "2024-03-01", "peg_time": "2024-03-01 09:30", "peg_complete": "1",
 				"ct_phone": "(336) 555-0199", "ct_address": "12 Elm Street", "contact_complete": "2",
 				"unknown_new_field": "secret-new"},
 			{"record_id": "17", "redcap_event_name": "baseline_arm_1", "redcap_repeat_instrument": "sleep", "redcap_repeat_instance": "2",
@@ -115,7 +115,7 @@ func TestApplyHealRecord(t *testing.T) {
 	want0 := messages.Row{
 		"participant_id": "A-17", "redcap_event_name": "baseline_arm_1", "redcap_repeat_instrument": "", "redcap_repeat_instance": "",
 		"redcap_data_access_group": "site_a",
-		"dem_dob": "1931", "dem_age": "90", "dem_zip": "000", "sex": "9",
+		"dem_dob":                  "1931", "dem_age": "90", "dem_zip": "000", "sex": "9",
 		"dem_race___1": "1", "dem_race___2": "0", "dem_race___3": "0", "dem_race___98": "1",
 		"dem_email": c.hashValue("jane.roe@example.org"), "dem_visit": shifted("2006-01-02 15:04:05", "2024-02-29 10:11:12"),
 		"demographics_complete": "2", "demographics_timestamp": "2024",
