@@ -1,0 +1,895 @@
+package redcapsim
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redcap-relay/relay/messages"
+)
+
+// table is a small export: a header, string rows, and the columns that are
+// JSON numbers.
+type table struct {
+	header []string
+	rows   [][]string
+	ints   map[string]bool
+}
+
+func (t *table) write(w http.ResponseWriter, format string) {
+	switch format {
+	case "json":
+		buf := []byte{'['}
+		for i, r := range t.rows {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = append(buf, '{')
+			for j, v := range r {
+				if j > 0 {
+					buf = append(buf, ',')
+				}
+				buf = appendJSONString(buf, t.header[j])
+				buf = append(buf, ':')
+				if t.ints[t.header[j]] && v != "" {
+					buf = append(buf, v...)
+				} else {
+					buf = appendJSONString(buf, v)
+				}
+			}
+			buf = append(buf, '}')
+		}
+		buf = append(buf, ']')
+		writeBody(w, "json", string(buf))
+	case "csv":
+		writeBody(w, "csv", csvTable(t.header, t.rows))
+	default:
+		writeBody(w, "xml", xmlTable(t.header, t.rows))
+	}
+}
+
+var metadataHeader = []string{"field_name", "form_name", "section_header", "field_type", "field_label",
+	"select_choices_or_calculations", "field_note", "text_validation_type_or_show_slider_number",
+	"text_validation_min", "text_validation_max", "identifier", "branching_logic", "required_field",
+	"custom_alignment", "question_number", "matrix_group_name", "matrix_ranking", "field_annotation"}
+
+func fieldRow(f messages.Field) []string {
+	return []string{f.FieldName, f.FormName, f.SectionHeader, f.FieldType, f.FieldLabel,
+		f.SelectChoicesOrCalculations, f.FieldNote, f.TextValidationTypeOrShowSlider,
+		f.TextValidationMin, f.TextValidationMax, f.Identifier, f.BranchingLogic, f.RequiredField,
+		f.CustomAlignment, f.QuestionNumber, f.MatrixGroupName, f.MatrixRanking, f.FieldAnnotation}
+}
+
+func fieldFromRow(r map[string]string) messages.Field {
+	return messages.Field{
+		FieldName: strings.TrimSpace(r["field_name"]), FormName: strings.TrimSpace(r["form_name"]),
+		SectionHeader: r["section_header"], FieldType: strings.TrimSpace(r["field_type"]),
+		FieldLabel: r["field_label"], SelectChoicesOrCalculations: r["select_choices_or_calculations"],
+		FieldNote: r["field_note"], TextValidationTypeOrShowSlider: strings.TrimSpace(r["text_validation_type_or_show_slider_number"]),
+		TextValidationMin: r["text_validation_min"], TextValidationMax: r["text_validation_max"],
+		Identifier: r["identifier"], BranchingLogic: r["branching_logic"], RequiredField: r["required_field"],
+		CustomAlignment: r["custom_alignment"], QuestionNumber: r["question_number"],
+		MatrixGroupName: r["matrix_group_name"], MatrixRanking: r["matrix_ranking"], FieldAnnotation: r["field_annotation"],
+	}
+}
+
+func (c *call) exportMetadata(w http.ResponseWriter) error {
+	p := c.proj
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	fields := c.p.array("fields", true)
+	forms := c.p.array("forms", true)
+	var bad []string
+	wantF := map[string]bool{}
+	for _, f := range fields {
+		if _, ok := p.fieldByName[f]; !ok {
+			bad = append(bad, f)
+		}
+		wantF[f] = true
+	}
+	if len(bad) > 0 {
+		return errorf(400, `The following values in the parameter "fields" are not valid: `+quoteList(bad))
+	}
+	wantForm := map[string]bool{}
+	for _, f := range forms {
+		if !p.isForm(f) {
+			bad = append(bad, f)
+		}
+		wantForm[f] = true
+	}
+	if len(bad) > 0 {
+		return errorf(400, `The following values in the parameter "forms" are not valid: `+quoteList(bad))
+	}
+	t := &table{header: metadataHeader}
+	for _, f := range p.fields {
+		if (len(fields) > 0 || len(forms) > 0) && !wantF[f.FieldName] && !wantForm[f.FormName] {
+			continue
+		}
+		t.rows = append(t.rows, fieldRow(f))
+	}
+	t.write(w, c.p.format())
+	return nil
+}
+
+func (c *call) importMetadata(w http.ResponseWriter) error {
+	rows, err := c.parseDesign()
+	if err != nil {
+		return err
+	}
+	fields := make([]messages.Field, 0, len(rows))
+	for _, r := range rows {
+		fields = append(fields, fieldFromRow(r))
+	}
+	p := c.proj
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	err = c.s.redesign(p, func(q *project) {
+		q.fields = fields
+		// Keep the labels of forms that still exist, add new forms.
+		labels := map[string]string{}
+		for _, in := range q.instruments {
+			labels[in.InstrumentName] = in.InstrumentLabel
+		}
+		q.instruments = nil
+		seen := map[string]bool{}
+		for _, f := range fields {
+			if !seen[f.FormName] {
+				seen[f.FormName] = true
+				l := labels[f.FormName]
+				if l == "" {
+					l = f.FormName
+				}
+				q.instruments = append(q.instruments, messages.Instrument{InstrumentName: f.FormName, InstrumentLabel: l})
+			}
+		}
+		var fem []messages.FormEvent
+		for _, m := range q.fem {
+			if seen[m.Form] {
+				fem = append(fem, m)
+			}
+		}
+		q.fem = fem
+		var rep []messages.RepeatingForm
+		for _, r := range q.repeating {
+			if r.FormName == "" || seen[r.FormName] {
+				rep = append(rep, r)
+			}
+		}
+		q.repeating = rep
+	})
+	if err != nil {
+		return err
+	}
+	writeCount(w, c.rf, len(fields))
+	return nil
+}
+
+func writeCount(w http.ResponseWriter, rf string, n int) {
+	switch rf {
+	case "json":
+		writeBody(w, "json", strconv.Itoa(n))
+	case "csv":
+		writeBody(w, "csv", strconv.Itoa(n))
+	default:
+		writeBody(w, "xml", xmlHeader+"<count>"+strconv.Itoa(n)+"</count>")
+	}
+}
+
+// parseDesign decodes a design import's data (json, csv or xml) as rows.
+func (c *call) parseDesign() ([]map[string]string, error) {
+	rows, notArray, err := parseData(c.p.str("data"), c.p.format(), "flat", c.p.csvDelimiter())
+	if err != nil {
+		return nil, err
+	}
+	if notArray {
+		return nil, errorf(400, "The data being imported is not formatted correctly. The JSON must be in an array, as in [{ ... }].")
+	}
+	out := make([]map[string]string, len(rows))
+	for i, r := range rows {
+		out[i] = r
+	}
+	return out, nil
+}
+
+// redesign applies a metadata or design change to a copy of the project,
+// checks it, remaps the stored rows and swaps it in. Callers hold p.mu.
+func (s *Server) redesign(p *project, change func(q *project)) error {
+	q := &project{
+		id: p.id, title: p.title,
+		fields:      append([]messages.Field(nil), p.fields...),
+		instruments: append([]messages.Instrument(nil), p.instruments...),
+		arms:        append([]messages.Arm(nil), p.arms...),
+		events:      append([]messages.Event(nil), p.events...),
+		fem:         append([]messages.FormEvent(nil), p.fem...),
+		repeating:   append([]messages.RepeatingForm(nil), p.repeating...),
+		dags:        append([]messages.DAG(nil), p.dags...),
+		surveys:     p.surveys, autonumber: p.autonumber, purpose: p.purpose,
+		nextEventID: p.nextEventID, records: map[string]*record{}, dagSeq: p.dagSeq,
+	}
+	change(q)
+	fillEventDefaults(q)
+	fillDAGDefaults(q)
+	q.longitudinal = len(q.events) > 0
+	if err := q.rebuild(); err != nil {
+		return errorf(400, "The design change was not applied: "+err.Error())
+	}
+	// Remap rows by column, form and event names.
+	colMap := make([]int, len(p.cols))
+	for i, c := range p.cols {
+		colMap[i] = -1
+		if j, ok := q.colByName[c.name]; ok {
+			colMap[i] = j
+		}
+	}
+	evMap := make([]int, p.numEvents())
+	for i := range evMap {
+		evMap[i] = -1
+		if !p.longitudinal {
+			evMap[i] = 0 // classic data moves into the first event
+			continue
+		}
+		if j, ok := q.eventByName[p.events[i].UniqueEventName]; ok {
+			evMap[i] = j
+		}
+	}
+	formMap := make([]int, len(p.forms))
+	for i, f := range p.forms {
+		formMap[i] = -1
+		if j, ok := q.formByName[f.name]; ok {
+			formMap[i] = j
+		}
+	}
+	dagMap := make([]int, len(p.dags))
+	for i, d := range p.dags {
+		dagMap[i] = -1
+		if j, ok := q.dagByName[d.Unique]; ok {
+			dagMap[i] = j
+		}
+	}
+	ncols := len(q.cols)
+	for id, rec := range p.records {
+		nr := &record{id: id, dag: -1}
+		if rec.dag >= 0 {
+			nr.dag = dagMap[rec.dag]
+		}
+		for _, r := range rec.rows {
+			ev := evMap[r.ev]
+			if ev < 0 {
+				continue
+			}
+			rep := int(r.rep)
+			if rep >= 0 {
+				rep = formMap[rep]
+				if rep < 0 || !q.repForm[ev][rep] {
+					continue
+				}
+			} else if rep == repEvent && !q.repEv[ev] {
+				continue
+			}
+			old := r.cells(len(p.cols))
+			vals := make([]string, ncols)
+			for i, v := range old {
+				if colMap[i] >= 0 {
+					vals[colMap[i]] = v
+				}
+			}
+			nrow := row{ev: int16(ev), rep: int16(rep), inst: r.inst}
+			nrow.data, nrow.offs = packRow(vals)
+			nr.rows = append(nr.rows, nrow)
+		}
+		if len(nr.rows) > 0 {
+			nr.sortRows()
+			q.records[id] = nr
+		}
+	}
+	// Swap the new design in, keeping the lock, log and persistence state.
+	p.fields, p.instruments, p.arms, p.events, p.fem, p.repeating, p.dags = q.fields, q.instruments, q.arms, q.events, q.fem, q.repeating, q.dags
+	p.longitudinal, p.nextEventID = q.longitudinal, q.nextEventID
+	p.finfo, p.fieldByName, p.forms, p.formByName, p.cols, p.colByName = q.finfo, q.fieldByName, q.forms, q.formByName, q.cols, q.colByName
+	p.eventByName, p.designated, p.repForm, p.repEv, p.hasRepeat = q.eventByName, q.designated, q.repForm, q.repEv, q.hasRepeat
+	p.dagByName, p.armFirstEv = q.dagByName, q.armFirstEv
+	p.records, p.sorted = q.records, false
+	p.log = append(p.log, logEntry{ts: s.now().Unix(), user: "api", action: "Manage/Design", details: "Design change (API)", kind: logManage})
+	return s.snapshotLocked(p)
+}
+
+func (c *call) exportInstruments(w http.ResponseWriter) error {
+	p := c.proj
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	t := &table{header: []string{"instrument_name", "instrument_label"}}
+	for _, in := range p.instruments {
+		t.rows = append(t.rows, []string{in.InstrumentName, in.InstrumentLabel})
+	}
+	t.write(w, c.p.format())
+	return nil
+}
+
+func (c *call) armFilter() (map[int]bool, error) {
+	arms := c.p.array("arms", false)
+	if len(arms) == 0 {
+		return nil, nil
+	}
+	out := map[int]bool{}
+	for _, a := range arms {
+		n, err := strconv.Atoi(a)
+		if err != nil {
+			return nil, errorf(400, `The following values in the parameter "arms" are not valid: `+quoteList([]string{a}))
+		}
+		out[n] = true
+	}
+	return out, nil
+}
+
+func (c *call) exportDesign(w http.ResponseWriter, content string) error {
+	p := c.proj
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if !p.longitudinal {
+		what := map[string]string{"arm": "arms", "event": "events", "formEventMapping": "form/event mappings"}[content]
+		return errorf(400, "You cannot export "+what+" for classic projects")
+	}
+	arms, err := c.armFilter()
+	if err != nil {
+		return err
+	}
+	in := func(n int) bool { return arms == nil || arms[n] }
+	var t *table
+	switch content {
+	case "arm":
+		t = &table{header: []string{"arm_num", "name"}, ints: map[string]bool{"arm_num": true}}
+		used := map[int]bool{}
+		for _, e := range p.events {
+			used[e.ArmNum] = true
+		}
+		for _, a := range p.arms {
+			if in(a.ArmNum) && used[a.ArmNum] {
+				t.rows = append(t.rows, []string{strconv.Itoa(a.ArmNum), a.Name})
+			}
+		}
+	case "event":
+		t = &table{header: []string{"event_name", "arm_num", "unique_event_name", "custom_event_label", "event_id"},
+			ints: map[string]bool{"arm_num": true, "event_id": true}}
+		for _, e := range p.events {
+			if in(e.ArmNum) {
+				t.rows = append(t.rows, []string{e.EventName, strconv.Itoa(e.ArmNum), e.UniqueEventName, e.CustomEventLabel, strconv.Itoa(e.EventID)})
+			}
+		}
+	default:
+		t = &table{header: []string{"arm_num", "unique_event_name", "form"}, ints: map[string]bool{"arm_num": true}}
+		for ei, e := range p.events {
+			if !in(e.ArmNum) {
+				continue
+			}
+			for fi, f := range p.forms {
+				if p.designated[ei][fi] {
+					t.rows = append(t.rows, []string{strconv.Itoa(e.ArmNum), e.UniqueEventName, f.name})
+				}
+			}
+		}
+	}
+	t.write(w, c.p.format())
+	return nil
+}
+
+func atoiDefault(s string, def int) int {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		return def
+	}
+	return n
+}
+
+func (c *call) importDesign(w http.ResponseWriter, content string) error {
+	p := c.proj
+	var rows []map[string]string
+	if c.action == "import" {
+		var err error
+		if rows, err = c.parseDesign(); err != nil {
+			return err
+		}
+	}
+	override := c.p.boolean("override")
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := len(rows)
+	err := c.s.redesign(p, func(q *project) {
+		switch {
+		case c.action == "delete" && content == "arm":
+			del := map[int]bool{}
+			for _, a := range c.p.array("arms", false) {
+				del[atoiDefault(a, -1)] = true
+			}
+			n = len(del)
+			q.arms = filter(q.arms, func(a messages.Arm) bool { return !del[a.ArmNum] })
+			q.events = filter(q.events, func(e messages.Event) bool { return !del[e.ArmNum] })
+		case c.action == "delete" && content == "event":
+			del := map[string]bool{}
+			for _, e := range c.p.array("events", true) {
+				del[e] = true
+			}
+			n = len(del)
+			q.events = filter(q.events, func(e messages.Event) bool { return !del[e.UniqueEventName] })
+		case content == "arm":
+			if override {
+				q.arms = nil
+			}
+			for _, r := range rows {
+				a := messages.Arm{ArmNum: atoiDefault(r["arm_num"], 0), Name: r["name"]}
+				replaced := false
+				for i := range q.arms {
+					if q.arms[i].ArmNum == a.ArmNum {
+						q.arms[i], replaced = a, true
+					}
+				}
+				if !replaced {
+					q.arms = append(q.arms, a)
+				}
+			}
+			sort.SliceStable(q.arms, func(i, j int) bool { return q.arms[i].ArmNum < q.arms[j].ArmNum })
+			keep := map[int]bool{}
+			for _, a := range q.arms {
+				keep[a.ArmNum] = true
+			}
+			q.events = filter(q.events, func(e messages.Event) bool { return keep[e.ArmNum] })
+		case content == "event":
+			if override {
+				q.events = nil
+			}
+			for _, r := range rows {
+				e := messages.Event{EventName: r["event_name"], ArmNum: atoiDefault(r["arm_num"], 1), UniqueEventName: r["unique_event_name"],
+					CustomEventLabel: r["custom_event_label"], DayOffset: atoiDefault(r["day_offset"], 0),
+					OffsetMin: atoiDefault(r["offset_min"], 0), OffsetMax: atoiDefault(r["offset_max"], 0)}
+				replaced := false
+				for i := range q.events {
+					if e.UniqueEventName != "" && q.events[i].UniqueEventName == e.UniqueEventName {
+						e.EventID = q.events[i].EventID
+						q.events[i], replaced = e, true
+					}
+				}
+				if !replaced {
+					q.events = append(q.events, e)
+				}
+			}
+			sort.SliceStable(q.events, func(i, j int) bool { return q.events[i].ArmNum < q.events[j].ArmNum })
+		default: // formEventMapping: replaces the mapping of the arms given
+			arms := map[int]bool{}
+			for _, r := range rows {
+				arms[atoiDefault(r["arm_num"], 1)] = true
+			}
+			q.fem = filter(q.fem, func(m messages.FormEvent) bool { return !arms[m.ArmNum] })
+			for _, r := range rows {
+				q.fem = append(q.fem, messages.FormEvent{ArmNum: atoiDefault(r["arm_num"], 1), UniqueEventName: r["unique_event_name"], Form: r["form"]})
+			}
+		}
+		// Drop mappings and repeats of events that no longer exist.
+		evs := map[string]bool{}
+		for _, e := range q.events {
+			evs[e.UniqueEventName] = true
+		}
+		q.fem = filter(q.fem, func(m messages.FormEvent) bool { return evs[m.UniqueEventName] })
+		if len(q.events) > 0 {
+			q.repeating = filter(q.repeating, func(r messages.RepeatingForm) bool { return evs[r.EventName] })
+		}
+	})
+	if err != nil {
+		return err
+	}
+	writeCount(w, c.rf, n)
+	return nil
+}
+
+func filter[T any](in []T, keep func(T) bool) []T {
+	out := in[:0:0]
+	for _, v := range in {
+		if keep(v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func (c *call) exportRepeating(w http.ResponseWriter) error {
+	p := c.proj
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	t := &table{header: []string{"form_name", "custom_form_label"}}
+	if p.longitudinal {
+		t.header = []string{"event_name", "form_name", "custom_form_label"}
+	}
+	for _, r := range p.repeating {
+		if p.longitudinal {
+			t.rows = append(t.rows, []string{r.EventName, r.FormName, r.CustomFormLabel})
+		} else {
+			t.rows = append(t.rows, []string{r.FormName, r.CustomFormLabel})
+		}
+	}
+	t.write(w, c.p.format())
+	return nil
+}
+
+func (c *call) importRepeating(w http.ResponseWriter) error {
+	rows, err := c.parseDesign()
+	if err != nil {
+		return err
+	}
+	p := c.proj
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	err = c.s.redesign(p, func(q *project) {
+		q.repeating = nil
+		for _, r := range rows {
+			q.repeating = append(q.repeating, messages.RepeatingForm{EventName: r["event_name"], FormName: r["form_name"], CustomFormLabel: r["custom_form_label"]})
+		}
+	})
+	if err != nil {
+		return err
+	}
+	writeCount(w, c.rf, len(rows))
+	return nil
+}
+
+func (c *call) exportDAGs(w http.ResponseWriter) error {
+	p := c.proj
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	t := &table{header: []string{"data_access_group_name", "unique_group_name", "data_access_group_id"}, ints: map[string]bool{"data_access_group_id": true}}
+	for _, d := range p.dags {
+		t.rows = append(t.rows, []string{d.Name, d.Unique, strconv.Itoa(d.ID)})
+	}
+	t.write(w, c.p.format())
+	return nil
+}
+
+func (c *call) importDAGs(w http.ResponseWriter) error {
+	p := c.proj
+	var rows []map[string]string
+	if c.action == "import" {
+		var err error
+		if rows, err = c.parseDesign(); err != nil {
+			return err
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	err := c.s.redesign(p, func(q *project) {
+		if c.action == "delete" {
+			del := map[string]bool{}
+			for _, d := range c.p.array("dags", false) {
+				del[d] = true
+			}
+			n = len(del)
+			q.dags = filter(q.dags, func(d messages.DAG) bool { return !del[d.Unique] })
+			return
+		}
+		for _, r := range rows {
+			n++
+			name, uniq := r["data_access_group_name"], r["unique_group_name"]
+			found := false
+			for i := range q.dags {
+				if uniq != "" && q.dags[i].Unique == uniq {
+					q.dags[i].Name, found = name, true
+				}
+			}
+			if !found {
+				q.dags = append(q.dags, messages.DAG{Name: name})
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	writeCount(w, c.rf, n)
+	return nil
+}
+
+func (p *project) info() (header []string, vals []string, ints map[string]bool) {
+	b := func(v bool) string {
+		if v {
+			return "1"
+		}
+		return "0"
+	}
+	ct := p.created.Format("2006-01-02 15:04:05")
+	kv := [][2]string{
+		{"project_id", strconv.Itoa(p.id)}, {"project_title", p.title}, {"creation_time", ct},
+		{"production_time", ""}, {"in_production", "0"}, {"project_language", "English"},
+		{"purpose", strconv.Itoa(p.purpose)}, {"purpose_other", ""}, {"project_notes", ""},
+		{"custom_record_label", ""}, {"secondary_unique_field", ""},
+		{"is_longitudinal", b(p.longitudinal)}, {"has_repeating_instruments_or_events", b(p.hasRepeat)},
+		{"surveys_enabled", b(p.surveys)}, {"scheduling_enabled", "0"},
+		{"record_autonumbering_enabled", b(p.autonumber)}, {"randomization_enabled", "0"},
+		{"ddp_enabled", "0"}, {"project_irb_number", ""}, {"project_grant_number", ""},
+		{"project_pi_firstname", ""}, {"project_pi_lastname", ""}, {"display_today_now_button", "1"},
+		{"missing_data_codes", ""}, {"external_modules", ""}, {"bypass_branching_erase_field_prompt", "0"},
+	}
+	ints = map[string]bool{}
+	for _, k := range []string{"project_id", "in_production", "purpose", "is_longitudinal", "has_repeating_instruments_or_events",
+		"surveys_enabled", "scheduling_enabled", "record_autonumbering_enabled", "randomization_enabled", "ddp_enabled",
+		"display_today_now_button", "bypass_branching_erase_field_prompt"} {
+		ints[k] = true
+	}
+	for _, x := range kv {
+		header = append(header, x[0])
+		vals = append(vals, x[1])
+	}
+	return header, vals, ints
+}
+
+func (c *call) exportProjectInfo(w http.ResponseWriter) error {
+	p := c.proj
+	p.mu.RLock()
+	h, v, ints := p.info()
+	p.mu.RUnlock()
+	switch c.p.format() {
+	case "json":
+		buf := []byte{'{'}
+		for i := range h {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = appendJSONString(buf, h[i])
+			buf = append(buf, ':')
+			if ints[h[i]] {
+				buf = append(buf, v[i]...)
+			} else {
+				buf = appendJSONString(buf, v[i])
+			}
+		}
+		buf = append(buf, '}')
+		writeBody(w, "json", string(buf))
+	case "csv":
+		writeBody(w, "csv", csvTable(h, [][]string{v}))
+	default:
+		var b strings.Builder
+		b.WriteString(xmlHeader + "<item>")
+		for i := range h {
+			b.WriteString("<" + h[i] + ">" + xmlEscape(v[i]) + "</" + h[i] + ">")
+		}
+		b.WriteString("</item>")
+		writeBody(w, "xml", b.String())
+	}
+	return nil
+}
+
+func (c *call) importProjectInfo(w http.ResponseWriter) error {
+	rows, err := c.parseDesign()
+	if err != nil {
+		return err
+	}
+	p := c.proj
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, r := range rows {
+		for k, v := range r {
+			switch k {
+			case "project_title":
+				p.title, n = v, n+1
+			case "purpose":
+				p.purpose, n = atoiDefault(v, p.purpose), n+1
+			case "surveys_enabled":
+				p.surveys, n = v == "1", n+1
+			case "record_autonumbering_enabled":
+				p.autonumber, n = v == "1", n+1
+			}
+		}
+	}
+	if err := c.s.snapshotLocked(p); err != nil {
+		return err
+	}
+	writeBody(w, "csv", strconv.Itoa(n))
+	return nil
+}
+
+func (c *call) exportFieldNames(w http.ResponseWriter) error {
+	p := c.proj
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	only := c.p.str("field")
+	if only != "" {
+		if _, ok := p.fieldByName[only]; !ok {
+			return errorf(400, `The following values in the parameter "field" are not valid: '`+only+`'`)
+		}
+	}
+	t := &table{header: []string{"original_field_name", "choice_value", "export_field_name"}}
+	for _, r := range p.exportFieldNameRows() {
+		if only == "" || r.OriginalFieldName == only {
+			t.rows = append(t.rows, []string{r.OriginalFieldName, r.ChoiceValue, r.ExportFieldName})
+		}
+	}
+	t.write(w, c.p.format())
+	return nil
+}
+
+func (p *project) exportFieldNameRows() []messages.ExportFieldName {
+	var out []messages.ExportFieldName
+	for fi := range p.forms {
+		for _, i := range p.forms[fi].fields {
+			info := &p.finfo[i]
+			switch info.FieldType {
+			case "file", "descriptive":
+				continue
+			case "checkbox":
+				for _, ch := range info.choices {
+					out = append(out, messages.ExportFieldName{OriginalFieldName: info.FieldName, ChoiceValue: ch.code, ExportFieldName: checkboxColumn(info.FieldName, ch.code)})
+				}
+			default:
+				out = append(out, messages.ExportFieldName{OriginalFieldName: info.FieldName, ExportFieldName: info.FieldName})
+			}
+		}
+		n := p.forms[fi].name + "_complete"
+		out = append(out, messages.ExportFieldName{OriginalFieldName: n, ExportFieldName: n})
+	}
+	return out
+}
+
+func (c *call) deleteRecords(w http.ResponseWriter) error {
+	ids := c.p.array("records", false)
+	if len(ids) == 0 {
+		return errorf(400, "The parameter 'records' is missing or empty. Give the records to delete as records[]=.")
+	}
+	p := c.proj
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	dag := c.dagIndex()
+	var missing []string
+	seen := map[string]bool{}
+	var uniq []string
+	for _, id := range ids {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		r := p.records[id]
+		if r == nil || (dag >= 0 && r.dag != dag) {
+			missing = append(missing, id)
+			continue
+		}
+		uniq = append(uniq, id)
+	}
+	if len(missing) > 0 {
+		return errorf(400, "One or more of the records provided cannot be deleted because they do not exist in the project. The following records do not exist: "+strings.Join(missing, ", "))
+	}
+	arm := 0
+	if a := c.p.str("arm"); a != "" && p.longitudinal {
+		arm = atoiDefault(a, 0)
+		if _, ok := p.armFirstEv[arm]; !ok {
+			return errorf(400, `The value of the parameter "arm" is not valid`)
+		}
+	}
+	n := c.s.deleteLocked(p, uniq, arm, c.tok.user)
+	writeBody(w, c.rf, strconv.Itoa(n))
+	return nil
+}
+
+// deleteLocked deletes records (or their rows in one arm). Callers hold p.mu.
+func (s *Server) deleteLocked(p *project, ids []string, arm int, user string) int {
+	ts := s.now().Unix()
+	n := 0
+	for _, id := range ids {
+		rec := p.records[id]
+		if rec == nil {
+			continue
+		}
+		if arm > 0 {
+			rec.rows = filter(rec.rows, func(r row) bool { return p.events[r.ev].ArmNum != arm })
+			if len(rec.rows) > 0 {
+				n++
+				p.log = append(p.log, logEntry{ts: ts, user: user, action: "Delete record " + id + " (arm " + strconv.Itoa(arm) + ")", record: id, kind: logData})
+				continue
+			}
+		}
+		delete(p.records, id)
+		p.sorted = false
+		n++
+		p.log = append(p.log, logEntry{ts: ts, user: user, action: "Delete record " + id, record: id, details: p.recordIDField() + " = '" + id + "'", kind: logDelete})
+	}
+	s.recDeleted.Add(int64(n))
+	s.persistDelete(p, ids, arm, user, ts)
+	return n
+}
+
+// DeleteRecord deletes one record (test helper; no token).
+func (s *Server) DeleteRecord(projectID int, rec string) error {
+	p := s.project(projectID)
+	if p == nil {
+		return fmt.Errorf("redcapsim: project %d does not exist", projectID)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.records[rec] == nil {
+		return fmt.Errorf("redcapsim: project %d: record %q does not exist", projectID, rec)
+	}
+	s.deleteLocked(p, []string{rec}, 0, "site_admin")
+	return nil
+}
+
+// ExportRows returns the flat raw rows of every record and field, exactly
+// as content=record&format=json&type=flat would.
+func (s *Server) ExportRows(projectID int) ([]messages.Row, error) {
+	p := s.project(projectID)
+	if p == nil {
+		return nil, fmt.Errorf("redcapsim: project %d does not exist", projectID)
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	cols, _ := p.selectColumns(nil, nil)
+	spec := &exportSpec{cols: cols, withID: true, withEvent: p.longitudinal, withRepeat: p.hasRepeat, records: p.sortedRecords()}
+	hdr := p.header(spec)
+	var out []messages.Row
+	var cells []string
+	for _, rec := range spec.records {
+		for ri := range rec.rows {
+			cells = p.flatCells(spec, rec, &rec.rows[ri], cells)
+			r := make(messages.Row, len(hdr))
+			for i, h := range hdr {
+				r[h] = cells[i]
+			}
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (c *call) exportLog(w http.ResponseWriter) error {
+	p := c.proj
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	loc := c.s.now().Location()
+	var begin, end int64 = 0, 1 << 62
+	if t, ok := parseRangeTime(c.p.str("beginTime"), false, loc); ok {
+		begin = t.Unix()
+	}
+	if t, ok := parseRangeTime(c.p.str("endTime"), false, loc); ok {
+		end = t.Unix() + 59 // minute resolution
+	}
+	logtype := c.p.str("logtype")
+	user := c.p.str("user")
+	rec := c.p.str("record")
+	t := &table{header: []string{"timestamp", "username", "action", "details", "record"}}
+	for i := len(p.log) - 1; i >= 0; i-- {
+		l := &p.log[i]
+		if l.ts < begin || l.ts > end || (user != "" && l.user != user) || (rec != "" && l.record != rec) {
+			continue
+		}
+		if !logTypeMatches(logtype, l) {
+			continue
+		}
+		t.rows = append(t.rows, []string{time.Unix(l.ts, 0).In(loc).Format("2006-01-02 15:04"), l.user, l.action, l.details, l.record})
+	}
+	t.write(w, c.p.format())
+	return nil
+}
+
+func logTypeMatches(lt string, l *logEntry) bool {
+	switch lt {
+	case "":
+		return true
+	case "export":
+		return l.kind == logExport
+	case "manage":
+		return l.kind == logManage
+	case "record":
+		return l.kind == logData || l.kind == logDelete
+	case "record_add":
+		return l.kind == logData && strings.HasPrefix(l.action, "Create record")
+	case "record_edit":
+		return l.kind == logData && strings.HasPrefix(l.action, "Update record")
+	case "record_delete":
+		return l.kind == logDelete
+	}
+	return false
+}
+
+func newToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return strings.ToUpper(hex.EncodeToString(b))
+}
