@@ -50,7 +50,8 @@ type Faults struct {
 	LatencyPerRecord Duration `json:"latency_per_record,omitempty"`
 
 	// ErrorRate answers with one of ErrorStatuses (default 500, 502, 503, 504)
-	// without passing the call on.
+	// without passing the call on. 4xx and 500 come in REDCap's error shape
+	// (by returnFormat) with its default text; other 5xx as a proxy's page.
 	ErrorRate     float64 `json:"error_rate,omitempty"`
 	ErrorStatuses []int   `json:"error_statuses,omitempty"`
 	// EmptyRate passes the call on (so an import is saved) but answers 200
@@ -62,6 +63,9 @@ type Faults struct {
 	MemoryRate float64 `json:"memory_rate,omitempty"`
 	// MySQLRate answers 200 with REDCap's MySQL connection error text.
 	MySQLRate float64 `json:"mysql_rate,omitempty"`
+	// TruncateRate passes the call on but cuts the answer in half (a
+	// proxy or worker that died mid-answer): the JSON no longer parses.
+	TruncateRate float64 `json:"truncate_rate,omitempty"`
 	// DropRate drops each row of a JSON record export with this
 	// probability (REDCap can silently lose records in big exports).
 	DropRate float64 `json:"drop_rate,omitempty"`
@@ -117,13 +121,13 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // Validate checks rates, statuses and sizes.
 func (f Faults) Validate() error {
 	for name, r := range map[string]float64{"error_rate": f.ErrorRate, "empty_rate": f.EmptyRate, "html_rate": f.HTMLRate,
-		"memory_rate": f.MemoryRate, "mysql_rate": f.MySQLRate, "drop_rate": f.DropRate} {
+		"memory_rate": f.MemoryRate, "mysql_rate": f.MySQLRate, "truncate_rate": f.TruncateRate, "drop_rate": f.DropRate} {
 		if r < 0 || r > 1 {
 			return fmt.Errorf("%s must be between 0 and 1, got %v", name, r)
 		}
 	}
-	if s := f.ErrorRate + f.EmptyRate + f.HTMLRate + f.MemoryRate + f.MySQLRate; s > 1.000001 {
-		return fmt.Errorf("error_rate + empty_rate + html_rate + memory_rate + mysql_rate must be at most 1, got %v", s)
+	if s := f.ErrorRate + f.EmptyRate + f.HTMLRate + f.MemoryRate + f.MySQLRate + f.TruncateRate; s > 1.000001 {
+		return fmt.Errorf("error_rate + empty_rate + html_rate + memory_rate + mysql_rate + truncate_rate must be at most 1, got %v", s)
 	}
 	for _, st := range f.ErrorStatuses {
 		if st < 400 || st > 599 {
@@ -143,12 +147,13 @@ const (
 	KindMemory  = "memory"
 	KindMySQL   = "mysql"
 	KindEmpty   = "empty"
+	KindTrunc   = "truncated"
 	KindOutage  = "outage"
 	KindBan     = "ban"
 	KindDropped = "dropped_rows"
 )
 
-var answerKinds = []string{KindError, KindHTML, KindMemory, KindMySQL, KindEmpty}
+var answerKinds = []string{KindError, KindHTML, KindMemory, KindMySQL, KindEmpty, KindTrunc}
 
 func (f *Faults) rate(kind string) float64 {
 	switch kind {
@@ -162,6 +167,8 @@ func (f *Faults) rate(kind string) float64 {
 		return f.MySQLRate
 	case KindEmpty:
 		return f.EmptyRate
+	case KindTrunc:
+		return f.TruncateRate
 	}
 	return 0
 }
@@ -511,6 +518,10 @@ func (in *Injector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := rec.buf.Bytes()
+	if kind == KindTrunc {
+		in.count(KindTrunc, 1)
+		out = out[:len(out)/2]
+	}
 	if f.DropRate > 0 && rec.status == http.StatusOK && isRecordExport(form) {
 		var dropped int64
 		out, dropped = dropRows(out, sc.drop)
@@ -590,11 +601,30 @@ func hangUp(w http.ResponseWriter) {
 	panic(http.ErrAbortHandler)
 }
 
+// redcapDefaults are REDCap's default error texts per status.
+var redcapDefaults = map[int]string{
+	400: "There were errors with your request. If you are sending data, then it might be due to the data being misformatted.",
+	401: "The API token was missing or incorrect",
+	403: "You do not have permissions to use the API",
+	404: "The requested URI was not found.",
+	500: "The server encountered an error processing your request.",
+}
+
 // writeStatus answers an injected error like the thing that would send it:
-// REDCap itself for 500 (its error wrapper), a proxy's HTML page otherwise.
+// REDCap's own error wrapper for 4xx (except 429) and 500, a proxy's HTML
+// page for 502/503/504 and the rest.
 func writeStatus(w http.ResponseWriter, status int, form url.Values) {
-	if status == http.StatusInternalServerError {
-		msg := "The server encountered an error processing your request."
+	if status == http.StatusTooManyRequests {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(status)
+		io.WriteString(w, "Your IP address (127.0.0.1) has been banned due to suspected abuse.")
+		return
+	}
+	if status < 500 || status == http.StatusInternalServerError {
+		msg := redcapDefaults[status]
+		if msg == "" {
+			msg = http.StatusText(status)
+		}
 		rf := strings.ToLower(form.Get("returnFormat"))
 		if rf == "" {
 			rf = strings.ToLower(form.Get("format"))
