@@ -388,6 +388,9 @@ func (p *project) planImport(rows []inRow, o importOpts) ([]plannedRow, *importR
 			continue
 		}
 		pr := plannedRow{rec: recID, rep: repNone, dag: -1}
+		if o.dag >= 0 && existing == nil {
+			pr.dagSet, pr.dag = true, o.dag // a DAG user's new records join its DAG
+		}
 		// Event.
 		if p.longitudinal {
 			pr.ev = 0
