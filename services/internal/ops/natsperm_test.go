@@ -1,0 +1,377 @@
+package ops
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/redcap-relay/relay/messages"
+	"github.com/redcap-relay/relay/services/internal/broker"
+)
+
+// The deployment's own NATS config (deploy/nats/nats.conf) is what these
+// tests load: the users and permissions compose runs with.
+const deployNATSConf = "../../../deploy/nats/nats.conf"
+
+var serviceUsers = []string{"admin", "ticker", "exporter", "transformer", "importer", "checker"}
+
+// natsWithDeployConfig starts an embedded server from the deployment's
+// config, with passwords read from secret files the way compose provides
+// them, and returns its URL and the passwords.
+func natsWithDeployConfig(t *testing.T) (string, map[string]string, jetstream.JetStream) {
+	t.Helper()
+	raw, err := os.ReadFile(deployNATSConf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The monitoring port is fixed for compose; any free one here.
+	conf := strings.Replace(string(raw), "http_port: 8222", "http_port: -1", 1)
+	dir := t.TempDir()
+	confPath := filepath.Join(dir, "nats.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pw := map[string]string{}
+	for _, u := range serviceUsers {
+		pw[u] = "pw-" + u + "-0123456789abcdef"
+		f := filepath.Join(dir, u+".password")
+		if err := os.WriteFile(f, []byte(pw[u]+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		env := PasswordEnvPrefix + strings.ToUpper(u)
+		t.Setenv(env+"_FILE", f)
+		t.Setenv(env, "") // restored after the test
+	}
+	set, err := PasswordEnvFromFiles()
+	if err != nil || len(set) != len(serviceUsers) {
+		t.Fatalf("password files: %v %v", set, err)
+	}
+	srv, _, js := startNATS(t, confPath, "admin", pw["admin"])
+	return srv.ClientURL(), pw, js
+}
+
+// connectAs connects with an error handler that collects permission errors.
+func connectAs(t *testing.T, url, user, password string) (*nats.Conn, *errorLog) {
+	t.Helper()
+	el := &errorLog{}
+	nc, err := nats.Connect(url, nats.UserInfo(user, password), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { el.add(err) }))
+	if err != nil {
+		t.Fatalf("connect as %s: %v", user, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc, el
+}
+
+type errorLog struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+func (l *errorLog) add(err error) { l.mu.Lock(); l.errs = append(l.errs, err); l.mu.Unlock() }
+
+func (l *errorLog) has(sub string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range l.errs {
+		if strings.Contains(strings.ToLower(e.Error()), strings.ToLower(sub)) {
+			return true
+		}
+	}
+	return false
+}
+
+func streamMsgs(t *testing.T, js jetstream.JetStream, stream, subject string) uint64 {
+	t.Helper()
+	s, err := js.Stream(ctx(t), stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx(t), jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Subjects[subject]
+}
+
+func TestNATSAuthIsRequired(t *testing.T) {
+	url, pw, _ := natsWithDeployConfig(t)
+	if _, err := nats.Connect(url); err == nil || !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+		t.Fatalf("anonymous connect: %v", err)
+	}
+	if _, err := nats.Connect(url, nats.UserInfo("importer", pw["exporter"])); err == nil {
+		t.Fatal("importer connected with the exporter's password")
+	}
+	_, _, err := Dial(context.Background(), Conn{URL: url, User: "importer", Password: "wrong-password-123", Timeout: 2 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "user/password") {
+		t.Fatalf("wrong password: %v", err)
+	}
+}
+
+// TestServiceUsersPublishOnlyOnTheirSubjects is the permission proof: each
+// service's user can store messages on its own subjects, and a publish
+// anywhere else is refused by the server and stores nothing.
+func TestServiceUsersPublishOnlyOnTheirSubjects(t *testing.T) {
+	url, pw, admin := natsWithDeployConfig(t)
+	cases := []struct {
+		user, subject, stream string
+		allowed               bool
+	}{
+		{"ticker", "relay.export.requested.a", messages.StreamExportRequests, true},
+		{"ticker", "relay.records.raw.a", messages.StreamRecordsRaw, false},
+		{"exporter", "relay.records.raw.a", messages.StreamRecordsRaw, true},
+		{"exporter", "relay.metadata.a", messages.StreamMetadata, true},
+		{"exporter", "relay.run.a", messages.StreamAudit, true},
+		{"exporter", "relay.dlq.export.a", messages.StreamDLQ, true},
+		{"exporter", "relay.records.clean.a", messages.StreamRecordsClean, false}, // the importer's input
+		{"exporter", "relay.import.done.a", messages.StreamAudit, false},          // the importer's output
+		{"exporter", "relay.dlq.import.a", messages.StreamDLQ, false},
+		{"exporter", "relay.export.requested.a", messages.StreamExportRequests, false},
+		{"transformer", "relay.records.clean.a", messages.StreamRecordsClean, true},
+		{"transformer", "relay.dlq.transform.a", messages.StreamDLQ, true},
+		{"transformer", "relay.records.raw.a", messages.StreamRecordsRaw, false},
+		{"transformer", "relay.import.done.a", messages.StreamAudit, false},
+		{"importer", "relay.import.done.a", messages.StreamAudit, true},
+		{"importer", "relay.dlq.import.a", messages.StreamDLQ, true},
+		{"importer", "relay.records.clean.a", messages.StreamRecordsClean, false},
+		{"importer", "relay.run.a", messages.StreamAudit, false},
+		{"checker", "relay.protocol.report.a", messages.StreamReports, true},
+		{"checker", "relay.dlq.check.a", messages.StreamDLQ, true},
+		{"checker", "relay.records.clean.a", messages.StreamRecordsClean, false},
+		{"checker", "relay.metadata.a", messages.StreamMetadata, false},
+	}
+	for _, c := range cases {
+		nc, errs := connectAs(t, url, c.user, pw[c.user])
+		js, _ := jetstream.New(nc)
+		before := streamMsgs(t, admin, c.stream, c.subject)
+		pctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+		_, err := js.Publish(pctx, c.subject, []byte(`{"v":1}`), jetstream.WithMsgID(c.user+"."+c.subject))
+		cancel()
+		after := streamMsgs(t, admin, c.stream, c.subject)
+		switch {
+		case c.allowed && (err != nil || after != before+1):
+			t.Errorf("%s publishing on %s: %v (stored %d→%d), want stored", c.user, c.subject, err, before, after)
+		case !c.allowed && (err == nil || after != before):
+			t.Errorf("%s publishing on %s: stored %d→%d, err %v; want refused", c.user, c.subject, before, after, err)
+		case !c.allowed:
+			nc.Flush()
+			if !errs.has("permissions violation") {
+				t.Errorf("%s on %s: refused (%v) but the server reported no permissions violation", c.user, c.subject, err)
+			}
+			t.Logf("refused as expected: %s publishing on %s: %v", c.user, c.subject, err)
+		}
+	}
+}
+
+// TestServiceUsersCannotReadOrManageOtherStreams: no service user can read
+// PHI from RECORDS_RAW directly, delete streams, or take another service's
+// deliveries.
+func TestServiceUsersCannotReadOrManageOtherStreams(t *testing.T) {
+	url, pw, _ := natsWithDeployConfig(t)
+	for _, c := range []struct{ user, subject string }{
+		{"checker", "$JS.API.STREAM.MSG.GET.RECORDS_RAW"},
+		{"importer", "$JS.API.DIRECT.GET.RECORDS_RAW"},
+		{"transformer", "$JS.API.STREAM.DELETE.RECORDS_CLEAN"},
+		{"exporter", "$JS.API.STREAM.PURGE.AUDIT"},
+		{"importer", "$JS.API.CONSUMER.CREATE.RECORDS_RAW"},
+		{"ticker", "$JS.API.CONSUMER.DELETE.RECORDS_CLEAN.importer"},
+	} {
+		nc, errs := connectAs(t, url, c.user, pw[c.user])
+		_, err := nc.Request(c.subject, []byte(`{"seq":1}`), 500*time.Millisecond)
+		nc.Flush()
+		if err == nil || !errs.has("permissions violation") {
+			t.Errorf("%s request on %s: %v; want a permissions violation", c.user, c.subject, err)
+		}
+	}
+	nc, errs := connectAs(t, url, "transformer", pw["transformer"])
+	if _, err := nc.Subscribe(broker.DeliverSubject(broker.ConsumerExporter), func(*nats.Msg) {}); err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+	time.Sleep(200 * time.Millisecond)
+	if !errs.has("permissions violation for subscription") {
+		t.Errorf("transformer subscribed to the exporter's deliveries without a permissions violation")
+	}
+}
+
+// TestServiceUsersCanDoTheirWork runs, under each service's user, the same
+// NATS calls the service makes: bound push subscriptions with manual acks,
+// pull fetches, KV and object-store reads and writes.
+func TestServiceUsersCanDoTheirWork(t *testing.T) {
+	url, pw, admin := natsWithDeployConfig(t)
+	c := ctx(t)
+	mustPub := func(js jetstream.JetStream, subject string) {
+		t.Helper()
+		if _, err := js.Publish(c, subject, []byte(`{"v":1}`)); err != nil {
+			t.Fatalf("publish %s: %v", subject, err)
+		}
+	}
+	as := func(user string) (*nats.Conn, jetstream.JetStream, *errorLog) {
+		nc, el := connectAs(t, url, user, pw[user])
+		js, err := broker.JetStream(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return nc, js, el
+	}
+	// ticker → exporter: push consumer bound by watermill-nats' calls.
+	_, tjs, _ := as("ticker")
+	mustPub(tjs, messages.ExportRequestedSubject("a"))
+	enc, ejs, eerr := as("exporter")
+	pushConsume(t, enc, messages.StreamExportRequests, broker.ConsumerExporter, messages.SubjectExportRequested+".*")
+	for _, b := range []string{messages.BucketSiteState, messages.BucketLeases, messages.BucketMetadata} {
+		kv, err := ejs.KeyValue(c, b)
+		if err != nil {
+			t.Fatalf("exporter KV %s: %v", b, err)
+		}
+		if _, err := kv.Put(c, "a", []byte("x")); err != nil {
+			t.Fatalf("exporter put %s: %v", b, err)
+		}
+		if _, err := kv.Get(c, "a"); err != nil {
+			t.Fatalf("exporter get %s: %v", b, err)
+		}
+	}
+	leases, _ := ejs.KeyValue(c, messages.BucketLeases)
+	if _, err := leases.Create(c, "b", []byte("run")); err != nil {
+		t.Fatalf("exporter lease: %v", err)
+	}
+	if err := leases.Delete(c, "b"); err != nil {
+		t.Fatalf("exporter lease delete: %v", err)
+	}
+	obs, err := ejs.ObjectStore(c, messages.BucketRecordIDs)
+	if err != nil {
+		t.Fatalf("exporter object store: %v", err)
+	}
+	for i := 0; i < 2; i++ { // the second put replaces (purges) the first's chunks
+		if _, err := obs.PutBytes(c, "a", []byte(strings.Repeat("id,", 50000))); err != nil {
+			t.Fatalf("exporter object put: %v", err)
+		}
+	}
+	if b, err := obs.GetBytes(c, "a"); err != nil || len(b) != 150000 {
+		t.Fatalf("exporter object get: %d %v", len(b), err)
+	}
+	mustPub(ejs, messages.RecordsRawSubject("a"))
+	mustPub(ejs, messages.MetadataSubject("a"))
+	mustPub(ejs, messages.RunSubject("a"))
+
+	// transformer
+	tnc, trjs, terr := as("transformer")
+	pushConsume(t, tnc, messages.StreamRecordsRaw, broker.ConsumerTransformer, messages.SubjectRecordsRaw+".*")
+	meta, err := trjs.KeyValue(c, messages.BucketMetadata)
+	if err != nil {
+		t.Fatalf("transformer KV: %v", err)
+	}
+	if _, err := meta.Get(c, "a"); err != nil {
+		t.Fatalf("transformer metadata get: %v", err)
+	}
+	mustPub(trjs, messages.RecordsCleanSubject("a"))
+
+	// importer: pull consumer, versions watch and put.
+	_, ijs, ierr := as("importer")
+	pullConsume(t, ijs, messages.StreamRecordsClean, broker.ConsumerImporter)
+	vers, err := ijs.KeyValue(c, messages.BucketDestVersion)
+	if err != nil {
+		t.Fatalf("importer KV: %v", err)
+	}
+	if _, err := vers.Put(c, "YS0x", []byte("1")); err != nil {
+		t.Fatalf("importer version put: %v", err)
+	}
+	w, err := vers.WatchAll(c, jetstream.IgnoreDeletes())
+	if err != nil {
+		t.Fatalf("importer watch: %v", err)
+	}
+	n := 0
+	for e := range w.Updates() {
+		if e == nil {
+			break
+		}
+		n++
+	}
+	w.Stop()
+	if n != 1 {
+		t.Fatalf("importer watch saw %d versions", n)
+	}
+	imeta, _ := ijs.KeyValue(c, messages.BucketMetadata)
+	if _, err := imeta.Put(c, messages.DestinationMetadataKey, []byte("{}")); err != nil {
+		t.Fatalf("importer destination snapshot: %v", err)
+	}
+	mustPub(ijs, messages.ImportDoneSubject("a"))
+
+	// checker
+	_, cjs, cerr := as("checker")
+	pullConsume(t, cjs, messages.StreamMetadata, broker.ConsumerChecker)
+	mustPub(cjs, messages.ProtocolReportSubject("a"))
+
+	for name, el := range map[string]*errorLog{"exporter": eerr, "transformer": terr, "importer": ierr, "checker": cerr} {
+		if el.has("permissions violation") {
+			t.Errorf("%s hit a permissions violation doing its own work: %v", name, el.errs)
+		}
+	}
+	// Everything was consumed and acked.
+	lag, err := Lag(c, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range lag {
+		if l.Lag != 0 {
+			t.Errorf("stage %s lag %d after its user consumed", l.Stage, l.Lag)
+		}
+	}
+}
+
+// pushConsume binds the provisioned push durable as watermill-nats does
+// (legacy JetStream API, Bind + ManualAck, queue group) and acks one message.
+func pushConsume(t *testing.T, nc *nats.Conn, stream, durable, subject string) {
+	t.Helper()
+	js, err := nc.JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *nats.Msg, 1)
+	sub, err := js.QueueSubscribe(subject, durable, func(m *nats.Msg) { got <- m }, nats.ManualAck(), nats.Bind(stream, durable), nats.Durable(durable))
+	if err != nil {
+		t.Fatalf("%s subscribe: %v", durable, err)
+	}
+	defer sub.Unsubscribe()
+	select {
+	case m := <-got:
+		if err := m.AckSync(); err != nil {
+			t.Fatalf("%s ack: %v", durable, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s received nothing", durable)
+	}
+}
+
+func pullConsume(t *testing.T, js jetstream.JetStream, stream, durable string) {
+	t.Helper()
+	c := ctx(t)
+	cons, err := js.Consumer(c, stream, durable)
+	if err != nil {
+		t.Fatalf("%s bind: %v", durable, err)
+	}
+	b, err := cons.Fetch(10, jetstream.FetchMaxWait(2*time.Second))
+	if err != nil {
+		t.Fatalf("%s fetch: %v", durable, err)
+	}
+	n := 0
+	for m := range b.Messages() {
+		n++
+		if err := m.DoubleAck(c); err != nil {
+			t.Fatalf("%s ack: %v", durable, err)
+		}
+	}
+	if n == 0 {
+		t.Fatalf("%s fetched nothing: %v", durable, b.Error())
+	}
+	if err := b.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+		t.Logf("%s fetch ended: %v", durable, err)
+	}
+}
