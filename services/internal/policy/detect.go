@@ -49,6 +49,14 @@ var (
 	ageTokens      = []string{"age", "age_yrs", "ageyrs", "age_years"}
 )
 
+// A coded field (a choice list) cannot hold a typed name, e-mail or phone
+// number, so for these only place and birth words count ("med_name_code"
+// is a drug list; "home_city" as a dropdown is still a place).
+var (
+	coded    = map[string]bool{"radio": true, "dropdown": true, "checkbox": true, "yesno": true, "truefalse": true, "slider": true}
+	geoWords = map[string]bool{"address": true, "addr": true, "street": true, "zip": true, "postal": true, "city": true, "birth": true, "dob": true}
+)
+
 func matchValidation(pattern, v string) bool {
 	if strings.HasSuffix(pattern, "*") {
 		return strings.HasPrefix(v, strings.TrimSuffix(pattern, "*"))
@@ -121,7 +129,7 @@ func Detect(f messages.Field) []Detection {
 		}
 	}
 	name := strings.ToLower(f.FieldName)
-	if m := nameMatch(name); m != "" {
+	if m := nameMatch(name); m != "" && (!coded[f.FieldType] || geoWords[m]) {
 		ds = append(ds, Detection{CatName, "name contains '" + m + "'"})
 	}
 	for _, t := range ageTokens {
@@ -203,6 +211,8 @@ func suggest(f messages.Field, ds []Detection) []string {
 		return []string{Shift, Year, Drop}
 	case v == "zipcode" || (strings.Contains(strings.ToLower(f.FieldName), "zip") && f.FieldType == "text" && (v == "" || v == "integer")):
 		return []string{Zip3, Drop}
+	case hasCategory(ds, CatAge) && coded[f.FieldType]:
+		return []string{Drop, "keep with a justification (age groups)"}
 	case hasCategory(ds, CatAge):
 		return []string{CapAge, Drop}
 	case hasCategory(ds, CatFreeText) && !hasStrong(ds):

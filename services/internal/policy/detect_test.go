@@ -126,3 +126,18 @@ func TestNameTokens(t *testing.T) {
 		}
 	}
 }
+
+func TestCodedFieldNames(t *testing.T) {
+	if ds := Detect(fld("med_name_code", "f", "dropdown", "", "1, A | 2, B")); len(ds) != 0 {
+		t.Errorf("coded drug list detected: %v", ds)
+	}
+	if !hasCategory(Detect(fld("home_city", "f", "dropdown", "", "1, A | 2, B")), CatName) {
+		t.Error("coded city not detected")
+	}
+	if !hasCategory(Detect(fld("birth_month", "f", "radio", "", "1, Jan | 2, Feb")), CatName) {
+		t.Error("coded birth month not detected")
+	}
+	if !hasCategory(Detect(fld("age_group", "f", "radio", "", "1, <50 | 2, 50+")), CatAge) {
+		t.Error("coded age not detected")
+	}
+}
