@@ -100,10 +100,15 @@ func New(opts Options) (*Client, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	c.log = c.log.With("site", site)
-	c.hc, err = httpClient(opts.HTTPClient, opts.CAFile)
+	hc, err := httpClient(opts.HTTPClient, opts.CAFile)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", site, err)
 	}
+	// Never follow redirects: a 307/308 would re-send the token to whatever
+	// host the Location names, and a 301/302 turns the POST into a GET.
+	cp := *hc
+	cp.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c.hc = &cp
 	cpm := opts.CallsPerMinute
 	if cpm == 0 {
 		cpm = DefaultCallsPerMinute
@@ -229,7 +234,17 @@ func (c *Client) post(ctx context.Context, call string, form url.Values, want bo
 		return nil, c.netError(call, ctx, fmt.Errorf("reading the answer: %w", err))
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, c.statusError(call, resp.StatusCode, body)
+		e := c.statusError(call, resp.StatusCode, body)
+		if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+			e.Kind = KindPermanent
+			e.Message = "the server redirects the API call"
+			e.Hint = "set the site's URL to the address it redirects to"
+			if loc := resp.Header.Get("Location"); loc != "" {
+				e.Message += " to " + c.scrub(redactURL(loc))
+				e.Hint = "set the site's URL to that address"
+			}
+		}
+		return nil, e
 	}
 	if err := c.checkBody(call, body, want); err != nil {
 		return nil, err
@@ -518,7 +533,10 @@ func (c *Client) parseError(call string, err error) error {
 func jsonErrNoValue(err error) error {
 	var se *jsonSyntaxError
 	var te *jsonTypeError
+	var re *rowSyntaxError
 	switch {
+	case errors.As(err, &re):
+		return re // its texts are fixed, never data
 	case errors.As(err, &se):
 		return fmt.Errorf("JSON syntax error at byte %d", se.Offset)
 	case errors.As(err, &te):

@@ -508,6 +508,12 @@ func TestConformancePermanentErrors(t *testing.T) {
 		assertErr(t, err, tokClassic, redcap.KindPermanent, st, "")
 	}
 	e.inj.Reset()
+	// a redirect (e.g. http → https, or a moved server) is not followed:
+	// a 307 would re-send the token to the new host.
+	redir := httptest.NewServer(http.RedirectHandler(e.url, http.StatusTemporaryRedirect))
+	defer redir.Close()
+	_, err = e.client(t, tokClassic, func(o *redcap.Options) { o.URL = redir.URL + "/api/" }).ExportVersion(ctx)
+	assertErr(t, err, tokClassic, redcap.KindPermanent, 307, "redirects the API call to "+e.url)
 	wrong := e.client(t, tokClassic, func(o *redcap.Options) { o.URL = strings.TrimSuffix(e.url, "api/") + "redcap/" })
 	_, err = wrong.ExportVersion(ctx)
 	assertErr(t, err, tokClassic, redcap.KindPermanent, 404, "check the API URL")
@@ -699,4 +705,25 @@ func TestTLS(t *testing.T) {
 	if _, err := redcap.New(redcap.Options{Site: "site-a", URL: url, Token: tokClassic, CAFile: badCA}); err == nil || !strings.Contains(err.Error(), badCA) {
 		t.Fatalf("bad CA file: %v", err)
 	}
+}
+
+// BenchmarkExportRecordsLoopback10k: the whole call (simulator + HTTP +
+// decode) for 10,000 records of the classic project.
+func BenchmarkExportRecordsLoopback10k(b *testing.B) {
+	e := newEnv(b)
+	rows := make([]messages.Row, 0, 10_000)
+	for i := 0; i < 10_000; i++ {
+		rows = append(rows, messages.Row{"record_id": fmt.Sprint(i + 1), "name": fmt.Sprintf("Person %d", i), "dob": "1980-01-02",
+			"sex": fmt.Sprint(i % 2), "race___2": "1", "weight": fmt.Sprint(50 + i%50), "demographics_complete": "2"})
+	}
+	must(b, e.sim.ImportRows(e.classic, rows, false))
+	c := e.client(b, tokClassic)
+	b.ReportAllocs()
+	for b.Loop() {
+		got, err := c.ExportRecords(ctx, redcap.ExportParams{})
+		if err != nil || len(got) != 10_000 {
+			b.Fatal(len(got), err)
+		}
+	}
+	b.ReportMetric(float64(10_000*b.N)/b.Elapsed().Seconds(), "records/s")
 }

@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"strconv"
-
-	"github.com/redcap-relay/relay/messages"
 )
 
 type (
@@ -16,107 +13,6 @@ type (
 )
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
-
-var repeatKey = []byte(`"redcap_repeat_instance"`)
-
-// decodeRows decodes a flat JSON export. REDCap sends every value as a
-// string except redcap_repeat_instance, an integer on repeating rows; those
-// integers are quoted in place first so that the fast map[string]string
-// decode works, and anything else unusual takes the slower generic path.
-func decodeRows(body []byte) ([]messages.Row, error) {
-	body = quoteRepeatInstances(body)
-	var rows []messages.Row
-	err := json.Unmarshal(body, &rows)
-	if err == nil {
-		return rows, nil
-	}
-	var te *json.UnmarshalTypeError
-	if !errors.As(err, &te) {
-		return nil, err
-	}
-	return decodeRowsLoose(body)
-}
-
-// quoteRepeatInstances turns `"redcap_repeat_instance":12` into
-// `"redcap_repeat_instance":"12"`. The key with an unescaped closing quote
-// and colon cannot occur inside a JSON string, so values are never touched.
-func quoteRepeatInstances(body []byte) []byte {
-	first := bytes.Index(body, repeatKey)
-	if first < 0 {
-		return body
-	}
-	var out []byte
-	last := 0 // body[last:] not yet copied
-	i := first
-	for i >= 0 {
-		j := i + len(repeatKey)
-		for j < len(body) && isSpace(body[j]) {
-			j++
-		}
-		if j < len(body) && body[j] == ':' {
-			j++
-			for j < len(body) && isSpace(body[j]) {
-				j++
-			}
-			if j < len(body) && (body[j] == '-' || (body[j] >= '0' && body[j] <= '9')) {
-				k := j
-				for k < len(body) && (body[k] == '-' || body[k] == '.' || (body[k] >= '0' && body[k] <= '9')) {
-					k++
-				}
-				if out == nil {
-					out = make([]byte, 0, len(body)+len(body)/256+16)
-				}
-				out = append(out, body[last:j]...)
-				out = append(out, '"')
-				out = append(out, body[j:k]...)
-				out = append(out, '"')
-				last = k
-			}
-		}
-		next := bytes.Index(body[j:], repeatKey)
-		if next < 0 {
-			break
-		}
-		i = j + next
-	}
-	if out == nil {
-		return body
-	}
-	return append(out, body[last:]...)
-}
-
-func isSpace(b byte) bool { return b == ' ' || b == '\t' || b == '\n' || b == '\r' }
-
-// decodeRowsLoose accepts numbers, booleans and nulls where REDCap should
-// have sent strings (other servers and versions), and rejects nesting.
-func decodeRowsLoose(body []byte) ([]messages.Row, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var raw []map[string]any
-	if err := dec.Decode(&raw); err != nil {
-		return nil, err
-	}
-	rows := make([]messages.Row, len(raw))
-	for i, m := range raw {
-		r := make(messages.Row, len(m))
-		for k, v := range m {
-			switch x := v.(type) {
-			case string:
-				r[k] = x
-			case json.Number:
-				r[k] = x.String()
-			case nil:
-				r[k] = ""
-			case bool:
-				r[k] = map[bool]string{true: "1", false: "0"}[x]
-			default:
-				return nil, fmt.Errorf("row %d column %q: a nested JSON value where a string was expected", i, k)
-			}
-		}
-		rows[i] = r
-	}
-	return rows, nil
-}
 
 // decodeLoose decodes a small metadata answer into v, accepting numbers
 // sent as strings ("1", "") for the integer fields of the messages types.

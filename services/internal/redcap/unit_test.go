@@ -1,6 +1,8 @@
 package redcap
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -146,5 +148,44 @@ func TestNewValidates(t *testing.T) {
 		if strings.Contains(err.Error(), tok) || strings.Contains(err.Error(), "abc def") || !strings.HasPrefix(err.Error(), "s: ") {
 			t.Errorf("error %q", err)
 		}
+	}
+}
+
+// TestDecodeRowsMatchesEncodingJSON cross-checks the hand-written scanner
+// against encoding/json on strings with every kind of escape.
+func TestDecodeRowsMatchesEncodingJSON(t *testing.T) {
+	vals := []string{"", "0", "plain", "quote \" and \\ back", "line\nbreak\r\ttab", "é ü 中文 😀", "\u2028\u2029",
+		"</script>&<>", "a\"redcap_repeat_instance\":5", "\x01ctl", "{not json}", "[1,2]", "  spaces  "}
+	var want []messages.Row
+	for i, v := range vals {
+		want = append(want, messages.Row{"record_id": fmt.Sprint(i), "v": v, "k\"ey": v, "😀": "x"})
+	}
+	for _, escapeHTML := range []bool{true, false} {
+		var buf strings.Builder
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(escapeHTML)
+		if err := enc.Encode(want); err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeRows([]byte(buf.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("escapeHTML=%v:\n got %q\nwant %q", escapeHTML, got, want)
+		}
+	}
+	// PHP's json_encode style: \/ and \uXXXX for non-ASCII, surrogate pairs
+	got, err := decodeRows([]byte(`[{"a":"http:\/\/x\/y","b":"\u00e9\u4e2d\ud83d\ude00","c":"\ud83d"}]`))
+	if err != nil || got[0]["a"] != "http://x/y" || got[0]["b"] != "é中😀" || got[0]["c"] != "\uFFFD" {
+		t.Fatalf("php escapes: %q %v", got, err)
+	}
+	for _, bad := range []string{``, `[`, `[{]`, `[{"a"}]`, `[{"a":}]`, `[{"a":"b"]`, `[{"a":"b"}`, `[{"a":"b"}] x`, `{"a":"b"}`, `[{"a":01x}]`, `[{"a":"b\"}]`, `[{"a":tru}]`} {
+		if _, err := decodeRows([]byte(bad)); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if rows, err := decodeRows([]byte(" [ ] ")); err != nil || len(rows) != 0 || rows == nil {
+		t.Fatalf("empty array: %v %v", rows, err)
 	}
 }
