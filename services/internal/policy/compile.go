@@ -292,13 +292,20 @@ func compile(p *Policy, meta *messages.MetadataSnapshot, opts Options) (*Compile
 				c.exportFields = append(c.exportFields, f.FieldName)
 				formKept = true
 				if fp.checkbox {
+					used := map[string]string{}
 					for _, code := range choiceCodes(*f) {
 						col := f.FieldName + "___" + exportCode(code)
 						dcode := code
 						if r, ok := fp.recode[code]; ok {
 							dcode = r
 						}
-						c.cols[col] = &colPlan{fp: fp, dest: fp.dest + "___" + exportCode(dcode), code: code}
+						dcol := fp.dest + "___" + exportCode(dcode)
+						if other, dup := used[dcol]; dup {
+							ps = append(ps, Problem{Line: p.line("recode." + f.FieldName), Setting: "recode." + f.FieldName,
+								Message: fmt.Sprintf("checkbox codes %s and %s would both be written to %s", other, code, dcol)})
+						}
+						used[dcol] = code
+						c.cols[col] = &colPlan{fp: fp, dest: dcol, code: code}
 					}
 				} else {
 					c.cols[f.FieldName] = &colPlan{fp: fp, dest: fp.dest}
@@ -332,7 +339,7 @@ func compile(p *Policy, meta *messages.MetadataSnapshot, opts Options) (*Compile
 			add("recode."+f, "field %s is not in site %s's data dictionary", f, opts.Site)
 			continue
 		}
-		if _, kept := c.cols[f]; !kept && fd.FieldType != "checkbox" {
+		if !c.kept(f) {
 			add("recode."+f, "field %s does not reach the destination (not approved or dropped): remove the recode", f)
 			continue
 		}
@@ -350,6 +357,16 @@ func compile(p *Policy, meta *messages.MetadataSnapshot, opts Options) (*Compile
 	}
 	c.version = p.version + "+" + c.optionsHash()
 	return c, ps
+}
+
+// kept reports whether a field reaches the destination.
+func (c *Compiled) kept(field string) bool {
+	for _, fp := range c.plans {
+		if fp.name == field {
+			return true
+		}
+	}
+	return false
 }
 
 func btoi(b bool) int {

@@ -246,3 +246,15 @@ func TestCheckDestination(t *testing.T) {
 		t.Errorf("mismatches: %v", err)
 	}
 }
+
+func TestRecodeOfDroppedCheckbox(t *testing.T) {
+	meta := snap(fld("record_id", "f", "text"), fld("race", "f", "checkbox", "", "1, A | 2, B"), fld("x", "g", "yesno"))
+	_, err := Compile(mustParse(t, "name: x\napproved: {forms: [g]}\nrecode: {race: {\"1\": \"2\"}}\n"), meta, opts())
+	wantErr(t, err, "recode.race: field race does not reach the destination")
+}
+
+func TestCheckboxRecodeCollision(t *testing.T) {
+	meta := snap(fld("record_id", "f", "text"), fld("race", "f", "checkbox", "", "1, A | 2, B"))
+	_, err := Compile(mustParse(t, "name: x\napproved: {forms: [f]}\nrecode: {race: {\"1\": \"2\"}}\n"), meta, opts())
+	wantErr(t, err, "test.yaml:3: recode.race: checkbox codes 1 and 2 would both be written to race___2")
+}
