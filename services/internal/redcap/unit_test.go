@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/redcap-relay/relay/messages"
 )
@@ -188,4 +189,33 @@ func TestDecodeRowsMatchesEncodingJSON(t *testing.T) {
 	if rows, err := decodeRows([]byte(" [ ] ")); err != nil || len(rows) != 0 || rows == nil {
 		t.Fatalf("empty array: %v %v", rows, err)
 	}
+}
+
+// FuzzDecodeRows: whatever encoding/json decodes as string rows, the
+// scanner decodes to the same rows.
+func FuzzDecodeRows(f *testing.F) {
+	f.Add([]byte(`[{"a":"b","c":"\u00e9\n"},{"a":""}]`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(`[{"k\"":"v\\"}]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if !utf8.Valid(b) {
+			return
+		}
+		var want []messages.Row
+		if err := json.Unmarshal(b, &want); err != nil || want == nil {
+			return
+		}
+		for _, r := range want {
+			if r == nil {
+				return // JSON null element: stdlib gives a nil map
+			}
+		}
+		got, err := decodeRows(b)
+		if err != nil {
+			t.Fatalf("%q: stdlib ok, scanner: %v", b, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q:\n got %q\nwant %q", b, got, want)
+		}
+	})
 }
