@@ -1,8 +1,8 @@
 package redcapsim
 
 import (
-	"net/http"
 	"io"
+	"net/http"
 	"reflect"
 	"strings"
 	"testing"

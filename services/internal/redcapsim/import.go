@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -477,7 +478,7 @@ func (p *project) planImport(rows []inRow, o importOpts) ([]plannedRow, *importR
 			}
 			pr.vals = append(pr.vals, colVal{ci, nv})
 		}
-		sort.Slice(pr.vals, func(a, b int) bool { return pr.vals[a].col < pr.vals[b].col })
+		slices.SortFunc(pr.vals, func(a, b colVal) int { return a.col - b.col })
 		plan = append(plan, pr)
 		if !seen[recID] {
 			seen[recID] = true

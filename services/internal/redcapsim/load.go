@@ -3,10 +3,8 @@ package redcapsim
 import (
 	"bytes"
 	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -609,6 +607,3 @@ func (s *Server) createProjectAPI(w http.ResponseWriter, q params, rf string) {
 	}
 	writeBody(w, "csv", tok)
 }
-
-var _ = io.EOF
-var _ = json.Marshal

@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redcap-relay/relay/messages"
@@ -515,6 +513,3 @@ func (s *Server) persistTokens() error {
 	}
 	return nil
 }
-
-var _ = io.EOF
-var _ = strings.TrimSpace
