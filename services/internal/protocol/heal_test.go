@@ -9,26 +9,6 @@ import (
 	"github.com/redcap-relay/relay/messages"
 )
 
-// siteFromLibrary builds a longitudinal site that implements every required
-// instrument of p exactly, designated at every planned event.
-func siteFromLibrary(p *Protocol, site string) *messages.MetadataSnapshot {
-	m := &messages.MetadataSnapshot{V: messages.V, Site: site, Project: messages.ProjectInfo{IsLongitudinal: 1}}
-	m.Fields = append(m.Fields, messages.Field{FieldName: "record_id", FormName: p.Instruments[0].Name, FieldType: "text", FieldLabel: "Record ID"})
-	m.Arms = []messages.Arm{{ArmNum: 1, Name: "Arm 1"}}
-	for i, e := range p.Events {
-		m.Events = append(m.Events, messages.Event{EventName: e.Label, ArmNum: 1, UniqueEventName: e.Name + "_arm_1", EventID: 100 + i, DayOffset: e.Day})
-	}
-	for _, in := range p.Instruments {
-		m.Instruments = append(m.Instruments, messages.Instrument{InstrumentName: in.Name, InstrumentLabel: in.Label})
-		m.Fields = append(m.Fields, in.Fields...)
-		for _, e := range in.Events {
-			m.FormEventMapping = append(m.FormEventMapping, messages.FormEvent{ArmNum: 1, UniqueEventName: e.Name + "_arm_1", Form: in.Name})
-		}
-	}
-	m.ComputeHash()
-	return m
-}
-
 func TestHEALAdultLoadsAndSelfConforms(t *testing.T) {
 	p, err := HEALAdult()
 	if err != nil {
@@ -40,7 +20,7 @@ func TestHEALAdultLoadsAndSelfConforms(t *testing.T) {
 	if len(p.Instruments) != 12 || len(p.Substitutes) != 5 || len(p.Events) != 4 {
 		t.Fatalf("instruments %d substitutes %d events %d", len(p.Instruments), len(p.Substitutes), len(p.Events))
 	}
-	r := Check(p, "site-a", siteFromLibrary(p, "site-a"), nil)
+	r := Check(p, "site-a", SiteSnapshot(p, "site-a"), nil)
 	if r.Status != messages.ProtocolConformant || *r.Score != 100 {
 		for _, f := range r.Findings {
 			t.Logf("%+v", f)

@@ -172,10 +172,14 @@ func isRecodable(f messages.Field) bool {
 
 var deviations = []deviation{
 	{"field dropped", func(p *Protocol, m *messages.MetadataSnapshot) ([]string, string) {
-		// the last answer field of the last form
+		// the last answer field of the last form that keeps other fields
+		perForm := map[string]int{}
+		for _, f := range m.Fields {
+			perForm[f.FormName]++
+		}
 		for i := len(m.Fields) - 1; i > 0; i-- {
 			f := m.Fields[i]
-			if f.FieldType == "descriptive" || f.MatrixGroupName != "" {
+			if f.FieldType == "descriptive" || f.MatrixGroupName != "" || perForm[f.FormName] < 2 {
 				continue
 			}
 			m.Fields = append(m.Fields[:i:i], m.Fields[i+1:]...)

@@ -49,3 +49,45 @@ func mustEmbedded(name string) []byte {
 	}
 	return b
 }
+
+// SiteSnapshot builds the metadata of a longitudinal project (one arm) that
+// implements the protocol exactly: a record_id field, every required
+// instrument as a form named like it with the protocol's fields, and every
+// planned event (unique name "<event>_arm_1", day offset as planned) with
+// the instruments designated as planned. Demo sites and tests start from it
+// and change what they want to deviate.
+func SiteSnapshot(p *Protocol, site string) *messages.MetadataSnapshot {
+	m := &messages.MetadataSnapshot{V: messages.V, Site: site,
+		Project: messages.ProjectInfo{ProjectTitle: p.Name + " (" + site + ")", IsLongitudinal: 1}}
+	first := ""
+	if len(p.Instruments) > 0 {
+		first = p.Instruments[0].Name
+	}
+	m.Fields = append(m.Fields, messages.Field{FieldName: "record_id", FormName: first, FieldType: "text", FieldLabel: "Record ID"})
+	m.Arms = []messages.Arm{{ArmNum: 1, Name: "Arm 1"}}
+	for i, e := range p.Events {
+		m.Events = append(m.Events, messages.Event{EventName: e.Label, ArmNum: 1, UniqueEventName: e.Name + "_arm_1",
+			EventID: 100 + i, DayOffset: e.Day, OffsetMin: e.WindowBefore, OffsetMax: e.WindowAfter})
+	}
+	for _, in := range p.Instruments {
+		if len(in.Fields) == 0 {
+			continue
+		}
+		m.Instruments = append(m.Instruments, messages.Instrument{InstrumentName: in.Name, InstrumentLabel: in.Label})
+		for _, f := range in.Fields {
+			f.FormName = in.Name
+			m.Fields = append(m.Fields, f)
+		}
+		for _, e := range in.Events {
+			m.FormEventMapping = append(m.FormEventMapping, messages.FormEvent{ArmNum: 1, UniqueEventName: e.Name + "_arm_1", Form: in.Name})
+		}
+		if in.Repeating {
+			m.Project.HasRepeatingInstrumentsOrEvents = 1
+			for _, e := range in.Events {
+				m.Repeating = append(m.Repeating, messages.RepeatingForm{EventName: e.Name + "_arm_1", FormName: in.Name})
+			}
+		}
+	}
+	m.ComputeHash()
+	return m
+}

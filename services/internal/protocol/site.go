@@ -53,12 +53,9 @@ func indexSite(meta *messages.MetadataSnapshot) *siteIndex {
 		x.forms[f.FormName] = append(x.forms[f.FormName], f)
 	}
 	for _, in := range meta.Instruments {
+		// an instrument without fields cannot collect anything: it only
+		// lends its label
 		x.formLabel[in.InstrumentName] = in.InstrumentLabel
-		if _, ok := x.forms[in.InstrumentName]; !ok {
-			// an instrument without fields (possible in a partial export)
-			x.formOrder = append(x.formOrder, in.InstrumentName)
-			x.forms[in.InstrumentName] = nil
-		}
 	}
 	x.longitudinal = meta.Project.IsLongitudinal == 1 || len(meta.Events) > 0 || len(meta.FormEventMapping) > 0
 	seen := map[string]bool{}
