@@ -150,5 +150,9 @@ type ProtocolChange struct {
 
 // MsgID dedupes redeliveries of the same check.
 func (r ProtocolReport) MsgID() string {
-	return "protocol." + r.Site + "." + r.RunID + "." + short(r.MetadataHash) + "." + r.ProtocolVersion
+	run := r.RunID
+	if run == "" { // on-demand checks have no run: each is its own report
+		run = r.CheckedAt.UTC().Format("20060102T150405.000000000Z")
+	}
+	return "protocol." + r.Site + "." + run + "." + short(r.MetadataHash) + "." + r.ProtocolVersion
 }
