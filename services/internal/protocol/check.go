@@ -3,7 +3,6 @@ package protocol
 import (
 	"fmt"
 	"math"
-	"sort"
 	"strings"
 	"time"
 
@@ -715,14 +714,4 @@ func (c *checker) checkArms() {
 				Message: fmt.Sprintf("arm %q of the protocol is not defined in the project", a)})
 		}
 	}
-}
-
-// sortedKeys is a helper for deterministic output.
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
