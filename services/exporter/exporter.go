@@ -19,6 +19,7 @@ import (
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/broker"
 	"github.com/redcap-relay/relay/services/internal/config"
+	"github.com/redcap-relay/relay/services/internal/retry"
 	"github.com/redcap-relay/relay/services/internal/router"
 )
 
@@ -45,7 +46,7 @@ func Run(ctx context.Context, d Deps) error {
 	if d.RetryFor == 0 {
 		d.RetryFor = 10 * time.Minute
 	}
-	e := &Exporter{d: d, log: d.Logger.With("service", "exporter")}
+	e := &Exporter{d: d, log: d.Logger.With("service", "exporter"), retry: retry.Policy{MaxElapsed: d.RetryFor}}
 	parallel := len(d.Network.Sites)
 	if parallel > 16 {
 		parallel = 16
@@ -67,8 +68,9 @@ func Run(ctx context.Context, d Deps) error {
 
 // Exporter handles export requests.
 type Exporter struct {
-	d   Deps
-	log *slog.Logger
+	d     Deps
+	log   *slog.Logger
+	retry retry.Policy
 }
 
 func (e *Exporter) handle(msg *message.Message) error {

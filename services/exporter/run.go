@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/redcap-relay/relay/messages"
@@ -15,6 +14,7 @@ import (
 	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/internal/policy"
 	"github.com/redcap-relay/relay/services/internal/redcap"
+	"github.com/redcap-relay/relay/services/internal/retry"
 	"github.com/redcap-relay/relay/services/internal/router"
 	"github.com/redcap-relay/relay/services/internal/sitemeta"
 	"github.com/redcap-relay/relay/services/internal/telemetry"
@@ -102,7 +102,7 @@ func (e *Exporter) run(ctx context.Context, site *config.Site, req messages.Expo
 
 	// 1. Metadata: one call tells whether the dictionary changed; only then
 	// (or on a full run) is the whole snapshot taken again.
-	fields, err := retry(ctx, e.d.RetryFor, func() ([]messages.Field, error) { return client.ExportMetadata(ctx) })
+	fields, err := retry.Value(ctx, e.retry, func() ([]messages.Field, error) { return client.ExportMetadata(ctx) })
 	if err != nil {
 		return res, err
 	}
@@ -111,7 +111,7 @@ func (e *Exporter) run(ctx context.Context, site *config.Site, req messages.Expo
 		snap, _ = e.loadSnapshot(ctx, site.ID, st.SnapshotHash)
 	}
 	if snap == nil {
-		snap, err = retry(ctx, e.d.RetryFor, func() (*messages.MetadataSnapshot, error) { return sitemeta.Fetch(ctx, client, site.ID) })
+		snap, err = sitemeta.Fetch(ctx, client, site.ID, e.retry)
 		if err != nil {
 			return res, err
 		}
@@ -136,14 +136,15 @@ func (e *Exporter) run(ctx context.Context, site *config.Site, req messages.Expo
 	force := req.Full || metaChanged
 
 	idField := compiled.RecordIDField()
-	all, err := retry(ctx, e.d.RetryFor, func() ([]string, error) { return client.ExportRecordIDs(ctx, idField, time.Time{}) })
+	all, err := retry.Value(ctx, e.retry, func() ([]string, error) { return client.ExportRecordIDs(ctx, idField, time.Time{}) })
 	if err != nil {
 		return res, err
 	}
 	todo := all
 	if !res.full {
-		since := st.Cursor.Add(-site.Overlap.D())
-		todo, err = retry(ctx, e.d.RetryFor, func() ([]string, error) { return client.ExportRecordIDs(ctx, idField, since) })
+		// REDCap reads dateRangeBegin in the server's local time.
+		since := st.Cursor.Add(-site.Overlap.D()).In(site.ServerLocation())
+		todo, err = retry.Value(ctx, e.retry, func() ([]string, error) { return client.ExportRecordIDs(ctx, idField, since) })
 		if err != nil {
 			return res, err
 		}
@@ -167,7 +168,7 @@ func (e *Exporter) run(ctx context.Context, site *config.Site, req messages.Expo
 	fieldsWanted, eventsWanted := compiled.ExportFields(), compiled.ExportEvents()
 	for i := 0; i < len(todo); i += site.BatchSize {
 		ids := todo[i:min(i+site.BatchSize, len(todo))]
-		rows, err := retry(ctx, e.d.RetryFor, func() ([]messages.Row, error) {
+		rows, err := retry.Value(ctx, e.retry, func() ([]messages.Row, error) {
 			return client.ExportRecords(ctx, redcap.ExportParams{Records: ids, Fields: fieldsWanted, Events: eventsWanted})
 		})
 		if err != nil {
@@ -245,7 +246,7 @@ func (e *Exporter) compile(ctx context.Context, site *config.Site, snap *message
 	}
 	compiled, err := policy.Compile(pol, snap, policy.Options{Site: site.ID, Namespace: site.Namespace, DAG: site.DAG, Key: key})
 	if err != nil {
-		return nil, router.Permanent(fmt.Errorf("site %s: policy %s: %w", site.ID, site.Policy, err))
+		return nil, router.Permanent(err) // names the site, the policy file and every field
 	}
 	if dest, err := e.loadSnapshot(ctx, "destination", "latest"); err == nil && dest != nil {
 		if err := compiled.CheckDestination(dest.Fields); err != nil {
@@ -322,22 +323,6 @@ func groupByRecord(rows []messages.Row, idField string) []record {
 		out[i].rows = append(out[i].rows, r)
 	}
 	return out
-}
-
-// retry calls f until it succeeds, fails permanently, or retrying has taken
-// longer than maxElapsed.
-func retry[T any](ctx context.Context, maxElapsed time.Duration, f func() (T, error)) (T, error) {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = 500 * time.Millisecond
-	b.MaxInterval = 30 * time.Second
-	b.MaxElapsedTime = maxElapsed
-	return backoff.RetryWithData(func() (T, error) {
-		v, err := f()
-		if err != nil && (router.IsPermanent(err) || ctx.Err() != nil) {
-			return v, backoff.Permanent(err)
-		}
-		return v, err
-	}, backoff.WithContext(b, ctx))
 }
 
 func mustJSON(v any) json.RawMessage {

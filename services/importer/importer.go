@@ -23,6 +23,7 @@ import (
 	"github.com/redcap-relay/relay/services/internal/broker"
 	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/internal/redcap"
+	"github.com/redcap-relay/relay/services/internal/retry"
 	"github.com/redcap-relay/relay/services/internal/sitemeta"
 	"github.com/redcap-relay/relay/services/internal/telemetry"
 )
@@ -149,7 +150,7 @@ func (im *Importer) worker(ctx context.Context, n int) {
 // for the exporters' destination check (they have no destination token).
 func (im *Importer) refreshDestinationSnapshot(ctx context.Context) {
 	for ctx.Err() == nil {
-		snap, err := sitemeta.Fetch(ctx, im.client, "destination")
+		snap, err := sitemeta.Fetch(ctx, im.client, "destination", retry.Policy{MaxElapsed: time.Minute})
 		if err == nil {
 			err = putSnapshot(ctx, im.d.JS, messages.DestinationMetadataKey, snap)
 		}

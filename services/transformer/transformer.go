@@ -115,7 +115,9 @@ func (t *Transformer) Transform(ctx context.Context, rec messages.RecordExported
 	}
 	out, err := c.Apply(rec)
 	if err != nil {
-		return out, router.Permanent(fmt.Errorf("site %s: record %s: %w", rec.Site, rec.RecordID, err))
+		// Apply's errors already name the site and the record (by its
+		// destination ID, never a hashed-away source ID).
+		return out, router.Permanent(err)
 	}
 	out.V = messages.V
 	if out.CleanedAt.IsZero() {

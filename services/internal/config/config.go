@@ -92,6 +92,10 @@ type Site struct {
 	// Schedule is a cron expression (5 fields, or @daily/@every 1h...).
 	Schedule string `yaml:"schedule"`
 	TimeZone string `yaml:"time_zone"`
+	// ServerTimeZone is the REDCap server's clock zone, used for
+	// changed-since queries (REDCap reads them as server-local time);
+	// default TimeZone.
+	ServerTimeZone string `yaml:"server_time_zone"`
 	// Policy is the transfer policy file (YAML) the IRB approved for the site.
 	Policy string `yaml:"policy"`
 	// Namespace prefixes the site's record IDs at the destination
@@ -219,6 +223,9 @@ func (n *Network) applyDefaults() {
 		if st.TimeZone == "" {
 			st.TimeZone = "UTC"
 		}
+		if st.ServerTimeZone == "" {
+			st.ServerTimeZone = st.TimeZone
+		}
 		if st.Namespace == "" {
 			st.Namespace = st.ID
 		}
@@ -325,6 +332,15 @@ func (n *Network) SiteIDs() []string {
 // Location returns the site's schedule time zone.
 func (s *Site) Location() *time.Location {
 	loc, err := time.LoadLocation(s.TimeZone)
+	if err != nil {
+		return time.UTC
+	}
+	return loc
+}
+
+// ServerLocation is the REDCap server's time zone.
+func (s *Site) ServerLocation() *time.Location {
+	loc, err := time.LoadLocation(s.ServerTimeZone)
 	if err != nil {
 		return time.UTC
 	}
@@ -443,6 +459,8 @@ func (n *Network) validate() []Problem {
 		checkFile(p+".ca_file", s.CAFile)
 		if _, err := time.LoadLocation(s.TimeZone); err != nil {
 			add(p+".time_zone", "%q is not a known time zone (use e.g. America/New_York)", s.TimeZone)
+		} else if _, err := time.LoadLocation(s.ServerTimeZone); err != nil {
+			add(p+".server_time_zone", "%q is not a known time zone", s.ServerTimeZone)
 		} else if _, err := s.ParseSchedule(); err != nil {
 			add(p+".schedule", "%q is not a cron schedule: %v (use e.g. \"0 2 * * *\" or @daily)", s.Schedule, err)
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/internal/policy"
 	"github.com/redcap-relay/relay/services/internal/redcap"
+	"github.com/redcap-relay/relay/services/internal/retry"
 	"github.com/redcap-relay/relay/services/internal/sitemeta"
 )
 
@@ -81,7 +82,7 @@ func Explain(ctx context.Context, n *config.Network, siteID string, log *slog.Lo
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	meta, err := sitemeta.Fetch(ctx, c, site.ID)
+	meta, err := sitemeta.Fetch(ctx, c, site.ID, retry.Policy{MaxElapsed: 2 * time.Minute})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("site %s: metadata: %w", site.ID, err)
 	}

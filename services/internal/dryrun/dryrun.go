@@ -12,11 +12,13 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/internal/policy"
 	"github.com/redcap-relay/relay/services/internal/redcap"
+	"github.com/redcap-relay/relay/services/internal/retry"
 	"github.com/redcap-relay/relay/services/internal/sitemeta"
 )
 
@@ -105,7 +107,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	meta, err := sitemeta.Fetch(ctx, src, site.ID)
+	meta, err := sitemeta.Fetch(ctx, src, site.ID, retry.Policy{MaxElapsed: 2 * time.Minute})
 	if err != nil {
 		return nil, fmt.Errorf("site %s: metadata: %w", site.ID, err)
 	}

@@ -13,7 +13,6 @@ package router
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -27,30 +26,16 @@ import (
 
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/broker"
-	"github.com/redcap-relay/relay/services/internal/redcap"
+	"github.com/redcap-relay/relay/services/internal/retry"
 )
 
 // Permanent marks an error that no retry can fix (a malformed message, a
 // policy refusal): the message goes to the dead-letter stream.
-func Permanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &permanentError{err}
-}
-
-type permanentError struct{ err error }
-
-func (e *permanentError) Error() string { return e.err.Error() }
-func (e *permanentError) Unwrap() error { return e.err }
+func Permanent(err error) error { return retry.Permanent(err) }
 
 // IsPermanent reports whether err is permanent: marked so, a REDCap
 // permanent error, or a recovered panic (the same input would panic again).
-func IsPermanent(err error) bool {
-	var pe *permanentError
-	var rp middleware.RecoveredPanicError
-	return errors.As(err, &pe) || redcap.IsPermanent(err) || errors.As(err, &rp)
-}
+func IsPermanent(err error) bool { return retry.IsPermanent(err) }
 
 // Decode unmarshals a message body and checks its contract version. Decoding
 // errors never quote the body (it may hold PHI).

@@ -12,42 +12,44 @@ import (
 
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/redcap"
+	"github.com/redcap-relay/relay/services/internal/retry"
 )
 
 // Fetch exports the project's version, info, data dictionary, instruments,
 // and (where the project has them) arms, events, form-event mapping and
-// repeating setup. Errors say which call failed for which site.
-func Fetch(ctx context.Context, c *redcap.Client, site string) (*messages.MetadataSnapshot, error) {
+// repeating setup, retrying each call on transient errors within p. Errors
+// say which call failed for which site.
+func Fetch(ctx context.Context, c *redcap.Client, site string, p retry.Policy) (*messages.MetadataSnapshot, error) {
 	s := &messages.MetadataSnapshot{V: messages.V, Site: site, TakenAt: time.Now().UTC()}
 	var err error
-	if s.REDCapVersion, err = c.ExportVersion(ctx); err != nil {
+	if s.REDCapVersion, err = retry.Value(ctx, p, func() (string, error) { return c.ExportVersion(ctx) }); err != nil {
 		return nil, err
 	}
-	if s.Project, err = c.ExportProjectInfo(ctx); err != nil {
+	if s.Project, err = retry.Value(ctx, p, func() (messages.ProjectInfo, error) { return c.ExportProjectInfo(ctx) }); err != nil {
 		return nil, err
 	}
-	if s.Fields, err = c.ExportMetadata(ctx); err != nil {
+	if s.Fields, err = retry.Value(ctx, p, func() ([]messages.Field, error) { return c.ExportMetadata(ctx) }); err != nil {
 		return nil, err
 	}
 	if len(s.Fields) == 0 {
 		return nil, fmt.Errorf("site %s: the data dictionary is empty (does the token have rights to the project design?)", site)
 	}
-	if s.Instruments, err = c.ExportInstruments(ctx); err != nil {
+	if s.Instruments, err = retry.Value(ctx, p, func() ([]messages.Instrument, error) { return c.ExportInstruments(ctx) }); err != nil {
 		return nil, err
 	}
 	if s.Project.IsLongitudinal == 1 {
-		if s.Arms, err = c.ExportArms(ctx); err != nil {
+		if s.Arms, err = retry.Value(ctx, p, func() ([]messages.Arm, error) { return c.ExportArms(ctx) }); err != nil {
 			return nil, err
 		}
-		if s.Events, err = c.ExportEvents(ctx); err != nil {
+		if s.Events, err = retry.Value(ctx, p, func() ([]messages.Event, error) { return c.ExportEvents(ctx) }); err != nil {
 			return nil, err
 		}
-		if s.FormEventMapping, err = c.ExportFormEventMapping(ctx); err != nil {
+		if s.FormEventMapping, err = retry.Value(ctx, p, func() ([]messages.FormEvent, error) { return c.ExportFormEventMapping(ctx) }); err != nil {
 			return nil, err
 		}
 	}
 	if s.Project.HasRepeatingInstrumentsOrEvents == 1 {
-		if s.Repeating, err = c.ExportRepeating(ctx); err != nil {
+		if s.Repeating, err = retry.Value(ctx, p, func() ([]messages.RepeatingForm, error) { return c.ExportRepeating(ctx) }); err != nil {
 			return nil, err
 		}
 	}
