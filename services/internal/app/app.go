@@ -1,0 +1,201 @@
+// Package app assembles services into a process: `relay all` (every service
+// plus an embedded NATS server), and one service per process for compose.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/redcap-relay/relay/services/exporter"
+	"github.com/redcap-relay/relay/services/importer"
+	"github.com/redcap-relay/relay/services/internal/broker"
+	"github.com/redcap-relay/relay/services/internal/config"
+	"github.com/redcap-relay/relay/services/internal/telemetry"
+	"github.com/redcap-relay/relay/services/ticker"
+	"github.com/redcap-relay/relay/services/transformer"
+)
+
+// Service names, as used on the command line.
+const (
+	Ticker      = "ticker"
+	Exporter    = "exporter"
+	Transformer = "transformer"
+	Importer    = "importer"
+	Checker     = "checker"
+)
+
+// All lists every service in pipeline order.
+var All = []string{Ticker, Exporter, Transformer, Importer, Checker}
+
+// Options configures a process.
+type Options struct {
+	Network *config.Network
+	// Embedded starts an in-process NATS server storing in DataDir; else
+	// the services connect to Network.NATS.URL.
+	Embedded bool
+	DataDir  string
+	NATSPort int // embedded server port (-1 = any free port)
+	Logger   *slog.Logger
+	Timing   broker.Timing
+	// TransformerParallel is messages handled at once by the transformer.
+	TransformerParallel int
+	MetricsAddr         string
+	// NoProvision skips creating streams, consumers and buckets: a
+	// deployment whose service NATS users may not manage JetStream (compose)
+	// provisions once with an admin user (`relay provision`).
+	NoProvision bool
+}
+
+// Stack is a connected (and provisioned) broker.
+type Stack struct {
+	Server *server.Server // nil when external
+	NC     *nats.Conn
+	JS     jetstream.JetStream
+	URL    string
+	opts   Options
+}
+
+// Start starts the embedded server if asked, connects and provisions.
+func Start(ctx context.Context, o Options) (*Stack, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Timing == (broker.Timing{}) {
+		o.Timing = broker.DefaultTiming
+	}
+	s := &Stack{opts: o, URL: o.Network.NATS.URL}
+	if o.Embedded {
+		dir := o.DataDir
+		if dir == "" {
+			dir = o.Network.NATS.StoreDir
+		}
+		if dir == "" {
+			return nil, errors.New("the embedded NATS server needs a data folder (--data)")
+		}
+		port := o.NATSPort
+		if port == 0 {
+			port = -1
+		}
+		srv, err := broker.StartEmbedded(broker.EmbeddedOptions{StoreDir: filepath.Join(dir, "jetstream"), Port: port, Logger: o.Logger})
+		if err != nil {
+			return nil, err
+		}
+		s.Server, s.URL = srv, srv.ClientURL()
+	}
+	if s.URL == "" {
+		return nil, fmt.Errorf("%s: nats.url is empty: give the NATS server URL, or run `relay all` for an embedded one", o.Network.Path())
+	}
+	var password string
+	if o.Network.NATS.User != "" {
+		p, err := o.Network.NATS.Password.Read()
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("nats.password: %w", err)
+		}
+		password = p
+	}
+	nc, err := broker.Connect(ctx, s.URL, broker.ConnectOptions{Name: "relay", User: o.Network.NATS.User, Password: password, CAFile: o.Network.NATS.CAFile, Logger: o.Logger})
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.NC = nc
+	if s.JS, err = broker.JetStream(nc); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if o.NoProvision {
+		return s, nil
+	}
+	if err := broker.Provision(ctx, s.JS, o.Network.Streams, o.Timing); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close disconnects and stops the embedded server.
+func (s *Stack) Close() {
+	if s.NC != nil {
+		s.NC.Drain()
+	}
+	if s.Server != nil {
+		s.Server.Shutdown()
+		s.Server.WaitForShutdown()
+	}
+}
+
+// Run runs the named services until ctx ends or one fails.
+func (s *Stack) Run(ctx context.Context, names ...string) error {
+	o := s.opts
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(names)+1)
+	run := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil && ctx.Err() == nil {
+				errs <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+	if o.MetricsAddr != "" {
+		run("metrics", func(ctx context.Context) error {
+			return telemetry.Serve(ctx, o.MetricsAddr, o.Logger, func() error {
+				if !s.NC.IsConnected() {
+					return errors.New("NATS is not connected")
+				}
+				return nil
+			})
+		})
+	}
+	for _, name := range names {
+		log := o.Logger
+		switch name {
+		case Ticker:
+			run(name, func(ctx context.Context) error {
+				return ticker.Run(ctx, ticker.Deps{JS: s.JS, Network: o.Network, Logger: log})
+			})
+		case Exporter:
+			run(name, func(ctx context.Context) error {
+				return exporter.Run(ctx, exporter.Deps{NC: s.NC, JS: s.JS, Network: o.Network, Logger: log, Timing: o.Timing})
+			})
+		case Transformer:
+			run(name, func(ctx context.Context) error {
+				return transformer.Run(ctx, transformer.Deps{NC: s.NC, JS: s.JS, Network: o.Network, Logger: log, Timing: o.Timing, Parallel: o.TransformerParallel})
+			})
+		case Importer:
+			run(name, func(ctx context.Context) error {
+				return importer.Run(ctx, importer.Deps{JS: s.JS, Network: o.Network, Logger: log, Timing: o.Timing})
+			})
+		case Checker:
+			run(name, func(ctx context.Context) error {
+				return runChecker(ctx, s, o)
+			})
+		default:
+			return fmt.Errorf("unknown service %q (services: %v)", name, All)
+		}
+	}
+	go func() { wg.Wait(); close(errs) }()
+	var first error
+	for err := range errs {
+		if first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		return first
+	}
+	return ctx.Err()
+}

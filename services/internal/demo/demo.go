@@ -1,0 +1,174 @@
+// Package demo sets up a complete, simulated coordinating-center network on
+// one machine: three REDCap sites of different sizes and schedules (synthetic
+// participants on the HEAL core instruments, longitudinal events, one
+// repeating instrument, identifiers in an enrollment form) and a destination
+// project, all in the REDCap simulator; the network file, transfer policy and
+// token files that point the pipeline at them; and `relay demo` itself: one
+// full sync through the real pipeline and a protocol report.
+package demo
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/redcap-relay/relay/services/internal/redcapsim"
+)
+
+// SiteSpec describes one simulated site.
+type SiteSpec struct {
+	ID, Name     string
+	Participants int
+	Schedule     string
+	TimeZone     string
+	DAG          string
+	// Variant makes the site deviate from the protocol the way real sites
+	// do (see design.go); "" is a conformant site.
+	Variant string
+}
+
+// Sites are the demo network's sites.
+var Sites = []SiteSpec{
+	{ID: "riverside", Name: "Riverside Medical Center", Participants: 400, Schedule: "0 2 * * *", TimeZone: "America/New_York", DAG: "riverside"},
+	{ID: "lakeshore", Name: "Lakeshore University Hospital", Participants: 150, Schedule: "30 3 * * *", TimeZone: "America/Chicago", DAG: "lakeshore", Variant: "drift"},
+	{ID: "hillcrest", Name: "Hillcrest Pain Clinic", Participants: 60, Schedule: "0 */6 * * *", TimeZone: "America/Denver", DAG: "hillcrest", Variant: "partial"},
+}
+
+// Setup is a built demo network.
+type Setup struct {
+	Dir         string // holds network.yaml, policies/, secrets/, reports/
+	NetworkFile string
+	SimURL      string
+	Projects    map[string]int // site ID (and "destination") to simulator project ID
+	Expected    map[string]int // site ID to the number of records it holds
+}
+
+// Options for Build.
+type Options struct {
+	Dir   string // where to write the files; created if missing
+	Sites []SiteSpec
+	// Scale multiplies every site's participant count (benchmarks).
+	Scale float64
+	Seed  uint64
+}
+
+// Build creates the site and destination projects in sim (which must be
+// listening at simURL) and writes the files the pipeline reads.
+func Build(sim *redcapsim.Server, simURL string, o Options) (*Setup, error) {
+	if o.Sites == nil {
+		o.Sites = Sites
+	}
+	if o.Scale == 0 {
+		o.Scale = 1
+	}
+	for _, d := range []string{"policies", "secrets", "reports"} {
+		if err := os.MkdirAll(filepath.Join(o.Dir, d), 0o700); err != nil {
+			return nil, err
+		}
+	}
+	st := &Setup{Dir: o.Dir, NetworkFile: filepath.Join(o.Dir, "network.yaml"), SimURL: simURL,
+		Projects: map[string]int{}, Expected: map[string]int{}}
+	base, err := baseDesign()
+	if err != nil {
+		return nil, err
+	}
+	var dags []string
+	for i, s := range o.Sites {
+		design := variant(base, s.Variant)
+		n := max(1, int(float64(s.Participants)*o.Scale))
+		p := Generate(design, n, o.Seed+uint64(i)+1)
+		pid, err := sim.CreateProject(redcapsim.ProjectSpec{
+			Title: "HEAL core - " + s.Name, Fields: p.Fields, Arms: p.Arms, Events: p.Events,
+			FormEventMapping: p.FEM, Repeating: p.Repeating,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("demo site %s: %w", s.ID, err)
+		}
+		if err := sim.ImportRows(pid, p.Rows, false); err != nil {
+			return nil, fmt.Errorf("demo site %s: seed data: %w", s.ID, err)
+		}
+		if err := addToken(sim, pid, filepath.Join(o.Dir, "secrets", s.ID+".token"), redcapsim.Rights{Export: true, Metadata: true, Logging: true}); err != nil {
+			return nil, err
+		}
+		st.Projects[s.ID] = pid
+		st.Expected[s.ID] = n
+		dags = append(dags, s.DAG)
+	}
+	dest := destinationDesign(base)
+	pid, err := sim.CreateProject(redcapsim.ProjectSpec{
+		Title: "HEAL core - coordinating center", Fields: dest.Fields, Arms: dest.Arms, Events: dest.Events,
+		FormEventMapping: dest.FEM, Repeating: dest.Repeating, DAGs: dagList(dags),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("demo destination: %w", err)
+	}
+	if err := addToken(sim, pid, filepath.Join(o.Dir, "secrets", "destination.token"), redcapsim.FullRights()); err != nil {
+		return nil, err
+	}
+	st.Projects["destination"] = pid
+	if err := writeKey(filepath.Join(o.Dir, "secrets", "pseudonym.key")); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(o.Dir, "policies", "heal-core.yaml"), []byte(policyYAML(base)), 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(st.NetworkFile, []byte(networkYAML(simURL, o.Sites)), 0o600); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func addToken(sim *redcapsim.Server, pid int, file string, rights redcapsim.Rights) error {
+	tok := randomHex(16)
+	if err := sim.AddToken(pid, tok, rights, ""); err != nil {
+		return err
+	}
+	return os.WriteFile(file, []byte(tok+"\n"), 0o600)
+}
+
+func writeKey(file string) error { return os.WriteFile(file, []byte(randomHex(32)+"\n"), 0o600) }
+
+// randomHex makes REDCap-style tokens (32 upper-case hex characters for 16 bytes).
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return strings.ToUpper(hex.EncodeToString(b))
+}
+
+func networkYAML(simURL string, sites []SiteSpec) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `# REDCap Relay demo network (written by relay demo). Paths are relative to this file.
+nats:
+  url: ""            # empty: relay all / relay demo run an embedded NATS server
+destination:
+  url: %s
+  token: {file: secrets/destination.token}
+  batch_size: 200
+  concurrency: 3
+  calls_per_minute: -1   # the simulator has no IP ban; for real servers leave unset (300/minute)
+pseudonym_key: {file: secrets/pseudonym.key}
+reports_dir: reports
+sites:
+`, simURL)
+	for _, s := range sites {
+		fmt.Fprintf(&b, `  - id: %s
+    name: %s
+    url: %s
+    token: {file: secrets/%s.token}
+    schedule: "%s"
+    time_zone: %s
+    policy: policies/heal-core.yaml
+    namespace: %s
+    dag: %s
+    propagate_deletions: true
+    batch_size: 100
+    calls_per_minute: -1
+`, s.ID, s.Name, simURL, s.ID, s.Schedule, s.TimeZone, s.ID, s.DAG)
+	}
+	return b.String()
+}
