@@ -1,0 +1,181 @@
+package e2e
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redcap-relay/relay/messages"
+	"github.com/redcap-relay/relay/services/internal/app"
+	"github.com/redcap-relay/relay/services/internal/redcapsim/faults"
+)
+
+var pipeline = []string{app.Exporter, app.Transformer, app.Importer}
+
+// Three sites into one destination: the destination equals the transform
+// of every site's data, computed independently here.
+func TestThreeSitesToDestination(t *testing.T) {
+	n := newNet(t, netOpts{sites: []string{"alpha", "beta", "gamma"}, records: 60})
+	n.start(pipeline...)
+	evs := n.sync(false, time.Now())
+	for s, ev := range evs {
+		if ev.Phase != messages.PhaseExported || ev.Exported != 60 {
+			t.Errorf("site %s: run %s exported %d (%s)", s, ev.Phase, ev.Exported, ev.Error)
+		}
+	}
+	n.assertEqual(n.expected())
+	if d := n.dlqTotal(); d != 0 {
+		t.Errorf("DLQ holds %d messages, want 0", d)
+	}
+}
+
+// Changed-since: a second run with no change publishes nothing; a change
+// publishes only the changed records; a deletion reaches the destination.
+func TestIncrementalRunsAndDeletions(t *testing.T) {
+	n := newNet(t, netOpts{sites: []string{"alpha"}, records: 40, deletions: true})
+	n.start(pipeline...)
+	time.Sleep(2100 * time.Millisecond) // seed older than the 1s overlap (REDCap logs whole seconds)
+	t0 := time.Now()
+	n.sync(false, t0)
+	before := n.rawCount("alpha")
+	if before != 40 {
+		t.Fatalf("first run published %d raw records, want 40", before)
+	}
+
+	ev := n.sync(false, t0.Add(2*time.Second))["alpha"]
+	if ev.Full || ev.Exported != 0 || n.rawCount("alpha") != before {
+		t.Fatalf("second run without changes: full=%v exported=%d raw=%d, want an incremental run publishing nothing", ev.Full, ev.Exported, n.rawCount("alpha"))
+	}
+	if ev.Calls > 3 {
+		t.Errorf("an incremental run without changes made %d API calls, want at most 3", ev.Calls)
+	}
+
+	pid := n.sites["alpha"]
+	time.Sleep(1100 * time.Millisecond) // REDCap's log has one-second resolution
+	if err := n.sim.ImportRows(pid, []messages.Row{{"record_id": "3", "score": "9"}, {"record_id": "7", "mood": "3"}}, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.sim.DeleteRecord(pid, "11"); err != nil {
+		t.Fatal(err)
+	}
+	ev = n.sync(false, t0.Add(4*time.Second))["alpha"]
+	if ev.Exported != 2 || ev.Deleted != 1 {
+		t.Fatalf("run after changes exported %d and deleted %d, want 2 and 1", ev.Exported, ev.Deleted)
+	}
+	if got := n.rawCount("alpha"); got != before+3 {
+		t.Errorf("raw stream grew by %d messages, want 3 (2 changed, 1 deletion)", got-before)
+	}
+	n.assertEqual(n.expected())
+}
+
+// Records the destination rejects go to the DLQ with REDCap's own message;
+// the rest of their batches is imported.
+func TestDestinationRejectsOnlyBadRecords(t *testing.T) {
+	// The destination codes scores 0-7 only: every record scoring 8-10 is invalid there.
+	n := newNet(t, netOpts{sites: []string{"alpha"}, records: 45, destScoreCodes: "0, 0 | 1, 1 | 2, 2 | 3, 3 | 4, 4 | 5, 5 | 6, 6 | 7, 7"})
+	n.start(pipeline...)
+	n.sync(false, time.Now())
+	want := n.expected()
+	bad := map[string]bool{}
+	for id, r := range want {
+		if sc, _ := strconv.Atoi(r["score"]); sc > 7 {
+			bad[id] = true
+			delete(want, id)
+		}
+	}
+	if len(bad) == 0 {
+		t.Fatal("test data has no score above 7")
+	}
+	n.assertEqual(want)
+	dls := n.deadLetters(messages.StageImport, "alpha")
+	if len(dls) != len(bad) {
+		t.Fatalf("DLQ has %d import dead letters, want %d", len(dls), len(bad))
+	}
+	for _, dl := range dls {
+		if !bad[dl.RecordID] {
+			t.Errorf("record %s dead-lettered but valid", dl.RecordID)
+		}
+		if len(dl.Details) == 0 || dl.Details[0].Field != "score" || dl.Details[0].Message == "" {
+			t.Errorf("dead letter for %s lacks REDCap's message for field score: %+v", dl.RecordID, dl)
+		}
+		if strings.Contains(dl.Error, "\"9\"") || strings.Contains(dl.Error, "\"10\"") {
+			t.Errorf("dead letter reason quotes the value: %q", dl.Error)
+		}
+	}
+}
+
+// A revoked token fails that site's run with a clear status and a dead
+// letter; the other site is not affected.
+func TestRevokedTokenFailsOnlyThatSite(t *testing.T) {
+	n := newNet(t, netOpts{sites: []string{"alpha", "beta"}, records: 20})
+	n.sim.RevokeToken(n.tokens["beta"])
+	n.start(pipeline...)
+	evs := n.sync(false, time.Now())
+	if evs["beta"].Phase != messages.PhaseFailed || !strings.Contains(evs["beta"].Error, "403") {
+		t.Errorf("beta: phase %s error %q, want failed with the 403", evs["beta"].Phase, evs["beta"].Error)
+	}
+	if strings.Contains(evs["beta"].Error, n.tokens["beta"]) {
+		t.Error("the run error contains the token")
+	}
+	if evs["alpha"].Phase != messages.PhaseExported || evs["alpha"].Exported != 20 {
+		t.Errorf("alpha: %+v, want exported 20", evs["alpha"])
+	}
+	if dls := n.deadLetters(messages.StageExport, "beta"); len(dls) != 1 {
+		t.Errorf("beta has %d export dead letters, want 1", len(dls))
+	}
+	want := n.expected()
+	for id := range want {
+		if strings.HasPrefix(id, "beta-") {
+			delete(want, id)
+		}
+	}
+	n.assertEqual(want)
+}
+
+// A site answering some calls with an HTML page or an empty body (status
+// 200) is retried; nothing is lost.
+func TestSiteGarbageAnswersAreRetried(t *testing.T) {
+	n := newNet(t, netOpts{sites: []string{"alpha"}, records: 80, batchSize: 10})
+	if err := n.faults.Set(n.sites["alpha"], faults.Faults{EveryN: 3, HTMLRate: 0.34, EmptyRate: 0.33, MemoryRate: 0.33}); err != nil {
+		t.Fatal(err)
+	}
+	n.start(pipeline...)
+	ev := n.sync(false, time.Now())["alpha"]
+	if ev.Phase != messages.PhaseExported || ev.Exported != 80 {
+		t.Fatalf("run: %+v", ev)
+	}
+	n.assertEqual(n.expected())
+	if d := n.dlqTotal(); d != 0 {
+		t.Errorf("DLQ holds %d, want 0", d)
+	}
+}
+
+// The destination is down for 20+ seconds mid-run: the backlog waits in
+// the stream and drains when it is back; nothing is dead-lettered.
+func TestDestinationOutageHoldsBacklog(t *testing.T) {
+	n := newNet(t, netOpts{sites: []string{"alpha", "beta"}, records: 100, importBatch: 10})
+	n.start(pipeline...)
+	if err := n.faults.Set(n.dest, faults.Faults{Outage: true}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	runs := map[string]string{}
+	for _, s := range n.opts.sites {
+		runs[s] = requestRun(t, n, s, start)
+	}
+	// Wait until the exports are done: the backlog is then in the stream.
+	waitFor(t, time.Minute, "exports to finish during the outage", func() bool {
+		return n.rawCount("alpha") == 100 && n.rawCount("beta") == 100
+	})
+	time.Sleep(time.Until(start.Add(20 * time.Second)))
+	if got := len(n.destination()); got != 0 {
+		t.Fatalf("destination has %d records during the outage", got)
+	}
+	n.faults.Clear(n.dest)
+	n.waitRuns(runs, 2*time.Minute)
+	n.assertEqual(n.expected())
+	if d := n.dlqTotal(); d != 0 {
+		t.Errorf("DLQ holds %d after an outage, want 0", d)
+	}
+}
