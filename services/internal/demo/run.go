@@ -224,7 +224,7 @@ func reportScore(ctx context.Context, js jetstream.JetStream, site string) strin
 	if r.Score == nil {
 		return r.Status
 	}
-	return fmt.Sprintf("%.0f/100 (%s)", *r.Score, r.Status)
+	return fmt.Sprintf("%.1f/100 (%s)", *r.Score, r.Status)
 }
 
 func printSummary(w io.Writer, s summary, took time.Duration) {
