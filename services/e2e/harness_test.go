@@ -195,6 +195,8 @@ func siteRows(count, site int) []messages.Row {
 // writeNetwork writes and loads the network file.
 func (n *testNet) writeNetwork(natsURL string) *config.Network {
 	var b strings.Builder
+	fmt.Fprintf(&b, "streams:\n  export_ack_wait: %s\n  transform_ack_wait: %s\n  import_ack_wait: %s\n",
+		n.opts.timing.ExportAckWait, n.opts.timing.TransformAckWait, n.opts.timing.ImportAckWait)
 	fmt.Fprintf(&b, "nats:\n  url: %q\ndestination:\n  url: %s\n  token: {file: secrets/destination.token}\n  batch_size: %d\n  concurrency: 3\n  calls_per_minute: -1\nsites:\n",
 		natsURL, n.simURL, n.opts.importBatch)
 	for _, s := range n.opts.sites {

@@ -69,7 +69,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		o.Logger = slog.Default()
 	}
 	if o.Timing == (broker.Timing{}) {
-		o.Timing = broker.DefaultTiming
+		o.Timing = broker.TimingFrom(o.Network.Streams)
 	}
 	s := &Stack{opts: o, URL: o.Network.NATS.URL}
 	if o.Embedded {

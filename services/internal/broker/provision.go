@@ -33,6 +33,16 @@ type Timing struct {
 	CheckAckWait     time.Duration
 }
 
+// TimingFrom takes the ack waits from the network file's streams section.
+func TimingFrom(s config.Streams) Timing {
+	return Timing{
+		ExportAckWait:    s.ExportAckWait.D(),
+		TransformAckWait: s.TransformAckWait.D(),
+		ImportAckWait:    s.ImportAckWait.D(),
+		CheckAckWait:     DefaultTiming.CheckAckWait,
+	}
+}
+
 // DefaultTiming is used unless a test or config shortens it.
 var DefaultTiming = Timing{
 	ExportAckWait:    45 * time.Minute,

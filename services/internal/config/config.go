@@ -61,6 +61,12 @@ type Streams struct {
 	MetadataPerSite int64    `yaml:"metadata_per_site"`
 	// Replicas for clustered NATS (1 for a single server).
 	Replicas int `yaml:"replicas"`
+	// How long a delivered message may stay unacked before JetStream
+	// redelivers it (to another replica after a crash). A whole site run
+	// happens inside one export request.
+	ExportAckWait    Duration `yaml:"export_ack_wait"`
+	TransformAckWait Duration `yaml:"transform_ack_wait"`
+	ImportAckWait    Duration `yaml:"import_ack_wait"`
 }
 
 // Destination is the coordinating center's REDCap.
@@ -195,6 +201,9 @@ func (n *Network) applyDefaults() {
 	def(&s.AuditMaxAge, 365*24*time.Hour)
 	def(&s.DLQMaxAge, 90*24*time.Hour)
 	def(&s.DedupeWindow, 2*time.Hour)
+	def(&s.ExportAckWait, 45*time.Minute)
+	def(&s.TransformAckWait, 60*time.Second)
+	def(&s.ImportAckWait, 3*time.Minute)
 	if s.MetadataPerSite == 0 {
 		s.MetadataPerSite = 10
 	}
