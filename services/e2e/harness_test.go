@@ -103,6 +103,7 @@ type testNet struct {
 	tokens  map[string]string
 	dest    int
 	network *config.Network
+	logs    *testWriter
 	stack   *app.Stack
 	cancel  context.CancelFunc
 	done    chan error
@@ -224,7 +225,9 @@ func (n *testNet) start(services ...string) {
 		port = -1
 	}
 	ctx := context.Background()
-	st, err := app.Start(ctx, app.Options{Network: n.network, Embedded: true, DataDir: filepath.Join(n.dir, "nats"), NATSPort: port, Logger: testLogger(n.t), Timing: n.opts.timing})
+	log, w := testLogger(n.t)
+	n.logs = w
+	st, err := app.Start(ctx, app.Options{Network: n.network, Embedded: true, DataDir: filepath.Join(n.dir, "nats"), NATSPort: port, Logger: log, Timing: n.opts.timing})
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -394,10 +397,16 @@ func (n *testNet) rawCount(site string) int {
 
 // testLogger sends service logs to the test log (shown on failure) and keeps
 // them for PHI assertions.
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t *testing.T) (*slog.Logger, *testWriter) {
 	w := &testWriter{t: t}
 	t.Cleanup(func() { w.closed.Store(true) })
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})), w
+}
+
+func (w *testWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.all.String()
 }
 
 type testWriter struct {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"strconv"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/app"
+	"github.com/redcap-relay/relay/services/internal/broker"
 	"github.com/redcap-relay/relay/services/internal/redcapsim/faults"
 )
 
@@ -27,6 +29,28 @@ func TestThreeSitesToDestination(t *testing.T) {
 	n.assertEqual(n.expected())
 	if d := n.dlqTotal(); d != 0 {
 		t.Errorf("DLQ holds %d messages, want 0", d)
+	}
+	// PHI stays inside: the values of the fields the policy drops (names,
+	// visit dates, notes) appear in no log line and in nothing that left
+	// the site's stage: cleaned records, audit, run events, dead letters.
+	phi := []string{"Person ", "private note", "2026-03-0"}
+	logs := n.logs.String()
+	for _, v := range phi {
+		if strings.Contains(logs, v) {
+			t.Errorf("a log line contains the value %q", v)
+		}
+	}
+	for _, stream := range []string{messages.StreamRecordsClean, messages.StreamAudit, messages.StreamDLQ} {
+		broker.EachJSON(context.Background(), n.stack.JS, stream, ">", func(b []byte) {
+			for _, v := range phi {
+				if strings.Contains(string(b), v) {
+					t.Errorf("stream %s carries the value %q", stream, v)
+				}
+			}
+		})
+	}
+	if n := n.rawCount("alpha"); n == 0 {
+		t.Error("no raw records")
 	}
 }
 

@@ -54,8 +54,14 @@ type proc struct {
 
 func (n *testNet) spawn(t *testing.T, service string) *proc {
 	t.Helper()
+	return n.spawnWith(t, service, nil)
+}
+
+func (n *testNet) spawnWith(t *testing.T, service string, extra []string) *proc {
+	t.Helper()
 	var out bytes.Buffer
-	cmd := exec.Command(relayBinary(t), service, "-n", filepath.Join(n.dir, "network.yaml"), "--log-level", "warn")
+	args := append([]string{service, "-n", filepath.Join(n.dir, "network.yaml"), "--log-level", "warn"}, extra...)
+	cmd := exec.Command(relayBinary(t), args...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -387,7 +387,7 @@ func (n *Network) resolvePaths() {
 
 var (
 	siteIDRe    = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
-	namespaceRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_]{0,30}$`)
+	namespaceRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,30}$`)
 )
 
 func (n *Network) validate() []Problem {
@@ -479,7 +479,7 @@ func (n *Network) validate() []Problem {
 			checkFile(p+".policy", s.Policy)
 		}
 		if !namespaceRe.MatchString(s.Namespace) {
-			add(p+".namespace", "%q must be letters, digits or '_' (it prefixes record IDs)", s.Namespace)
+			add(p+".namespace", "%q must be letters, digits, '-' or '_' (it prefixes record IDs)", s.Namespace)
 		} else if j, dup := seenNS[s.Namespace]; dup {
 			add(p+".namespace", "%q is already used by sites[%d]: record IDs would collide", s.Namespace, j)
 		} else {

@@ -1,0 +1,157 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// writeNet writes a network file and the files it points to.
+func writeNet(t *testing.T, body string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range []string{"site.token", "dest.token", "policy.yaml"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("ABCDEF0123456789ABCDEF0123456789\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := filepath.Join(dir, "network.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const good = `destination:
+  url: https://center.example.org/api/
+  token: {file: dest.token}
+sites:
+  - id: site-a
+    url: https://a.example.org/redcap/api/
+    token: {file: site.token}
+    schedule: "0 2 * * *"
+    time_zone: America/Chicago
+    policy: policy.yaml
+`
+
+func TestLoadAppliesDefaultsAndResolvesPaths(t *testing.T) {
+	p := writeNet(t, good)
+	n, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, ok := n.Site("site-a")
+	if !ok {
+		t.Fatal("site-a not found")
+	}
+	if s.Namespace != "site-a" {
+		t.Errorf("namespace defaults to the site ID, got %q", s.Namespace)
+	}
+	if s.BatchSize != DefaultSiteBatchSize || s.CallsPerMinute != DefaultCallsPerMinute || s.ServerTimeZone != "America/Chicago" {
+		t.Errorf("defaults not applied: %+v", s)
+	}
+	if !filepath.IsAbs(s.Policy) || filepath.Dir(s.Policy) != filepath.Dir(p) {
+		t.Errorf("policy path %q not resolved against the file's folder", s.Policy)
+	}
+	tok, err := s.Token.Read()
+	if err != nil || tok != "ABCDEF0123456789ABCDEF0123456789" {
+		t.Errorf("token: %q %v", tok, err)
+	}
+	sched, err := s.ParseSchedule()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 02:00 in Chicago is 08:00 UTC in winter.
+	next := sched.Next(time.Date(2026, 1, 10, 0, 0, 0, 0, time.UTC))
+	if next.UTC().Hour() != 8 {
+		t.Errorf("schedule ignores the time zone: next run %s", next.UTC())
+	}
+	if n.Streams.RawMaxAge.D() != 72*time.Hour || n.Streams.ImportAckWait.D() != 3*time.Minute {
+		t.Errorf("stream defaults: %+v", n.Streams)
+	}
+}
+
+// Every mistake is listed at once, each with its line and setting, and no
+// secret value appears in the message.
+func TestValidateListsEveryMistakeWithLines(t *testing.T) {
+	bad := `destination:
+  url: ftp://center.example.org/
+  token: {file: missing.token}
+  concurrency: 99
+sites:
+  - id: Site A
+    url: https://a.example.org/api/
+    token: {file: site.token}
+    schedule: "every day at two"
+    policy: policy.yaml
+    calls_per_minute: 900
+  - id: b
+    url: https://b.example.org/api/
+    token: {env: RELAY_TEST_UNSET_VAR}
+    time_zone: Mars/Olympus
+    namespace: x
+  - id: c
+    url: https://c.example.org/api/
+    token: {file: site.token}
+    policy: policy.yaml
+    namespace: x
+`
+	_, err := Load(writeNet(t, bad))
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("want a config.Error, got %v", err)
+	}
+	want := map[string]int{ // setting -> line
+		"destination.url":           2,
+		"destination.token":         3,
+		"destination.concurrency":   4,
+		"sites[0].id":               6,
+		"sites[0].schedule":         9,
+		"sites[0].calls_per_minute": 11,
+		"sites[1].token":            14,
+		"sites[1].time_zone":        15,
+		"sites[1].policy":           12,
+		"sites[2].namespace":        21,
+	}
+	got := map[string]int{}
+	for _, p := range ce.Problems {
+		got[p.Setting] = p.Line
+	}
+	for s, line := range want {
+		l, ok := got[s]
+		if !ok {
+			t.Errorf("no problem reported for %s; got %v", s, ce.Problems)
+			continue
+		}
+		if l != line {
+			t.Errorf("%s reported at line %d, want %d", s, l, line)
+		}
+	}
+	msg := err.Error()
+	for _, frag := range []string{"missing.token", "RELAY_TEST_UNSET_VAR", "already used by sites[1]", "600 calls/minute"} {
+		if !strings.Contains(msg, frag) {
+			t.Errorf("message lacks %q:\n%s", frag, msg)
+		}
+	}
+	if strings.Contains(msg, "ABCDEF0123456789") {
+		t.Error("the message contains a token")
+	}
+}
+
+func TestUnknownKeysAreRefused(t *testing.T) {
+	_, err := Load(writeNet(t, good+"    schedual: \"@daily\"\n"))
+	if err == nil || !strings.Contains(err.Error(), "schedual") {
+		t.Fatalf("a misspelt key must be refused by name, got %v", err)
+	}
+}
+
+func TestSecretFromEnv(t *testing.T) {
+	t.Setenv("RELAY_TEST_TOKEN", "  ABC123  ")
+	v, err := Secret{Env: "RELAY_TEST_TOKEN"}.Read()
+	if err != nil || v != "ABC123" {
+		t.Fatalf("got %q %v", v, err)
+	}
+}

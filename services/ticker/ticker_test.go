@@ -1,0 +1,88 @@
+package ticker
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/redcap-relay/relay/messages"
+	"github.com/redcap-relay/relay/services/internal/broker"
+	"github.com/redcap-relay/relay/services/internal/config"
+)
+
+// Two tickers running at once (a rolling restart, a mistaken replica)
+// still produce exactly one export request per site and tick.
+func TestTwoTickersOneRequestPerTick(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := broker.StartEmbedded(broker.EmbeddedOptions{StoreDir: dir, Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	nc, err := broker.Connect(ctx, srv.ClientURL(), broker.ConnectOptions{Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := broker.JetStream(nc)
+	netw := testNetwork(t, "@every 1s")
+	if err := broker.Provision(ctx, js, netw.Streams, broker.DefaultTiming); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{}, 2)
+	for i := 0; i < 2; i++ {
+		go func() { Run(ctx, Deps{JS: js, Network: netw}); done <- struct{}{} }()
+	}
+	time.Sleep(3500 * time.Millisecond)
+	cancel()
+	<-done
+	<-done
+
+	runs := map[string]int{}
+	err = broker.EachJSON(context.Background(), js, messages.StreamExportRequests, messages.ExportRequestedSubject("site-a"), func(b []byte) {
+		var r messages.ExportRequested
+		if err := json.Unmarshal(b, &r); err != nil {
+			t.Error(err)
+		}
+		runs[r.RunID]++
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) < 2 {
+		t.Fatalf("got %d ticks in 3.5s with @every 1s, want at least 2: %v", len(runs), runs)
+	}
+	for run, n := range runs {
+		if n != 1 {
+			t.Errorf("run %s requested %d times, want once", run, n)
+		}
+	}
+}
+
+func TestRunIDIsDeterministic(t *testing.T) {
+	tick := time.Date(2026, 11, 25, 7, 0, 0, 0, time.FixedZone("EST", -5*3600))
+	a, b := NewRequest("site-a", tick, false, "schedule"), NewRequest("site-a", tick.UTC(), false, "schedule")
+	if a.RunID != b.RunID || a.MsgID() != b.MsgID() || a.RunID != "site-a-20261125T120000Z" {
+		t.Fatalf("run IDs differ or are not UTC: %s %s", a.RunID, b.RunID)
+	}
+}
+
+func testNetwork(t *testing.T, schedule string) *config.Network {
+	t.Helper()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "tok"), []byte("ABCDEF0123456789ABCDEF0123456789"), 0o600)
+	os.WriteFile(filepath.Join(dir, "policy.yaml"), []byte("name: x\n"), 0o600)
+	body := "destination:\n  url: http://127.0.0.1:1/api/\n  token: {file: tok}\nsites:\n  - id: site-a\n    url: http://127.0.0.1:1/api/\n    token: {file: tok}\n    policy: policy.yaml\n    schedule: \"" + schedule + "\"\n"
+	p := filepath.Join(dir, "network.yaml")
+	os.WriteFile(p, []byte(body), 0o600)
+	n, err := config.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
