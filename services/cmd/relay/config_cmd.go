@@ -7,6 +7,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/redcap-relay/relay/services/internal/config"
+	"github.com/redcap-relay/relay/services/internal/policy"
+	"github.com/redcap-relay/relay/services/internal/protocol"
 )
 
 func init() {
@@ -26,9 +28,37 @@ func init() {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s is valid: %d site(s), destination %s\n", path, len(n.Sites), n.Destination.URL)
+			// The files the network file names must be valid too: a policy
+			// or protocol mistake would otherwise surface only at the first run.
+			out := cmd.OutOrStdout()
+			var bad int
+			checked := map[string]bool{}
 			for _, s := range n.Sites {
-				fmt.Fprintf(cmd.OutOrStdout(), "  %-16s %-10s %s (%s)  policy %s\n", s.ID, s.Namespace, s.Schedule, s.TimeZone, s.Policy)
+				if checked[s.Policy] {
+					continue
+				}
+				checked[s.Policy] = true
+				if _, err := policy.Load(s.Policy); err != nil {
+					fmt.Fprintf(out, "policy of site %s: %v\n", s.ID, err)
+					bad++
+				}
+			}
+			if n.Protocol != "" {
+				p, err := protocol.Load(n.Protocol)
+				if err == nil {
+					err = p.Err()
+				}
+				if err != nil {
+					fmt.Fprintf(out, "protocol %s: %v\n", n.Protocol, err)
+					bad++
+				}
+			}
+			if bad > 0 {
+				return fmt.Errorf("%s: %d referenced file(s) are not valid", path, bad)
+			}
+			fmt.Fprintf(out, "%s is valid: %d site(s), destination %s\n", path, len(n.Sites), n.Destination.URL)
+			for _, s := range n.Sites {
+				fmt.Fprintf(out, "  %-16s %-10s %s (%s)  policy %s\n", s.ID, s.Namespace, s.Schedule, s.TimeZone, s.Policy)
 			}
 			return nil
 		},
