@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 func init() {
 	var o demo.RunOptions
+	var w demo.WriteOptions
 	var verbose bool
 	c := &cobra.Command{
 		Use:   "demo",
@@ -26,6 +28,16 @@ file, policy, token files, reports, JetStream store) stays in --data.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := signalContext()
 			defer cancel()
+			if w.Dir != "" {
+				// For docker-compose: write the demo network and the
+				// simulator project folders, then exit.
+				w.Scale = o.Scale
+				if err := demo.Write(ctx, w); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "demo network written to %s (projects/sites, projects/destination, network.yaml)\n", w.Dir)
+				return nil
+			}
 			o.Out = cmd.OutOrStdout()
 			if verbose {
 				o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -39,5 +51,9 @@ file, policy, token files, reports, JetStream store) stays in --data.`,
 	c.Flags().DurationVar(&o.Timeout, "timeout", 5*time.Minute, "give up if the pipeline has not drained by then")
 	c.Flags().StringVar(&o.Metrics, "metrics", "", "serve /metrics and /healthz on this address, e.g. 127.0.0.1:9090")
 	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "log what every service does")
+	c.Flags().StringVar(&w.Dir, "write", "", "write the demo network into this folder for docker-compose and exit (keeps an existing one)")
+	c.Flags().StringVar(&w.SiteURL, "site-url", "http://sites:8080/api/", "with --write: the site simulator's API URL as the services see it")
+	c.Flags().StringVar(&w.DestinationURL, "destination-url", "http://destination:8080/api/", "with --write: the destination simulator's API URL")
+	c.Flags().StringVar(&w.ReportsDir, "reports-dir", "", "with --write: reports folder in the network file")
 	rootCmd.AddCommand(c)
 }

@@ -141,6 +141,10 @@ func randomHex(n int) string {
 }
 
 func networkYAML(simURL string, sites []SiteSpec) string {
+	return networkYAMLFor(simURL, simURL, "reports", sites)
+}
+
+func networkYAMLFor(siteURL, destURL, reports string, sites []SiteSpec) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `# REDCap Relay demo network (written by relay demo). Paths are relative to this file.
 nats:
@@ -152,9 +156,9 @@ destination:
   concurrency: 3
   calls_per_minute: -1   # the simulator has no IP ban; for real servers leave unset (300/minute)
 pseudonym_key: {file: secrets/pseudonym.key}
-reports_dir: reports
+reports_dir: %s
 sites:
-`, simURL)
+`, destURL, reports)
 	for _, s := range sites {
 		fmt.Fprintf(&b, `  - id: %s
     name: %s
@@ -168,7 +172,7 @@ sites:
     propagate_deletions: true
     batch_size: 100
     calls_per_minute: -1
-`, s.ID, s.Name, simURL, s.ID, s.Schedule, s.TimeZone, s.ID, s.DAG)
+`, s.ID, s.Name, siteURL, s.ID, s.Schedule, s.TimeZone, s.ID, s.DAG)
 	}
 	return b.String()
 }

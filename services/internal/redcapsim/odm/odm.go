@@ -244,6 +244,9 @@ func Parse(r io.Reader) (*Project, error) {
 			}
 			for _, ir := range gd.Items {
 				it := items[ir.OID]
+				if it == nil && (ir.OID == "redcap_data_access_group" || ir.OID == "redcap_survey_identifier") {
+					continue // a pseudo-field: some exports reference it without an ItemDef
+				}
 				if it == nil {
 					return nil, fmt.Errorf("odm: item group %s refers to item %s, which is not defined", gr.OID, ir.OID)
 				}
