@@ -1,0 +1,67 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/redcap-relay/relay/services/internal/bench"
+	"github.com/redcap-relay/relay/services/internal/config"
+)
+
+// `relay bench` (hidden; scripts/bench.sh runs it) measures the pipeline
+// against the original tool's approach and the machine's ceilings.
+func init() {
+	var o bench.Options
+	var inProcess bool
+	c := &cobra.Command{
+		Use:    "bench",
+		Short:  "benchmark relay all against the one-call-per-site baseline and the machine's ceilings",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := signalContext()
+			defer cancel()
+			if !inProcess {
+				exe, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				o.Exe = exe
+			}
+			o.Out = cmd.OutOrStdout()
+			_, err := bench.Run(ctx, o)
+			return err
+		},
+	}
+	c.Flags().BoolVar(&o.Quick, "quick", false, "3 sites x 2,000 records, both regimes (well under a minute)")
+	c.Flags().StringVar(&o.JSON, "json", "bench-results.json", "write the results as JSON here (empty: do not)")
+	c.Flags().StringVar(&o.Dir, "dir", "", "work folder (default: a temporary folder, removed afterwards)")
+	c.Flags().BoolVar(&o.Keep, "keep", false, "keep the work folder (network files, relay logs)")
+	c.Flags().BoolVar(&inProcess, "in-process", false, "run relay and the baseline in this process (no peak RSS figures)")
+
+	var network string
+	baseline := &cobra.Command{
+		Use:   "baseline",
+		Short: "one baseline sync of every site in the network file; prints the result as JSON",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := signalContext()
+			defer cancel()
+			net, err := config.Load(network)
+			if err != nil {
+				return err
+			}
+			res, err := bench.Baseline(ctx, net)
+			if err != nil {
+				return err
+			}
+			res.PeakRSS, _ = bench.SelfUsage()
+			return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
+		},
+	}
+	baseline.Flags().StringVarP(&network, "network", "n", "network.yaml", "network file")
+	c.AddCommand(baseline)
+	rootCmd.AddCommand(c)
+}
