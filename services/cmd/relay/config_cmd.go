@@ -32,6 +32,10 @@ func init() {
 			// or protocol mistake would otherwise surface only at the first run.
 			out := cmd.OutOrStdout()
 			var bad int
+			for _, p := range n.CheckSecrets() {
+				fmt.Fprintf(out, "%s: %s\n", p.Setting, p.Message)
+				bad++
+			}
 			checked := map[string]bool{}
 			for _, s := range n.Sites {
 				if checked[s.Policy] {
@@ -54,7 +58,7 @@ func init() {
 				}
 			}
 			if bad > 0 {
-				return fmt.Errorf("%s: %d referenced file(s) are not valid", path, bad)
+				return fmt.Errorf("%s: %d problem(s) with the secrets and files it names", path, bad)
 			}
 			fmt.Fprintf(out, "%s is valid: %d site(s), destination %s\n", path, len(n.Sites), n.Destination.URL)
 			for _, s := range n.Sites {

@@ -405,6 +405,9 @@ func (n *Network) validate() []Problem {
 			add(setting, "%q should end in /api/ (REDCap's API endpoint)", u)
 		}
 	}
+	// Secrets are checked for shape here; whether they can be read is
+	// checked by the service that needs each one (a transformer container
+	// holds no token at all) and by CheckSecrets (`relay config validate`).
 	checkSecret := func(setting string, s Secret, what string) {
 		if !s.IsSet() {
 			add(setting, "missing: give %s as file: <path> or env: <VAR> (never in this file)", what)
@@ -412,10 +415,6 @@ func (n *Network) validate() []Problem {
 		}
 		if s.File != "" && s.Env != "" {
 			add(setting, "give either file or env, not both")
-			return
-		}
-		if _, err := s.Read(); err != nil {
-			add(setting, "%v", err)
 		}
 	}
 	checkFile := func(setting, p string) {
@@ -491,6 +490,30 @@ func (n *Network) validate() []Problem {
 		if s.CallsPerMinute > 599 {
 			add(p+".calls_per_minute", "%d would reach REDCap's IP ban at 600 calls/minute; use 500 or less", s.CallsPerMinute)
 		}
+	}
+	return ps
+}
+
+// CheckSecrets reads every secret the network file names and reports those
+// that cannot be read (never their values). `relay config validate` runs it;
+// each service reads only the secrets it uses.
+func (n *Network) CheckSecrets() []Problem {
+	var ps []Problem
+	check := func(setting string, s Secret) {
+		if !s.IsSet() {
+			return
+		}
+		if _, err := s.Read(); err != nil {
+			ps = append(ps, Problem{Setting: setting, Message: err.Error()})
+		}
+	}
+	check("destination.token", n.Destination.Token)
+	check("pseudonym_key", n.PseudonymKey)
+	if n.NATS.User != "" {
+		check("nats.password", n.NATS.Password)
+	}
+	for i, s := range n.Sites {
+		check(fmt.Sprintf("sites[%d].token", i), s.Token)
 	}
 	return ps
 }

@@ -106,12 +106,10 @@ sites:
 	}
 	want := map[string]int{ // setting -> line
 		"destination.url":           2,
-		"destination.token":         3,
 		"destination.concurrency":   4,
 		"sites[0].id":               6,
 		"sites[0].schedule":         9,
 		"sites[0].calls_per_minute": 11,
-		"sites[1].token":            14,
 		"sites[1].time_zone":        15,
 		"sites[1].policy":           12,
 		"sites[2].namespace":        21,
@@ -131,6 +129,13 @@ sites:
 		}
 	}
 	msg := err.Error()
+	// Unreadable secrets are reported by CheckSecrets (relay config validate).
+	var secrets []string
+	n, _ := Parse("x", []byte(bad))
+	for _, p := range n.CheckSecrets() {
+		secrets = append(secrets, p.String())
+	}
+	msg += "\n" + strings.Join(secrets, "\n")
 	for _, frag := range []string{"missing.token", "RELAY_TEST_UNSET_VAR", "already used by sites[1]", "600 calls/minute"} {
 		if !strings.Contains(msg, frag) {
 			t.Errorf("message lacks %q:\n%s", frag, msg)
