@@ -47,10 +47,13 @@ func Run(ctx context.Context, d Deps) error {
 		d.RetryFor = 10 * time.Minute
 	}
 	e := &Exporter{d: d, log: d.Logger.With("service", "exporter"), retry: retry.Policy{MaxElapsed: d.RetryFor}}
-	parallel := len(d.Network.Sites)
-	if parallel > 16 {
-		parallel = 16
-	}
+	// Each subscriber handles one request at a time and the queue group
+	// hands a request to a random subscriber, busy or not: with one
+	// subscriber per site, two sites' requests often land on the same one
+	// and run one after the other. Many idle subscribers (they are cheap)
+	// keep sites in parallel; the consumer's MaxAckPending still caps the
+	// runs at once.
+	parallel := min(256, max(64, 16*len(d.Network.Sites)))
 	return router.Run(ctx, d.NC, d.JS, router.Config{
 		Stage:          messages.StageExport,
 		Stream:         messages.StreamExportRequests,

@@ -124,26 +124,67 @@ func (im *Importer) worker(ctx context.Context, n int) {
 			}
 			cons = c
 		}
-		batch, err := cons.Fetch(im.dest.BatchSize, jetstream.FetchMaxWait(time.Second))
+		msgs, err := im.fetch(ctx, cons)
 		if err != nil {
 			cons = nil
 			sleep(ctx, 200*time.Millisecond)
-			continue
-		}
-		var msgs []jetstream.Msg
-		for m := range batch.Messages() {
-			msgs = append(msgs, m)
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoHeartbeat) && len(msgs) == 0 {
-			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
-				cons = nil
-			}
 			continue
 		}
 		if len(msgs) > 0 {
 			im.process(ctx, msgs)
 		}
 	}
+}
+
+// fetchLinger is how long a partly filled batch waits for more records.
+const fetchLinger = 20 * time.Millisecond
+
+// fetch waits (up to a second) for the first message only, then takes what
+// is already waiting, up to a batch: a batch-sized fetch would hold a
+// trickle of records (an incremental run, the end of a sync) until the
+// batch filled or the wait expired. A partly filled batch lingers once, so
+// a steady flow still makes full batches (few API calls).
+func (im *Importer) fetch(ctx context.Context, cons jetstream.Consumer) ([]jetstream.Msg, error) {
+	n := im.dest.BatchSize
+	msgs, err := collect(cons.Fetch(1, jetstream.FetchMaxWait(time.Second)))
+	if err != nil || len(msgs) == 0 {
+		return msgs, err
+	}
+	for lingered := false; len(msgs) < n && ctx.Err() == nil; {
+		more, err := collect(cons.FetchNoWait(n - len(msgs)))
+		msgs = append(msgs, more...)
+		if err != nil {
+			// Keep what we have; the next fetch finds out what is wrong.
+			break
+		}
+		if len(msgs) < n && len(more) == 0 {
+			if lingered {
+				break
+			}
+			lingered = true
+			sleep(ctx, fetchLinger)
+		}
+	}
+	return msgs, nil
+}
+
+// collect drains one fetch. An error is returned only when nothing came
+// (a deleted consumer, NATS restarting); ErrConsumerDeleted and
+// ErrConsumerNotFound make the worker look the consumer up again.
+func collect(batch jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
+	if err != nil {
+		return nil, err
+	}
+	var msgs []jetstream.Msg
+	for m := range batch.Messages() {
+		msgs = append(msgs, m)
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoHeartbeat) && len(msgs) == 0 {
+		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, err
+		}
+	}
+	return msgs, nil
 }
 
 // refreshDestinationSnapshot publishes the destination's data dictionary

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -14,7 +15,8 @@ import (
 // against the original tool's approach and the machine's ceilings.
 func init() {
 	var o bench.Options
-	var inProcess bool
+	var inProcess, latency bool
+	var records int
 	c := &cobra.Command{
 		Use:    "bench",
 		Short:  "benchmark relay all against the one-call-per-site baseline and the machine's ceilings",
@@ -30,6 +32,13 @@ func init() {
 				}
 				o.Exe = exe
 			}
+			if records > 0 {
+				name := fmt.Sprintf("3x%d", records)
+				o.Scales = []bench.Scale{{Name: name, Sites: 3, Records: records}}
+				if latency {
+					o.Latency = []string{name}
+				}
+			}
 			o.Out = cmd.OutOrStdout()
 			_, err := bench.Run(ctx, o)
 			return err
@@ -40,6 +49,10 @@ func init() {
 	c.Flags().StringVar(&o.Dir, "dir", "", "work folder (default: a temporary folder, removed afterwards)")
 	c.Flags().BoolVar(&o.Keep, "keep", false, "keep the work folder (network files, relay logs)")
 	c.Flags().BoolVar(&inProcess, "in-process", false, "run relay and the baseline in this process (no peak RSS figures)")
+
+	c.Flags().IntVar(&records, "records", 0, "one scale only: 3 sites with this many records each")
+	c.Flags().BoolVar(&latency, "latency", true, "with --records: also run the REDCap-like latency regime")
+	c.Flags().IntVar(&o.Parallel, "parallel", 0, "messages the transformer handles at once (default: relay all's default)")
 
 	var network string
 	baseline := &cobra.Command{

@@ -59,7 +59,9 @@ func visitFields() []messages.Field {
 }
 
 // Fields is the 40-field site dictionary.
-func Fields() []messages.Field { return append(append([]messages.Field(nil), enrollment...), visitFields()...) }
+func Fields() []messages.Field {
+	return append(append([]messages.Field(nil), enrollment...), visitFields()...)
+}
 
 var eventNames = []string{"baseline", "month_3", "month_6"}
 

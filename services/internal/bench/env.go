@@ -120,7 +120,6 @@ func NewEnv(dir string, sc Scale, log *slog.Logger) (*Env, error) {
 	return e, nil
 }
 
-
 func (e *Env) serve(h http.Handler) (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

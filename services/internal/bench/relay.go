@@ -40,14 +40,14 @@ type Pipeline struct {
 }
 
 // StartPipeline starts the pipeline and waits until it is provisioned.
-func StartPipeline(ctx context.Context, env *Env, run *RunSetup, exe string, log *slog.Logger) (*Pipeline, error) {
+func StartPipeline(ctx context.Context, env *Env, run *RunSetup, exe string, parallel int, log *slog.Logger) (*Pipeline, error) {
 	net, err := config.Load(run.NetworkFile)
 	if err != nil {
 		return nil, err
 	}
 	p := &Pipeline{env: env, run: run, net: net}
 	if exe == "" {
-		st, err := app.Start(ctx, app.Options{Network: net, Embedded: true, DataDir: run.DataDir, NATSPort: -1, Logger: log})
+		st, err := app.Start(ctx, app.Options{Network: net, Embedded: true, DataDir: run.DataDir, NATSPort: -1, Logger: log, TransformerParallel: parallel})
 		if err != nil {
 			return nil, err
 		}
@@ -66,7 +66,11 @@ func StartPipeline(ctx context.Context, env *Env, run *RunSetup, exe string, log
 	if err != nil {
 		return nil, err
 	}
-	p.cmd = exec.Command(exe, "all", "--network", run.NetworkFile, "--data", run.DataDir, "--nats-port", strconv.Itoa(port), "--log-level", "warn")
+	args := []string{"all", "--network", run.NetworkFile, "--data", run.DataDir, "--nats-port", strconv.Itoa(port), "--log-level", "warn"}
+	if parallel > 0 {
+		args = append(args, "--parallel", strconv.Itoa(parallel))
+	}
+	p.cmd = exec.Command(exe, args...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
 		logf.Close()
@@ -124,7 +128,11 @@ type SyncResult struct {
 	MaxSiteCalls int           `json:"max_calls_per_site"`
 	DestCalls    int64         `json:"destination_calls"`
 	Imported     int           `json:"destination_records"`
-	Failed       []string      `json:"failed,omitempty"`
+	// When each stage was last seen busy, from the requests: where the
+	// time goes.
+	ExportDone    time.Duration `json:"exported_ns"`
+	TransformDone time.Duration `json:"transformed_ns"`
+	Failed        []string      `json:"failed,omitempty"`
 }
 
 // Sync requests a run of every site and waits until each finished and the
@@ -161,6 +169,12 @@ func (p *Pipeline) Sync(ctx context.Context, full bool, timeout time.Duration) (
 				(ev.Phase == messages.PhaseExported || ev.Phase == messages.PhaseFailed) {
 				events[site] = ev
 			}
+		}
+		if len(events) == len(runs) && res.ExportDone == 0 {
+			res.ExportDone = time.Since(start)
+		}
+		if n, err := broker.Backlog(ctx, p.js, messages.StreamRecordsRaw); err == nil && n > 0 {
+			res.TransformDone = time.Since(start)
 		}
 		if len(events) == len(runs) && broker.Drained(ctx, p.js) {
 			break

@@ -40,6 +40,8 @@ type Options struct {
 	Scales  []Scale
 	Latency []string // names of the scales that also run the REDCap-like regime
 	Keep    bool     // keep Dir
+	// Parallel is passed to relay all's --parallel (0 = its default).
+	Parallel int
 }
 
 // Report is everything one run measured.
@@ -194,7 +196,7 @@ func runRegime(ctx context.Context, o Options, env *Env, r *Result, progress fun
 	// Changed-since has a 1 s overlap and second resolution: keep the seed
 	// (or the last change) out of the next run's window.
 	time.Sleep(1100 * time.Millisecond)
-	p, err := StartPipeline(ctx, env, rr, o.Exe, o.Logger)
+	p, err := StartPipeline(ctx, env, rr, o.Exe, o.Parallel, o.Logger)
 	if err != nil {
 		return err
 	}

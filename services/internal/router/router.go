@@ -100,6 +100,11 @@ func Run(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, c Config, h
 			DurablePrefix:     c.Consumer,
 			DurableCalculator: func(prefix, _ string) string { return prefix },
 			TrackMsgId:        true,
+			// Ack without waiting for the server's confirmation: a lost ack
+			// only means a redelivery, which every handler tolerates
+			// (deterministic message IDs, latest wins), and waiting would
+			// cost a round trip per message on every hop.
+			AckAsync: true,
 		},
 	}, wlog)
 	if err != nil {
