@@ -184,30 +184,31 @@ func (im *Importer) deleteItems(ctx context.Context, items []*item) {
 	}
 }
 
-// finish records versions, writes the audit, then acks.
+// finish records versions, writes the audit (one record per site and run,
+// so operators can count a run's imports), then acks.
 func (im *Importer) finish(ctx context.Context, items []*item, deleted bool) {
 	upd := make(map[string]int64, len(items))
-	bySite := map[string]*messages.ImportDone{}
-	fields := map[string]map[string]bool{}
+	type key struct{ site, run string }
+	audits := map[key]*messages.ImportDone{}
+	fields := map[key]map[string]bool{}
+	var order []key
 	for _, it := range items {
 		r := it.rec
 		upd[r.DestRecordID] = r.Version
-		a := bySite[r.Site]
+		k := key{r.Site, r.RunID}
+		a := audits[k]
 		if a == nil {
-			a = &messages.ImportDone{V: messages.V, Site: r.Site, PolicyVersion: r.PolicyVersion, At: time.Now().UTC()}
-			bySite[r.Site] = a
-			fields[r.Site] = map[string]bool{}
+			a = &messages.ImportDone{V: messages.V, Site: r.Site, PolicyVersion: r.PolicyVersion, Runs: []string{r.RunID}, At: time.Now().UTC()}
+			audits[k], fields[k] = a, map[string]bool{}
+			order = append(order, k)
 		}
 		if deleted {
 			a.Deleted = append(a.Deleted, r.DestRecordID)
 		} else {
 			a.Records = append(a.Records, r.DestRecordID)
 		}
-		if !contains(a.Runs, r.RunID) {
-			a.Runs = append(a.Runs, r.RunID)
-		}
 		for _, f := range messages.FieldNames(r.Rows) {
-			fields[r.Site][f] = true
+			fields[k][f] = true
 		}
 	}
 	if err := im.vers.set(ctx, upd); err != nil {
@@ -215,21 +216,24 @@ func (im *Importer) finish(ctx context.Context, items []*item, deleted bool) {
 		im.log.Warn("versions not stored; records will be imported again", "err", err)
 		return
 	}
-	for site, a := range bySite {
-		for f := range fields[site] {
+	for _, k := range order {
+		a := audits[k]
+		for f := range fields[k] {
 			a.Fields = append(a.Fields, f)
 		}
 		sort.Strings(a.Fields)
-		id := fmt.Sprintf("import.%s.%s", site, messages.HashJSON(a.Records)[:16]+messages.HashJSON(a.Deleted)[:8]+fmt.Sprint(items[0].rec.Version))
-		if err := broker.Publish(ctx, im.d.JS, messages.ImportDoneSubject(site), id, broker.Route{Site: site}, a); err != nil {
-			im.log.Warn("audit record not published; records will be imported again", "site", site, "err", err)
+		// The same records of the same run give the same ID: a re-import
+		// after a lost ack is not audited twice (within the dedupe window).
+		id := fmt.Sprintf("import.%s.%s.%s", k.site, k.run, messages.HashJSON([2][]string{a.Records, a.Deleted})[:16])
+		if err := broker.Publish(ctx, im.d.JS, messages.ImportDoneSubject(k.site), id, broker.Route{Site: k.site, Run: k.run}, a); err != nil {
+			im.log.Warn("audit record not published; records will be imported again", "site", k.site, "err", err)
 			return
 		}
 		outcome := "imported"
 		if deleted {
 			outcome = "deleted"
 		}
-		telemetry.Records.WithLabelValues(messages.StageImport, site, outcome).Add(float64(len(a.Records) + len(a.Deleted)))
+		telemetry.Records.WithLabelValues(messages.StageImport, k.site, outcome).Add(float64(len(a.Records) + len(a.Deleted)))
 	}
 	for _, it := range items {
 		_ = it.msg.Ack()
@@ -383,13 +387,4 @@ func badRecords(err error, items []*item) map[string]bool {
 		}
 	}
 	return bad
-}
-
-func contains(xs []string, s string) bool {
-	for _, x := range xs {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -204,15 +204,24 @@ func lastRun(ctx context.Context, js jetstream.JetStream, audit jetstream.Stream
 	}); err != nil {
 		return err
 	}
+	// Distinct records: a batch imported again after a lost ack (NATS
+	// restart, importer crash) is audited again but is not a new import.
+	imported := map[string]bool{}
 	if err := scan(ctx, js, messages.StreamAudit, []string{messages.ImportDoneSubject(ss.Site)}, from, 0, func(msg jetstream.Msg) bool {
 		var d messages.ImportDone
 		if json.Unmarshal(msg.Data(), &d) == nil && contains(d.Runs, ev.RunID) {
-			ss.Counts.Imported += len(d.Records) + len(d.Deleted)
+			for _, r := range d.Records {
+				imported["+"+r] = true
+			}
+			for _, r := range d.Deleted {
+				imported["-"+r] = true
+			}
 		}
 		return true
 	}); err != nil {
 		return err
 	}
+	ss.Counts.Imported = len(imported)
 	return scan(ctx, js, messages.StreamDLQ, []string{messages.SubjectDLQ + ".*." + ss.Site}, from, 0, func(msg jetstream.Msg) bool {
 		if sameRun(msg) {
 			ss.Counts.DeadLettered++
