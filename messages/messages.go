@@ -2,9 +2,11 @@ package messages
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"sort"
 	"time"
 )
@@ -197,8 +199,31 @@ func HashJSON(v any) string {
 	return hex.EncodeToString(s[:])
 }
 
-// HashRows hashes record rows independent of map order.
-func HashRows(rows []Row) string { return HashJSON(rows) }
+// HashRows hashes record rows independent of map order: per row, the
+// fields sorted by name, each name and value length-prefixed (so no value
+// can imitate a separator). It is on every record's path, so it avoids JSON.
+func HashRows(rows []Row) string {
+	h := sha256.New()
+	var keys []string
+	var n [binary.MaxVarintLen64]byte
+	put := func(s string) {
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(s)))])
+		io.WriteString(h, s)
+	}
+	for _, r := range rows {
+		keys = keys[:0]
+		for k := range r {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(keys)))])
+		for _, k := range keys {
+			put(k)
+			put(r[k])
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
 
 // FieldNames returns the sorted union of field names across rows.
 func FieldNames(rows []Row) []string {

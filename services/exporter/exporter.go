@@ -33,6 +33,9 @@ type Deps struct {
 	// RetryFor bounds how long one REDCap call is retried on transient errors
 	// before the run gives up (and the request is redelivered later).
 	RetryFor time.Duration
+	// MaxRawBacklog pauses exports while more raw records than this wait
+	// for the transformers (default 20,000).
+	MaxRawBacklog int
 }
 
 // Run consumes export requests until ctx ends.
@@ -42,6 +45,9 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	if d.Timing == (broker.Timing{}) {
 		d.Timing = broker.DefaultTiming
+	}
+	if d.MaxRawBacklog == 0 {
+		d.MaxRawBacklog = 20000
 	}
 	if d.RetryFor == 0 {
 		d.RetryFor = 10 * time.Minute

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -162,24 +163,28 @@ func (e *Exporter) run(ctx context.Context, site *config.Site, req messages.Expo
 		}
 	}
 
-	// 4. Records, batch by batch.
+	// 4. Records, batch by batch: up to ExportConcurrency calls at once
+	// (REDCap's per-call overhead dominates small batches), processed here
+	// one batch at a time as they arrive.
 	version := req.RequestedAt.UnixMilli()
 	batch := broker.NewBatch(e.d.JS)
 	fieldsWanted, eventsWanted := compiled.ExportFields(), compiled.ExportEvents()
-	for i := 0; i < len(todo); i += site.BatchSize {
-		ids := todo[i:min(i+site.BatchSize, len(todo))]
-		rows, err := retry.Value(ctx, e.retry, func() ([]messages.Row, error) {
+	results := exportBatches(ctx, todo, site.BatchSize, site.ExportConcurrency, func(ids []string) ([]messages.Row, error) {
+		return retry.Value(ctx, e.retry, func() ([]messages.Row, error) {
 			return client.ExportRecords(ctx, redcap.ExportParams{Records: ids, Fields: fieldsWanted, Events: eventsWanted})
 		})
-		if err != nil {
-			return res, fmt.Errorf("site %s: export batch %d (records %d-%d of %d): %w", site.ID, i/site.BatchSize+1, i+1, i+len(ids), len(todo), err)
+	})
+	done := 0
+	for r := range results {
+		if r.err != nil {
+			return res, fmt.Errorf("site %s: export batch %d (records %d-%d of %d): %w", site.ID, r.index+1, r.from+1, r.from+r.count, len(todo), r.err)
 		}
-		for _, rec := range groupByRecord(rows, idField) {
+		for _, rec := range groupByRecord(r.rows, idField) {
 			if _, ok := current[rec.id]; !ok {
 				continue // created after the ID list; the next run takes it
 			}
 			h := messages.HashRows(rec.rows)
-			if !force && prev[rec.id] == h {
+			if !force && prev[rec.id] == shortHash(h) {
 				res.unchanged++
 				continue
 			}
@@ -190,11 +195,17 @@ func (e *Exporter) run(ctx context.Context, site *config.Site, req messages.Expo
 			if err := batch.Add(messages.RecordsRawSubject(site.ID), m.MsgID(), broker.Route{Site: site.ID, Run: req.RunID, Record: rec.id}, m); err != nil {
 				return res, err
 			}
-			next[rec.id] = h
+			next[rec.id] = shortHash(h)
 			res.exported++
 		}
-		if n := i/site.BatchSize + 1; n%50 == 0 {
-			e.log.Info("export progress", "site", site.ID, "run", req.RunID, "records_done", i+len(ids), "of", len(todo))
+		done += r.count
+		if (r.index+1)%50 == 0 {
+			e.log.Info("export progress", "site", site.ID, "run", req.RunID, "records_done", done, "of", len(todo))
+		}
+		// Backpressure: a site must not flood RECORDS_RAW faster than the
+		// transformers drain it (memory, disk, and the raw data's exposure).
+		if err := e.waitForTransformers(ctx); err != nil {
+			return res, err
 		}
 	}
 
@@ -299,6 +310,75 @@ func (e *Exporter) runEvent(ctx context.Context, ev messages.RunEvent) {
 	ev.V, ev.At = messages.V, time.Now().UTC()
 	if err := broker.Publish(ctx, e.d.JS, messages.RunSubject(ev.Site), ev.MsgID(), broker.Route{Site: ev.Site, Run: ev.RunID}, ev); err != nil {
 		e.log.Warn("run event not published", "site", ev.Site, "run", ev.RunID, "phase", ev.Phase, "err", err)
+	}
+}
+
+// shortHash is what the known-record set keeps per record: 16 hex digits
+// (64 bits) tell a changed record with ample certainty in a quarter of the memory.
+func shortHash(h string) string {
+	if len(h) > 16 {
+		return h[:16]
+	}
+	return h
+}
+
+type batchResult struct {
+	index, from, count int
+	rows               []messages.Row
+	err                error
+}
+
+// exportBatches fetches the batches with at most conc calls in flight and
+// delivers each result on the channel (in completion order). After the
+// first error it starts no new call.
+func exportBatches(ctx context.Context, ids []string, size, conc int, fetch func([]string) ([]messages.Row, error)) <-chan batchResult {
+	out := make(chan batchResult, conc)
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		defer close(out)
+		defer cancel()
+		sem := make(chan struct{}, max(conc, 1))
+		var wg sync.WaitGroup
+		for i, n := 0, 0; i < len(ids); i, n = i+size, n+1 {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			wg.Add(1)
+			go func(i, n int) {
+				defer wg.Done()
+				defer func() { <-sem }()
+				part := ids[i:min(i+size, len(ids))]
+				rows, err := fetch(part)
+				if err != nil {
+					cancel()
+				}
+				out <- batchResult{index: n, from: i, count: len(part), rows: rows, err: err}
+			}(i, n)
+		}
+		wg.Wait()
+	}()
+	return out
+}
+
+// waitForTransformers pauses the export while the transformers' backlog is
+// above the limit.
+func (e *Exporter) waitForTransformers(ctx context.Context) error {
+	for {
+		n, err := broker.Backlog(ctx, e.d.JS, messages.StreamRecordsRaw)
+		if err != nil || n < uint64(e.d.MaxRawBacklog) {
+			return nil
+		}
+		t := time.NewTimer(200 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
 	}
 }
 

@@ -212,8 +212,9 @@ func (im *Importer) finish(ctx context.Context, items []*item, deleted bool) {
 		}
 	}
 	if err := im.vers.set(ctx, upd); err != nil {
-		// Not acked: redelivered and imported again, which is harmless.
+		// Redelivered and imported again, which is harmless.
 		im.log.Warn("versions not stored; records will be imported again", "err", err)
+		nakAll(items)
 		return
 	}
 	for _, k := range order {
@@ -227,6 +228,7 @@ func (im *Importer) finish(ctx context.Context, items []*item, deleted bool) {
 		id := fmt.Sprintf("import.%s.%s.%s", k.site, k.run, messages.HashJSON([2][]string{a.Records, a.Deleted})[:16])
 		if err := broker.Publish(ctx, im.d.JS, messages.ImportDoneSubject(k.site), id, broker.Route{Site: k.site, Run: k.run}, a); err != nil {
 			im.log.Warn("audit record not published; records will be imported again", "site", k.site, "err", err)
+			nakAll(items)
 			return
 		}
 		outcome := "imported"
@@ -237,6 +239,14 @@ func (im *Importer) finish(ctx context.Context, items []*item, deleted bool) {
 	}
 	for _, it := range items {
 		_ = it.msg.Ack()
+	}
+}
+
+// nakAll hands items back for an early redelivery (NATS was unreachable
+// for a moment); without it they would wait out the ack wait.
+func nakAll(items []*item) {
+	for _, it := range items {
+		_ = it.msg.NakWithDelay(time.Second)
 	}
 }
 

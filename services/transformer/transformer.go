@@ -33,7 +33,7 @@ type Deps struct {
 	Network  *config.Network
 	Logger   *slog.Logger
 	Timing   broker.Timing
-	Parallel int // messages handled at once by this replica (default 8)
+	Parallel int // messages handled at once by this replica (default 32)
 }
 
 // Run transforms records until ctx ends.
@@ -45,7 +45,7 @@ func Run(ctx context.Context, d Deps) error {
 		d.Timing = broker.DefaultTiming
 	}
 	if d.Parallel == 0 {
-		d.Parallel = 8
+		d.Parallel = 32
 	}
 	t := &Transformer{d: d, log: d.Logger.With("service", "transformer"), cache: map[string]*entry{}}
 	if k := d.Network.PseudonymKey; k.IsSet() {

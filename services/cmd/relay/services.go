@@ -26,7 +26,7 @@ type serviceFlags struct {
 func (f *serviceFlags) add(c *cobra.Command) {
 	c.Flags().StringVarP(&f.network, "network", "n", envOr("RELAY_NETWORK", "network.yaml"), "network file (env RELAY_NETWORK)")
 	c.Flags().StringVar(&f.metrics, "metrics", envOr("RELAY_METRICS", ""), "address for /metrics, /healthz and /readyz, e.g. :9090 (env RELAY_METRICS)")
-	c.Flags().IntVar(&f.parallel, "parallel", 8, "messages a transformer handles at once")
+	c.Flags().IntVar(&f.parallel, "parallel", 32, "messages a transformer handles at once")
 	c.Flags().StringVar(&f.logLevel, "log-level", envOr("RELAY_LOG_LEVEL", "info"), "debug, info, warn or error")
 	c.Flags().BoolVar(&f.logJSON, "log-json", os.Getenv("RELAY_LOG_JSON") != "", "log as JSON lines")
 }

@@ -47,7 +47,7 @@ func TimingFrom(s config.Streams) Timing {
 var DefaultTiming = Timing{
 	ExportAckWait:    45 * time.Minute,
 	TransformAckWait: 60 * time.Second,
-	ImportAckWait:    3 * time.Minute,
+	ImportAckWait:    time.Minute,
 	CheckAckWait:     10 * time.Minute,
 }
 

@@ -69,7 +69,7 @@ func TestLoadAppliesDefaultsAndResolvesPaths(t *testing.T) {
 	if next.UTC().Hour() != 8 {
 		t.Errorf("schedule ignores the time zone: next run %s", next.UTC())
 	}
-	if n.Streams.RawMaxAge.D() != 72*time.Hour || n.Streams.ImportAckWait.D() != 3*time.Minute {
+	if n.Streams.RawMaxAge.D() != 72*time.Hour || n.Streams.ImportAckWait.D() != time.Minute {
 		t.Errorf("stream defaults: %+v", n.Streams)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -37,18 +38,15 @@ func Permanent(err error) error { return retry.Permanent(err) }
 // permanent error, or a recovered panic (the same input would panic again).
 func IsPermanent(err error) bool { return retry.IsPermanent(err) }
 
-// Decode unmarshals a message body and checks its contract version. Decoding
-// errors never quote the body (it may hold PHI).
+// Decode unmarshals a message body (a pointer to a contract struct with a
+// V field) and checks its contract version. Decoding errors never quote the
+// body (it may hold PHI).
 func Decode(msg *message.Message, v any) error {
 	if err := json.Unmarshal(msg.Payload, v); err != nil {
 		return Permanent(fmt.Errorf("malformed message body (%d bytes): not the expected JSON contract", len(msg.Payload)))
 	}
-	var head struct {
-		V int `json:"v"`
-	}
-	_ = json.Unmarshal(msg.Payload, &head)
-	if head.V != messages.V {
-		return Permanent(fmt.Errorf("message contract version %d is not supported (this build reads %d)", head.V, messages.V))
+	if f := reflect.ValueOf(v).Elem().FieldByName("V"); f.IsValid() && f.Int() != messages.V {
+		return Permanent(fmt.Errorf("message contract version %d is not supported (this build reads %d)", f.Int(), messages.V))
 	}
 	return nil
 }
