@@ -9,6 +9,10 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	// Site schedules name IANA time zones; embed the database so they work
+	// where the system has none (scratch images, minimal hosts).
+	_ "time/tzdata"
 )
 
 var rootCmd = &cobra.Command{

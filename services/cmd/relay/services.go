@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -105,6 +106,7 @@ func init() {
 			ctx, cancel := signalContext()
 			defer cancel()
 			log := f.logger()
+			softMemoryLimit(log)
 			embedded := net.NATS.URL == ""
 			st, err := app.Start(ctx, app.Options{Network: net, Embedded: embedded, DataDir: data, NATSPort: port, Logger: log, MetricsAddr: f.metrics, TransformerParallel: f.parallel})
 			if err != nil {
@@ -126,4 +128,17 @@ func ignoreCanceled(err error) error {
 		return nil
 	}
 	return err
+}
+
+// softMemoryLimit gives `relay all` a soft heap limit (GOMEMLIMIT semantics)
+// unless the operator set GOMEMLIMIT: the process holds an embedded NATS
+// server and every service, and without a limit the heap doubles between
+// collections. Set well above the live heap, so collection never thrashes.
+func softMemoryLimit(log *slog.Logger) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	const limit = 512 << 20
+	debug.SetMemoryLimit(limit)
+	log.Debug("soft memory limit set (override with GOMEMLIMIT)", "bytes", limit)
 }
