@@ -179,23 +179,23 @@ func (e *Exporter) run(ctx context.Context, site *config.Site, req messages.Expo
 		if r.err != nil {
 			return res, fmt.Errorf("site %s: export batch %d (records %d-%d of %d): %w", site.ID, r.index+1, r.from+1, r.from+r.count, len(todo), r.err)
 		}
-		for _, rec := range groupByRecord(r.rows, idField) {
-			if _, ok := current[rec.id]; !ok {
+		for _, rec := range redcap.GroupRecords(r.rows, idField) {
+			if _, ok := current[rec.ID]; !ok {
 				continue // created after the ID list; the next run takes it
 			}
-			h := messages.HashRows(rec.rows)
-			if !force && prev[rec.id] == shortHash(h) {
+			h := messages.HashRows(rec.Rows)
+			if !force && prev[rec.ID] == shortHash(h) {
 				res.unchanged++
 				continue
 			}
 			m := messages.RecordExported{
-				V: messages.V, Site: site.ID, RunID: req.RunID, RecordID: rec.id, Version: version,
-				Hash: h, MetadataHash: snap.Hash, Rows: rec.rows, ExportedAt: runStart,
+				V: messages.V, Site: site.ID, RunID: req.RunID, RecordID: rec.ID, Version: version,
+				Hash: h, MetadataHash: snap.Hash, Rows: rec.Rows, ExportedAt: runStart,
 			}
-			if err := batch.Add(messages.RecordsRawSubject(site.ID), m.MsgID(), broker.Route{Site: site.ID, Run: req.RunID, Record: rec.id}, m); err != nil {
+			if err := batch.Add(messages.RecordsRawSubject(site.ID), m.MsgID(), broker.Route{Site: site.ID, Run: req.RunID, Record: rec.ID}, m); err != nil {
 				return res, err
 			}
-			next[rec.id] = shortHash(h)
+			next[rec.ID] = shortHash(h)
 			res.exported++
 		}
 		done += r.count
@@ -380,29 +380,6 @@ func (e *Exporter) waitForTransformers(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
-}
-
-type record struct {
-	id   string
-	rows []messages.Row
-}
-
-// groupByRecord keeps REDCap's order; rows of one record are adjacent in an
-// export but we do not rely on it.
-func groupByRecord(rows []messages.Row, idField string) []record {
-	idx := map[string]int{}
-	var out []record
-	for _, r := range rows {
-		id := r[idField]
-		i, ok := idx[id]
-		if !ok {
-			i = len(out)
-			idx[id] = i
-			out = append(out, record{id: id})
-		}
-		out[i].rows = append(out[i].rows, r)
-	}
-	return out
 }
 
 func mustJSON(v any) json.RawMessage {

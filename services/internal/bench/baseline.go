@@ -87,8 +87,8 @@ func Baseline(ctx context.Context, net *config.Network) (BaselineResult, error) 
 		var out []messages.Row
 		version := time.Now().UnixMilli()
 		n := 0
-		for _, rec := range groupByRecord(rows, idField) {
-			cl, err := compiled.Apply(messages.RecordExported{V: messages.V, Site: site.ID, RecordID: rec.id, Version: version, Rows: rec.rows})
+		for _, rec := range redcap.GroupRecords(rows, idField) {
+			cl, err := compiled.Apply(messages.RecordExported{V: messages.V, Site: site.ID, RecordID: rec.ID, Version: version, Rows: rec.Rows})
 			if err != nil {
 				return res, err
 			}
@@ -109,26 +109,4 @@ func Baseline(ctx context.Context, net *config.Network) (BaselineResult, error) 
 	res.Calls += dest.Calls()
 	res.Wall = time.Since(start)
 	return res, nil
-}
-
-type record struct {
-	id   string
-	rows []messages.Row
-}
-
-// groupByRecord keeps REDCap's order (the exporter does the same).
-func groupByRecord(rows []messages.Row, idField string) []record {
-	idx := map[string]int{}
-	var out []record
-	for _, r := range rows {
-		id := r[idField]
-		i, ok := idx[id]
-		if !ok {
-			i = len(out)
-			idx[id] = i
-			out = append(out, record{id: id})
-		}
-		out[i].rows = append(out[i].rows, r)
-	}
-	return out
 }

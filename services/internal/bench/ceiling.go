@@ -48,10 +48,10 @@ func (e *Env) SampleMessages(ctx context.Context, per int) ([]*nats.Msg, error) 
 		if err != nil {
 			return nil, err
 		}
-		for _, rec := range groupByRecord(rows, "record_id") {
-			m := messages.RecordExported{V: messages.V, Site: s.ID, RunID: "bench", RecordID: rec.id, Version: 1,
-				Hash: messages.HashRows(rec.rows), MetadataHash: "bench", Rows: rec.rows, ExportedAt: time.Now().UTC()}
-			msg, err := broker.NewMsg(messages.RecordsRawSubject(s.ID), m.MsgID(), broker.Route{Site: s.ID, Run: "bench", Record: rec.id}, m)
+		for _, rec := range redcap.GroupRecords(rows, "record_id") {
+			m := messages.RecordExported{V: messages.V, Site: s.ID, RunID: "bench", RecordID: rec.ID, Version: 1,
+				Hash: messages.HashRows(rec.Rows), MetadataHash: "bench", Rows: rec.Rows, ExportedAt: time.Now().UTC()}
+			msg, err := broker.NewMsg(messages.RecordsRawSubject(s.ID), m.MsgID(), broker.Route{Site: s.ID, Run: "bench", Record: rec.ID}, m)
 			if err != nil {
 				return nil, err
 			}

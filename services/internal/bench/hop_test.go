@@ -16,6 +16,7 @@ import (
 	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/internal/demo"
 	"github.com/redcap-relay/relay/services/internal/policy"
+	"github.com/redcap-relay/relay/services/internal/redcap"
 )
 
 // benchSnapshot is the longitudinal bench site's metadata.
@@ -31,9 +32,9 @@ func benchSnapshot(site string) *messages.MetadataSnapshot {
 func benchRecords(site, metaHash string, n int) []messages.RecordExported {
 	p := demo.Generate(Design(3), n, 7)
 	var out []messages.RecordExported
-	for _, rec := range groupByRecord(p.Rows, "record_id") {
-		out = append(out, messages.RecordExported{V: messages.V, Site: site, RunID: "bench-run", RecordID: rec.id, Version: 1,
-			Hash: messages.HashRows(rec.rows), MetadataHash: metaHash, Rows: rec.rows, ExportedAt: time.Now().UTC()})
+	for _, rec := range redcap.GroupRecords(p.Rows, "record_id") {
+		out = append(out, messages.RecordExported{V: messages.V, Site: site, RunID: "bench-run", RecordID: rec.ID, Version: 1,
+			Hash: messages.HashRows(rec.Rows), MetadataHash: metaHash, Rows: rec.Rows, ExportedAt: time.Now().UTC()})
 	}
 	return out
 }

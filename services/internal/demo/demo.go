@@ -152,8 +152,6 @@ nats:
 destination:
   url: %s
   token: {file: secrets/destination.token}
-  batch_size: 200
-  concurrency: 3
   calls_per_minute: -1   # the simulator has no IP ban; for real servers leave unset (300/minute)
 pseudonym_key: {file: secrets/pseudonym.key}
 reports_dir: %s
@@ -170,7 +168,6 @@ sites:
     namespace: %s
     dag: %s
     propagate_deletions: true
-    batch_size: 100
     calls_per_minute: -1
 `, s.ID, s.Name, siteURL, s.ID, s.Schedule, s.TimeZone, s.ID, s.DAG)
 	}

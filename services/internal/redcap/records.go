@@ -219,3 +219,27 @@ func setArray(f url.Values, name string, vals []string) {
 		f.Set(name+"["+strconv.Itoa(i)+"]", v)
 	}
 }
+
+// Record is one REDCap record: all of its event and instance rows.
+type Record struct {
+	ID   string
+	Rows []messages.Row
+}
+
+// GroupRecords groups export rows by record, in REDCap's order. Rows of one
+// record are adjacent in an export, but this does not rely on it.
+func GroupRecords(rows []messages.Row, idField string) []Record {
+	idx := map[string]int{}
+	var out []Record
+	for _, r := range rows {
+		id := r[idField]
+		i, ok := idx[id]
+		if !ok {
+			i = len(out)
+			idx[id] = i
+			out = append(out, Record{ID: id})
+		}
+		out[i].Rows = append(out[i].Rows, r)
+	}
+	return out
+}
