@@ -9,6 +9,7 @@ package exporter
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -80,6 +81,8 @@ type Exporter struct {
 	d     Deps
 	log   *slog.Logger
 	retry retry.Policy
+
+	backpressureOffUntil atomic.Int64 // Unix ns; set when the backlog cannot be read
 }
 
 func (e *Exporter) handle(msg *message.Message) error {

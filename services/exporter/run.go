@@ -367,9 +367,16 @@ func exportBatches(ctx context.Context, ids []string, size, conc int, fetch func
 // waitForTransformers pauses the export while the transformers' backlog is
 // above the limit.
 func (e *Exporter) waitForTransformers(ctx context.Context) error {
-	for {
+	for time.Now().UnixNano() >= e.backpressureOffUntil.Load() {
 		n, err := broker.Backlog(ctx, e.d.JS, messages.StreamRecordsRaw)
-		if err != nil || n < uint64(e.d.MaxRawBacklog) {
+		if err != nil {
+			// Backpressure is a courtesy: never stop or slow an export for
+			// it. Try again in a few minutes (NATS may have been restarting).
+			e.backpressureOffUntil.Store(time.Now().Add(5 * time.Minute).UnixNano())
+			e.log.Warn("cannot read the transformers' backlog; exporting without backpressure for 5 minutes (the exporter's NATS user needs $JS.API.CONSUMER.INFO.RECORDS_RAW.transformer)", "err", err)
+			return nil
+		}
+		if n < uint64(e.d.MaxRawBacklog) {
 			return nil
 		}
 		t := time.NewTimer(200 * time.Millisecond)
@@ -380,6 +387,7 @@ func (e *Exporter) waitForTransformers(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+	return nil
 }
 
 func mustJSON(v any) json.RawMessage {

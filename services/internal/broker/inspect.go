@@ -10,25 +10,23 @@ import (
 )
 
 // Backlog is the number of messages a service's durable has not finished:
-// not yet delivered plus delivered but not acked.
+// not yet delivered plus delivered but not acked. It asks for the consumer's
+// info only (a service user may read its neighbour's consumer, not the stream).
 func Backlog(ctx context.Context, js jetstream.JetStream, stream string) (uint64, error) {
 	cc := Consumers(DefaultTiming)[stream]
-	st, err := js.Stream(ctx, stream)
-	if err != nil {
-		return 0, err
-	}
-	if c, err := st.Consumer(ctx, cc.Durable); err == nil {
-		info, err := c.Info(ctx)
-		if err != nil {
-			return 0, err
+	var info *jetstream.ConsumerInfo
+	var err error
+	if cc.DeliverSubject != "" {
+		var pc jetstream.PushConsumer
+		if pc, err = js.PushConsumer(ctx, stream, cc.Durable); err == nil {
+			info = pc.CachedInfo()
 		}
-		return info.NumPending + uint64(info.NumAckPending), nil
+	} else {
+		var c jetstream.Consumer
+		if c, err = js.Consumer(ctx, stream, cc.Durable); err == nil {
+			info = c.CachedInfo()
+		}
 	}
-	pc, err := st.PushConsumer(ctx, cc.Durable)
-	if err != nil {
-		return 0, err
-	}
-	info, err := pc.Info(ctx)
 	if err != nil {
 		return 0, err
 	}
