@@ -85,9 +85,7 @@ type netOpts struct {
 	timing         broker.Timing
 	batchSize      int
 	importBatch    int
-	maxProbe       time.Duration
 	natsPort       int
-	externalNATS   bool
 }
 
 // testNet is one simulated network: a simulator (behind the faults
@@ -123,9 +121,6 @@ func newNet(t *testing.T, o netOpts) *testNet {
 	}
 	if o.importBatch == 0 {
 		o.importBatch = 25
-	}
-	if o.maxProbe == 0 {
-		o.maxProbe = time.Second
 	}
 	n := &testNet{t: t, dir: t.TempDir(), sites: map[string]int{}, tokens: map[string]string{}, opts: o}
 	sim, err := redcapsim.New(redcapsim.Options{})
