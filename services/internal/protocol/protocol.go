@@ -215,7 +215,7 @@ func LoadFS(fsys fs.FS, name string) (*Protocol, error) {
 		return nil, fmt.Errorf("protocol file %s: version is missing (reports say which protocol version a site was checked against)", name)
 	}
 	if len(f.Instruments) == 0 {
-		return nil, fmt.Errorf("protocol file %s: no instruments: list the required instruments under instruments:", name)
+		return nil, fmt.Errorf("protocol file %s: no instruments (list the required instruments under the instruments key)", name)
 	}
 	p := &Protocol{Name: f.Name, Version: f.Version, Description: f.Description, Arms: f.Arms, Source: name}
 	dir := path.Dir(name)

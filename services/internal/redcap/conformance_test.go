@@ -83,13 +83,12 @@ func longSpec() redcapsim.ProjectSpec {
 }
 
 type env struct {
-	sim       *redcapsim.Server
-	inj       *faults.Injector
-	url       string
-	classic   int
-	long      int
-	empty     int
-	closePort func()
+	sim     *redcapsim.Server
+	inj     *faults.Injector
+	url     string
+	classic int
+	long    int
+	empty   int
 }
 
 func newEnv(t testing.TB) *env {

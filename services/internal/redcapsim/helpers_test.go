@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -85,5 +84,3 @@ func form(kv ...string) url.Values {
 	}
 	return v
 }
-
-func lines(s string) []string { return strings.Split(strings.TrimSuffix(s, "\n"), "\n") }

@@ -585,5 +585,3 @@ func (p *project) nextRecordName(dag int) string {
 	}
 	return strconv.FormatInt(max+1, 10)
 }
-
-func (p *project) hasData() bool { return len(p.records) > 0 }

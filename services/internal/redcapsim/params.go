@@ -15,11 +15,6 @@ type params struct {
 // str returns a parameter; "" means absent.
 func (p params) str(name string) string { return p.v.Get(name) }
 
-func (p params) has(name string) bool {
-	_, ok := p.v[name]
-	return ok
-}
-
 // format: json, csv, xml, odm; anything else (or missing) becomes xml.
 func (p params) format() string {
 	switch f := strings.ToLower(p.str("format")); f {

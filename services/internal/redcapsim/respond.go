@@ -1,7 +1,6 @@
 package redcapsim
 
 import (
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
@@ -69,12 +68,6 @@ func writeBody(w http.ResponseWriter, format, body string) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte(body))
-}
-
-// writeJSON writes v with PHP json_encode escaping (slashes and non-ASCII escaped).
-func writeJSON(w http.ResponseWriter, v any) {
-	b, _ := json.Marshal(v)
-	writeBody(w, "json", string(phpEscapeJSON(b)))
 }
 
 // phpEscapeJSON rewrites Go's JSON into PHP's default json_encode escaping:
