@@ -1,6 +1,9 @@
 package messages
 
-import "strings"
+import (
+	"strings"
+	"time"
+)
 
 // Subject prefixes. The last token of every subject is the site ID (and for
 // dead letters the stage comes first), so consumers filter with wildcards.
@@ -73,3 +76,17 @@ func MetadataKey(site, hash string) string { return site + "." + hash }
 // DestinationMetadataKey holds the destination's latest snapshot; the
 // importer (which alone has the destination token) keeps it fresh.
 const DestinationMetadataKey = "destination.latest"
+
+// SiteState is the value of BucketSiteState for one site: written by the
+// exporter after each complete run, read by `relay status`.
+type SiteState struct {
+	// Cursor is when the last complete run started; the next incremental
+	// run asks REDCap for records changed since Cursor minus the overlap.
+	Cursor        time.Time `json:"cursor"`
+	LastFull      time.Time `json:"last_full"`
+	FieldsHash    string    `json:"fields_hash"`
+	SnapshotHash  string    `json:"snapshot_hash"`
+	PolicyVersion string    `json:"policy_version"`
+	LastRun       string    `json:"last_run"`
+	Records       int       `json:"records"`
+}

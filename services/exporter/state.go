@@ -8,28 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/redcap-relay/relay/messages"
 )
 
-// SiteState is the per-site state kept in the relay_site_state bucket.
-type SiteState struct {
-	// Cursor is when the last complete run started; the next incremental
-	// run asks REDCap for records changed since Cursor minus the overlap.
-	Cursor        time.Time `json:"cursor"`
-	LastFull      time.Time `json:"last_full"`
-	FieldsHash    string    `json:"fields_hash"`
-	SnapshotHash  string    `json:"snapshot_hash"`
-	PolicyVersion string    `json:"policy_version"`
-	LastRun       string    `json:"last_run"`
-	Records       int       `json:"records"`
-}
-
-func loadState(ctx context.Context, js jetstream.JetStream, site string) (SiteState, error) {
-	var st SiteState
+func loadState(ctx context.Context, js jetstream.JetStream, site string) (messages.SiteState, error) {
+	var st messages.SiteState
 	kv, err := js.KeyValue(ctx, messages.BucketSiteState)
 	if err != nil {
 		return st, err
@@ -42,12 +28,12 @@ func loadState(ctx context.Context, js jetstream.JetStream, site string) (SiteSt
 		return st, err
 	}
 	if err := json.Unmarshal(e.Value(), &st); err != nil {
-		return SiteState{}, fmt.Errorf("site %s: state in %s is unreadable (delete the key to start afresh): %w", site, messages.BucketSiteState, err)
+		return messages.SiteState{}, fmt.Errorf("site %s: state in %s is unreadable (delete the key to start afresh): %w", site, messages.BucketSiteState, err)
 	}
 	return st, nil
 }
 
-func saveState(ctx context.Context, js jetstream.JetStream, site string, st SiteState) error {
+func saveState(ctx context.Context, js jetstream.JetStream, site string, st messages.SiteState) error {
 	kv, err := js.KeyValue(ctx, messages.BucketSiteState)
 	if err != nil {
 		return err
@@ -55,11 +41,6 @@ func saveState(ctx context.Context, js jetstream.JetStream, site string, st Site
 	b, _ := json.Marshal(st)
 	_, err = kv.Put(ctx, site, b)
 	return err
-}
-
-// LoadState is for the operator tools (relay status).
-func LoadState(ctx context.Context, js jetstream.JetStream, site string) (SiteState, error) {
-	return loadState(ctx, js, site)
 }
 
 // known is the site's record IDs with the content hash last published for

@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -119,6 +120,25 @@ func Build(sim *redcapsim.Server, simURL string, o Options) (*Setup, error) {
 		return nil, err
 	}
 	return st, nil
+}
+
+// startSimulated starts an in-memory simulator on a loopback port and
+// builds the demo network in it (the same seed every time, so every demo
+// has the same participants).
+func startSimulated(log *slog.Logger, dir string, scale float64) (*redcapsim.Server, *Setup, error) {
+	sim, err := redcapsim.New(redcapsim.Options{Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	url, err := sim.Listen("127.0.0.1:0")
+	if err == nil {
+		var st *Setup
+		if st, err = Build(sim, url, Options{Dir: dir, Scale: scale, Seed: 2026}); err == nil {
+			return sim, st, nil
+		}
+	}
+	sim.Close()
+	return nil, nil, err
 }
 
 func addToken(sim *redcapsim.Server, pid int, file string, rights redcapsim.Rights) error {

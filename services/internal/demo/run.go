@@ -20,7 +20,6 @@ import (
 	"github.com/redcap-relay/relay/services/internal/app"
 	"github.com/redcap-relay/relay/services/internal/broker"
 	"github.com/redcap-relay/relay/services/internal/config"
-	"github.com/redcap-relay/relay/services/internal/redcapsim"
 	"github.com/redcap-relay/relay/services/ticker"
 )
 
@@ -56,21 +55,13 @@ func Run(ctx context.Context, o RunOptions) error {
 		o.DataDir = d
 	}
 	start := time.Now()
-	sim, err := redcapsim.New(redcapsim.Options{Logger: o.Logger})
+	sim, setup, err := startSimulated(o.Logger, o.DataDir, o.Scale)
 	if err != nil {
 		return err
 	}
 	defer sim.Close()
-	simURL, err := sim.Listen("127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	setup, err := Build(sim, simURL, Options{Dir: o.DataDir, Scale: o.Scale, Seed: 2026})
-	if err != nil {
-		return err
-	}
 	fmt.Fprintf(o.Out, "REDCap Relay demo\n  simulated REDCap: %s (%d site projects + destination)\n  files:            %s\n",
-		simURL, len(Sites), setup.Dir)
+		setup.SimURL, len(Sites), setup.Dir)
 	net, err := config.Load(setup.NetworkFile)
 	if err != nil {
 		return err
@@ -98,7 +89,7 @@ func Run(ctx context.Context, o RunOptions) error {
 	fmt.Fprintf(o.Out, "full sync of %d sites requested; waiting for the pipeline to drain...\n", len(Sites))
 	wctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
-	sum, err := waitAndSummarise(wctx, stack.JS, runs, services)
+	sum, err := waitAndSummarise(wctx, stack.JS, runs, requested, services)
 	if err != nil {
 		return err
 	}
@@ -125,7 +116,7 @@ type SiteSummary struct {
 	Imported     int
 	DeadLettered int
 	Score        string
-	Took         time.Duration
+	Took         time.Duration // from the request to the end of the site's export
 }
 
 type summary struct{ sites []SiteSummary }
@@ -146,7 +137,7 @@ func (s summary) err() error {
 // waitAndSummarise waits until every site's run ended, the transformer and
 // importer consumers have nothing pending, and each site has a protocol
 // report; then it counts per site from the AUDIT and DLQ streams.
-func waitAndSummarise(ctx context.Context, js jetstream.JetStream, runs map[string]string, services <-chan error) (summary, error) {
+func waitAndSummarise(ctx context.Context, js jetstream.JetStream, runs map[string]string, requested time.Time, services <-chan error) (summary, error) {
 	var sum summary
 	events := map[string]messages.RunEvent{}
 	for {
@@ -167,7 +158,7 @@ func waitAndSummarise(ctx context.Context, js jetstream.JetStream, runs map[stri
 		}
 		for _, s := range Sites {
 			ev := events[s.ID]
-			ss := SiteSummary{Site: s.ID, Phase: ev.Phase, Error: ev.Error, Exported: ev.Exported, Took: ev.At.Sub(requestedAt(ev))}
+			ss := SiteSummary{Site: s.ID, Phase: ev.Phase, Error: ev.Error, Exported: ev.Exported, Took: ev.At.Sub(requested)}
 			ss.Imported = countImported(ctx, js, s.ID)
 			ss.DeadLettered = broker.CountSubject(ctx, js, messages.StreamDLQ, messages.SubjectDLQ+".*."+s.ID)
 			ss.Score = reportScore(ctx, js, s.ID)
@@ -175,16 +166,6 @@ func waitAndSummarise(ctx context.Context, js jetstream.JetStream, runs map[stri
 		}
 		return sum, nil
 	}
-}
-
-func requestedAt(ev messages.RunEvent) time.Time {
-	// The run ID ends with the request time.
-	i := strings.LastIndexByte(ev.RunID, '-')
-	t, err := time.Parse("20060102T150405Z", ev.RunID[i+1:])
-	if err != nil {
-		return ev.At
-	}
-	return t
 }
 
 func lastRunEvent(ctx context.Context, js jetstream.JetStream, site string) (messages.RunEvent, bool) {
@@ -230,10 +211,10 @@ func reportScore(ctx context.Context, js jetstream.JetStream, site string) strin
 func printSummary(w io.Writer, s summary, took time.Duration) {
 	fmt.Fprintf(w, "\nsync finished in %s\n", took.Round(100*time.Millisecond))
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SITE\tRUN\tEXPORTED\tIMPORTED\tDEAD-LETTERED\tPROTOCOL CHECK")
+	fmt.Fprintln(tw, "SITE\tRUN\tEXPORT TIME\tEXPORTED\tIMPORTED\tDEAD-LETTERED\tPROTOCOL CHECK")
 	sort.Slice(s.sites, func(i, j int) bool { return s.sites[i].Site < s.sites[j].Site })
 	for _, x := range s.sites {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", x.Site, x.Phase, x.Exported, x.Imported, x.DeadLettered, x.Score)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", x.Site, x.Phase, x.Took.Round(10*time.Millisecond), x.Exported, x.Imported, x.DeadLettered, x.Score)
 	}
 	tw.Flush()
 	for _, x := range s.sites {

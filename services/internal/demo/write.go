@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
-	"github.com/redcap-relay/relay/services/internal/redcapsim"
 )
 
 // WriteOptions places the demo network in a folder for docker-compose: the
@@ -27,25 +25,18 @@ type WriteOptions struct {
 
 // Write builds the demo in a throw-away simulator, then writes every project
 // as REDCap project XML (design and data) with its tokens.csv, and the
-// network file, policy and secrets. It refuses a folder that already holds a
-// network file, so a restarted init container never changes the tokens.
+// network file, policy and secrets. A folder that already holds a network
+// file is left as it is, so a restarted init container never changes the tokens.
 func Write(ctx context.Context, o WriteOptions) error {
 	if _, err := os.Stat(filepath.Join(o.Dir, "network.yaml")); err == nil {
 		return nil
 	}
-	sim, err := redcapsim.New(redcapsim.Options{})
+	sim, st, err := startSimulated(nil, o.Dir, o.Scale)
 	if err != nil {
 		return err
 	}
 	defer sim.Close()
-	simURL, err := sim.Listen("127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	st, err := Build(sim, simURL, Options{Dir: o.Dir, Scale: o.Scale, Seed: 2026})
-	if err != nil {
-		return err
-	}
+	simURL := st.SimURL
 	for name, pid := range st.Projects {
 		folder, rights := filepath.Join(o.Dir, "projects", "sites", name), "export|metadata|logging"
 		if name == "destination" {

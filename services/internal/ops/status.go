@@ -16,16 +16,6 @@ import (
 	"github.com/redcap-relay/relay/messages"
 )
 
-// SiteState mirrors the fields of the exporter's relay_site_state value that
-// the operator needs (the exporter owns the full shape).
-type SiteState struct {
-	Cursor        time.Time `json:"cursor"`
-	LastFull      time.Time `json:"last_full"`
-	PolicyVersion string    `json:"policy_version"`
-	LastRun       string    `json:"last_run"`
-	Records       int       `json:"records"`
-}
-
 // RunCounts are the records of one run at each stage.
 type RunCounts struct {
 	Exported     int `json:"exported"`      // records published by the exporter
@@ -37,13 +27,13 @@ type RunCounts struct {
 
 // SiteStatus is one site's line of `relay status`.
 type SiteStatus struct {
-	Site    string             `json:"site"`
-	LastRun *messages.RunEvent `json:"last_run,omitempty"` // the newest event on relay.run.<site>
-	Started time.Time          `json:"started,omitzero"`
-	Counts  RunCounts          `json:"counts"`
-	State   *SiteState         `json:"state,omitempty"`
-	DLQ     map[string]uint64  `json:"dlq"` // stage -> dead letters held for the site
-	Notes   []string           `json:"notes,omitempty"`
+	Site    string              `json:"site"`
+	LastRun *messages.RunEvent  `json:"last_run,omitempty"` // the newest event on relay.run.<site>
+	Started time.Time           `json:"started,omitzero"`
+	Counts  RunCounts           `json:"counts"`
+	State   *messages.SiteState `json:"state,omitempty"`
+	DLQ     map[string]uint64   `json:"dlq"` // stage -> dead letters held for the site
+	Notes   []string            `json:"notes,omitempty"`
 }
 
 // StageLag is a durable consumer's backlog.
@@ -120,7 +110,7 @@ func GetStatus(ctx context.Context, js jetstream.JetStream, sites []string) (*St
 		}
 		if kvErr == nil {
 			if e, err := kv.Get(ctx, site); err == nil {
-				var s SiteState
+				var s messages.SiteState
 				if json.Unmarshal(e.Value(), &s) == nil {
 					ss.State = &s
 				} else {
