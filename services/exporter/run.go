@@ -259,7 +259,7 @@ func (e *Exporter) compile(ctx context.Context, site *config.Site, snap *message
 	if err != nil {
 		return nil, router.Permanent(err) // names the site, the policy file and every field
 	}
-	if dest, err := e.loadSnapshot(ctx, "destination", "latest"); err == nil && dest != nil {
+	if dest, err := sitemeta.Load(ctx, e.d.JS, messages.DestinationMetadataKey); err == nil && dest != nil {
 		if err := compiled.CheckDestination(dest.Fields); err != nil {
 			return nil, router.Permanent(fmt.Errorf("site %s: the destination cannot take what policy %s writes: %w", site.ID, site.Policy, err))
 		}
