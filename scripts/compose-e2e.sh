@@ -25,7 +25,17 @@ export RELAY_SECRETS_DIR="$work/secrets"
 DC=(docker-compose -f docker-compose.yml -f deploy/compose.demo.yml)
 started=$(date +%s)
 ok()   { printf '  ok   %s\n' "$*"; }
-fail() { printf '  FAIL %s\n' "$*" >&2; "${DC[@]}" logs --tail 30 >&2 2>/dev/null || true; exit 1; }
+# On failure: the other services' logs first, then the exporter's and
+# importer's, then the pipeline's status last, where a truncated CI log still
+# shows it.
+fail() {
+  printf '  FAIL %s\n' "$*" >&2
+  "${DC[@]}" logs --no-color --tail 15 nats ticker transformer checker >&2 2>/dev/null || true
+  "${DC[@]}" logs --no-color --tail 40 exporter importer >&2 2>/dev/null || true
+  "${DC[@]}" run --rm -T ctl status >&2 2>/dev/null || true
+  printf '  FAIL %s\n' "$*" >&2
+  exit 1
+}
 step() { printf '\n== %s (t+%ss)\n' "$*" "$(( $(date +%s) - started ))"; }
 cleanup() {
   "${DC[@]}" --profile tools down -v --remove-orphans >/dev/null 2>&1 || true

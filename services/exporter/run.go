@@ -192,7 +192,7 @@ func (e *Exporter) run(ctx context.Context, site *config.Site, req messages.Expo
 				V: messages.V, Site: site.ID, RunID: req.RunID, RecordID: rec.ID, Version: version,
 				Hash: h, MetadataHash: snap.Hash, Rows: rec.Rows, ExportedAt: runStart,
 			}
-			if err := batch.Add(messages.RecordsRawSubject(site.ID), m.MsgID(), broker.Route{Site: site.ID, Run: req.RunID, Record: rec.ID}, m); err != nil {
+			if err := batch.Add(ctx, messages.RecordsRawSubject(site.ID), m.MsgID(), broker.Route{Site: site.ID, Run: req.RunID, Record: rec.ID}, m); err != nil {
 				return res, err
 			}
 			next[rec.ID] = shortHash(h)
@@ -217,7 +217,7 @@ func (e *Exporter) run(ctx context.Context, site *config.Site, req messages.Expo
 		if site.PropagateDeletions {
 			m := messages.RecordExported{V: messages.V, Site: site.ID, RunID: req.RunID, RecordID: id, Version: version,
 				Hash: "deleted", MetadataHash: snap.Hash, Deleted: true, ExportedAt: runStart}
-			if err := batch.Add(messages.RecordsRawSubject(site.ID), m.MsgID(), broker.Route{Site: site.ID, Run: req.RunID, Record: id}, m); err != nil {
+			if err := batch.Add(ctx, messages.RecordsRawSubject(site.ID), m.MsgID(), broker.Route{Site: site.ID, Run: req.RunID, Record: id}, m); err != nil {
 				return res, err
 			}
 		}

@@ -146,7 +146,13 @@ func Connect(ctx context.Context, url string, o ConnectOptions) (*nats.Conn, err
 	return nc, nil
 }
 
+// PublishAckTimeout bounds the wait for JetStream's ack of an async
+// publish. Without it a publish whose ack was lost (the server killed between
+// storing and answering) blocks its caller forever: an exporter run stuck
+// until its ack wait, 45 minutes later.
+var PublishAckTimeout = 30 * time.Second
+
 // JetStream wraps a connection with the options every service uses.
 func JetStream(nc *nats.Conn) (jetstream.JetStream, error) {
-	return jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	return jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(PublishAckTimeout))
 }

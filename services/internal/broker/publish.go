@@ -64,8 +64,9 @@ type Batch struct {
 func NewBatch(js jetstream.JetStream) *Batch { return &Batch{js: js} }
 
 // Add queues one message. When the client's async window is full it waits
-// (stall wait) rather than failing fast.
-func (b *Batch) Add(subject, msgID string, r Route, v any) error {
+// (stall wait) rather than failing fast; every 2,048 messages it waits for
+// the acks, bounded by ctx and by PublishAckTimeout.
+func (b *Batch) Add(ctx context.Context, subject, msgID string, r Route, v any) error {
 	m, err := NewMsg(subject, msgID, r, v)
 	if err != nil {
 		return err
@@ -77,7 +78,7 @@ func (b *Batch) Add(subject, msgID string, r Route, v any) error {
 	b.pending = append(b.pending, f)
 	b.Sent++
 	if len(b.pending) >= 2048 {
-		return b.Wait(context.Background())
+		return b.Wait(ctx)
 	}
 	return nil
 }

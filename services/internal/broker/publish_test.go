@@ -1,0 +1,61 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// A publish whose ack never comes (the server killed between storing and
+// answering) must fail the batch within PublishAckTimeout, not block the
+// exporter's run until its 45-minute ack wait. A plain subscriber that never
+// answers loses every ack, deterministically.
+func TestBatchFailsWhenAcksAreLost(t *testing.T) {
+	defer func(d time.Duration) { PublishAckTimeout = d }(PublishAckTimeout)
+	PublishAckTimeout = 300 * time.Millisecond
+
+	srv, err := StartEmbedded(EmbeddedOptions{StoreDir: t.TempDir(), Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	nc, err := Connect(ctx, srv.ClientURL(), ConnectOptions{Name: "batch-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	sink, err := nc.SubscribeSync("blackhole.>") // takes the message, never acks
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Unsubscribe()
+	js, err := JetStream(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	b := NewBatch(js)
+	var addErr error
+	for i := 0; i < 2048 && addErr == nil; i++ {
+		addErr = b.Add(ctx, "blackhole.site", "", Route{Site: "site"}, map[string]int{"n": i})
+	}
+	if !errors.Is(addErr, jetstream.ErrAsyncPublishTimeout) {
+		t.Fatalf("Add with 2,048 unacked messages: err = %v, want a publish ack timeout", addErr)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the batch waited out the test's context instead of PublishAckTimeout")
+	}
+
+	b = NewBatch(js)
+	if err := b.Add(ctx, "blackhole.site", "", Route{Site: "site"}, map[string]int{"n": 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Wait(ctx); !errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
+		t.Fatalf("Wait on an unacked message: err = %v, want a publish ack timeout", err)
+	}
+}
