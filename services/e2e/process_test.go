@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -12,9 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/app"
 	"github.com/redcap-relay/relay/services/internal/broker"
 	"github.com/redcap-relay/relay/services/internal/redcapsim/faults"
+	"github.com/redcap-relay/relay/services/ticker"
 )
 
 var (
@@ -165,5 +168,81 @@ func TestNATSRestartMidRun(t *testing.T) {
 	n.assertEqual(n.expected())
 	if d := n.dlqTotal(); d != 0 {
 		t.Errorf("DLQ holds %d after the NATS restart, want 0", d)
+	}
+}
+
+// An export run lasting several export_ack_waits stays with its exporter
+// (heartbeats), and a SIGKILLed exporter's run is taken over by another
+// exporter process about one export_ack_wait later, not at the end of the
+// run timeout.
+func TestCrashedExporterRunIsTakenOver(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the relay binary; skipped with -short")
+	}
+	const ackWait = 2 * time.Second
+	n := newNet(t, netOpts{sites: []string{"alpha"}, records: 120, batchSize: 10,
+		timing: broker.Timing{ExportAckWait: ackWait, TransformAckWait: 6 * time.Second, ImportAckWait: 6 * time.Second, CheckAckWait: time.Minute}})
+	// 12 batches, 2 at a time, 600 ms each, plus the metadata calls: a run
+	// of about 6 s, three ack waits.
+	if err := n.faults.Set(n.sites["alpha"], faults.Faults{Latency: faults.Duration(600 * time.Millisecond)}); err != nil {
+		t.Fatal(err)
+	}
+	n.start(app.Transformer, app.Importer)
+	n.writeNetwork(n.stack.URL)
+	exp := n.spawn(t, app.Exporter)
+	deliveries := func() uint64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		st, err := n.stack.JS.Stream(ctx, messages.StreamExportRequests)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := st.PushConsumer(ctx, broker.ConsumerExporter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.CachedInfo().Delivered.Consumer
+	}
+
+	start := time.Now()
+	ev := n.waitRuns(map[string]string{"alpha": requestRun(t, n, "alpha", start)}, time.Minute)["alpha"]
+	took := time.Since(start)
+	if ev.Phase != messages.PhaseExported {
+		t.Fatalf("first run: phase %s (%s)", ev.Phase, ev.Error)
+	}
+	if took < 2*ackWait {
+		t.Fatalf("the run took %s, not longer than two ack waits (%s): slow the site down", took, ackWait)
+	}
+	if d := deliveries(); d != 1 {
+		t.Fatalf("a %s run was delivered %d times, want once: the heartbeat did not hold it", took.Round(time.Millisecond), d)
+	}
+	t.Logf("a %s run (%.1f ack waits) was delivered once", took.Round(time.Millisecond), took.Seconds()/ackWait.Seconds())
+
+	// Second run: kill the exporter once the run has started, start another.
+	req := ticker.NewRequest("alpha", time.Now().Add(time.Minute), true, "test") // full: as long as the first
+	if err := ticker.Request(context.Background(), n.stack.JS, req); err != nil {
+		t.Fatal(err)
+	}
+	run := req.RunID
+	waitFor(t, 30*time.Second, "the second run to start", func() bool {
+		var ev messages.RunEvent
+		return broker.LastJSON(context.Background(), n.stack.JS, messages.StreamAudit, messages.RunSubject("alpha"), &ev) &&
+			ev.RunID == run && ev.Phase == messages.PhaseStarted
+	})
+	time.Sleep(time.Second)
+	exp.kill(t)
+	killed := time.Now()
+	n.spawn(t, app.Exporter)
+	ev = n.waitRuns(map[string]string{"alpha": run}, time.Minute)["alpha"]
+	if ev.Phase != messages.PhaseExported {
+		t.Fatalf("second run: phase %s (%s)", ev.Phase, ev.Error)
+	}
+	t.Logf("the killed exporter's run finished %s after the kill", time.Since(killed).Round(time.Millisecond))
+	if d := deliveries(); d != 3 {
+		t.Errorf("deliveries = %d, want 3 (run 1 once, run 2 to the killed exporter and to its successor)", d)
+	}
+	n.assertEqual(n.expected())
+	if d := n.dlqTotal(); d != 0 {
+		t.Errorf("DLQ holds %d, want 0", d)
 	}
 }

@@ -47,6 +47,9 @@ func Run(ctx context.Context, d Deps) error {
 	if d.Timing == (broker.Timing{}) {
 		d.Timing = broker.DefaultTiming
 	}
+	if d.Timing.ExportRunTimeout <= d.Timing.ExportAckWait {
+		d.Timing.ExportRunTimeout = max(broker.DefaultTiming.ExportRunTimeout, 4*d.Timing.ExportAckWait)
+	}
 	if d.MaxRawBacklog == 0 {
 		d.MaxRawBacklog = 20000
 	}
@@ -67,8 +70,9 @@ func Run(ctx context.Context, d Deps) error {
 		Consumer:       broker.ConsumerExporter,
 		Topic:          messages.SubjectExportRequested + ".*",
 		Parallel:       parallel,
-		HandlerTimeout: d.Timing.ExportAckWait * 8 / 10,
+		HandlerTimeout: d.Timing.ExportRunTimeout,
 		AckWait:        d.Timing.ExportAckWait,
+		KeepAlive:      d.Timing.ExportAckWait / 4,
 		// A run retries each REDCap call itself; retrying the whole run
 		// here would only repeat work.
 		Retry:  middleware.Retry{MaxRetries: 0},

@@ -269,6 +269,7 @@ func (e *Exporter) compile(ctx context.Context, site *config.Site, snap *message
 
 // Lease: a site is exported by one run at a time, even with several
 // exporter replicas. A redelivered request of the same run takes it over.
+// The lease is renewed while the run goes on.
 func (e *Exporter) lease(ctx context.Context, site, runID string) (release func(), err error) {
 	kv, err := e.d.JS.KeyValue(ctx, messages.BucketLeases)
 	if err != nil {
@@ -283,7 +284,28 @@ func (e *Exporter) lease(ctx context.Context, site, runID string) (release func(
 			return nil, ErrSiteBusy
 		}
 	}
+	// The lease expires export_ack_wait after its last write (a crashed
+	// exporter's lease must not block the site for long), so renew it as
+	// often as the request's heartbeat.
+	done, renewing := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(renewing)
+		t := time.NewTicker(e.d.Timing.ExportAckWait / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				rctx, cancel := context.WithTimeout(ctx, e.d.Timing.ExportAckWait/4)
+				_, _ = kv.Put(rctx, site, []byte(runID))
+				cancel()
+			}
+		}
+	}()
 	return func() {
+		close(done)
+		<-renewing // no renewal may land after the delete
 		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = kv.Delete(dctx, site)

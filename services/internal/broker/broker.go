@@ -74,6 +74,11 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nats: %w", err)
 	}
+	if o.Logger != nil {
+		// The server's warnings and errors (a stream that did not recover
+		// after a crash, a full disk) are the operator's business.
+		s.SetLoggerV2(serverLog{o.Logger.With("component", "nats-server")}, false, false, false)
+	}
 	go s.Start()
 	if !s.ReadyForConnections(30 * time.Second) {
 		s.Shutdown()
@@ -152,7 +157,25 @@ func Connect(ctx context.Context, url string, o ConnectOptions) (*nats.Conn, err
 // until its ack wait, 45 minutes later.
 var PublishAckTimeout = 30 * time.Second
 
+// APITimeout bounds one JetStream API request whose context has no deadline
+// (nats.go's default is 5 s; a loaded two-core machine needs more margin).
+const APITimeout = 15 * time.Second
+
 // JetStream wraps a connection with the options every service uses.
 func JetStream(nc *nats.Conn) (jetstream.JetStream, error) {
-	return jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(PublishAckTimeout))
+	return jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(PublishAckTimeout),
+		// Every API request (KV, object store, consumer info, sync publish)
+		// made with a context without a deadline waits at most this long.
+		jetstream.WithDefaultTimeout(APITimeout))
 }
+
+// serverLog passes nats-server's log to slog: notices at debug (the start-up
+// banner is long), warnings and errors as such.
+type serverLog struct{ l *slog.Logger }
+
+func (s serverLog) Noticef(format string, v ...any) { s.l.Debug(fmt.Sprintf(format, v...)) }
+func (s serverLog) Warnf(format string, v ...any)   { s.l.Warn(fmt.Sprintf(format, v...)) }
+func (s serverLog) Fatalf(format string, v ...any)  { s.l.Error(fmt.Sprintf(format, v...)) }
+func (s serverLog) Errorf(format string, v ...any)  { s.l.Error(fmt.Sprintf(format, v...)) }
+func (s serverLog) Debugf(format string, v ...any)  {}
+func (s serverLog) Tracef(format string, v ...any)  {}

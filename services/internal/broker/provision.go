@@ -27,7 +27,14 @@ func DeliverSubject(consumer string) string { return "relay.deliver." + consumer
 
 // Timing keeps the rule handler timeout < watermill ack timeout < AckWait.
 type Timing struct {
-	ExportAckWait    time.Duration // a whole site run happens inside one export request
+	// ExportAckWait is how long an export request stays with an exporter
+	// that stopped saying it is working on it (the exporter sends a
+	// heartbeat every quarter of it): a crashed exporter's run is taken
+	// over after this.
+	ExportAckWait time.Duration
+	// ExportRunTimeout bounds one site run (a whole run happens inside one
+	// export request); a run still going after it is abandoned and redone.
+	ExportRunTimeout time.Duration
 	TransformAckWait time.Duration
 	ImportAckWait    time.Duration
 	CheckAckWait     time.Duration
@@ -37,6 +44,7 @@ type Timing struct {
 func TimingFrom(s config.Streams) Timing {
 	return Timing{
 		ExportAckWait:    s.ExportAckWait.D(),
+		ExportRunTimeout: s.ExportRunTimeout.D(),
 		TransformAckWait: s.TransformAckWait.D(),
 		ImportAckWait:    s.ImportAckWait.D(),
 		CheckAckWait:     DefaultTiming.CheckAckWait,
@@ -45,7 +53,8 @@ func TimingFrom(s config.Streams) Timing {
 
 // DefaultTiming is used unless a test or config shortens it.
 var DefaultTiming = Timing{
-	ExportAckWait:    45 * time.Minute,
+	ExportAckWait:    2 * time.Minute,
+	ExportRunTimeout: 6 * time.Hour,
 	TransformAckWait: 60 * time.Second,
 	ImportAckWait:    time.Minute,
 	CheckAckWait:     10 * time.Minute,
@@ -198,6 +207,11 @@ func ResetConsumer(ctx context.Context, js jetstream.JetStream, stream string, t
 	cc, ok := Consumers(t)[stream]
 	if !ok {
 		return fmt.Errorf("stream %s has no service consumer to replay", stream)
+	}
+	// Keep the running deployment's ack wait: the operator's machine may
+	// not hold the network file that set it.
+	if old, err := consumerConfig(ctx, js, stream, cc.Durable); err == nil && old.AckWait > 0 {
+		cc.AckWait = old.AckWait
 	}
 	switch {
 	case fromSeq > 0:

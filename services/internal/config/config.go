@@ -63,8 +63,11 @@ type Streams struct {
 	Replicas int `yaml:"replicas"`
 	// How long a delivered message may stay unacked before JetStream
 	// redelivers it (to another replica after a crash). A whole site run
-	// happens inside one export request.
+	// happens inside one export request; the exporter sends a heartbeat
+	// every quarter of export_ack_wait while it runs, so the wait is short
+	// and export_run_timeout bounds the run.
 	ExportAckWait    Duration `yaml:"export_ack_wait"`
+	ExportRunTimeout Duration `yaml:"export_run_timeout"`
 	TransformAckWait Duration `yaml:"transform_ack_wait"`
 	ImportAckWait    Duration `yaml:"import_ack_wait"`
 }
@@ -208,7 +211,8 @@ func (n *Network) applyDefaults() {
 	def(&s.AuditMaxAge, 365*24*time.Hour)
 	def(&s.DLQMaxAge, 90*24*time.Hour)
 	def(&s.DedupeWindow, 2*time.Hour)
-	def(&s.ExportAckWait, 45*time.Minute)
+	def(&s.ExportAckWait, 2*time.Minute)
+	def(&s.ExportRunTimeout, 6*time.Hour)
 	def(&s.TransformAckWait, 60*time.Second)
 	// The importer marks batches in progress every third of it, so a short
 	// wait costs nothing while the destination is down, and a crashed
@@ -460,6 +464,9 @@ func (n *Network) validate() []Problem {
 	checkFile("nats.ca_file", n.NATS.CAFile)
 	if n.NATS.User != "" {
 		checkSecret("nats.password", n.NATS.Password, "the NATS password")
+	}
+	if n.Streams.ExportRunTimeout.D() <= n.Streams.ExportAckWait.D() {
+		add("streams.export_run_timeout", "%s must be longer than streams.export_ack_wait %s", n.Streams.ExportRunTimeout.D(), n.Streams.ExportAckWait.D())
 	}
 	if n.Streams.DedupeWindow.D() > n.Streams.RawMaxAge.D() {
 		add("streams.dedupe_window", "%s is longer than streams.raw_max_age %s", n.Streams.DedupeWindow.D(), n.Streams.RawMaxAge.D())

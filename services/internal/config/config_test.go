@@ -69,7 +69,8 @@ func TestLoadAppliesDefaultsAndResolvesPaths(t *testing.T) {
 	if next.UTC().Hour() != 8 {
 		t.Errorf("schedule ignores the time zone: next run %s", next.UTC())
 	}
-	if n.Streams.RawMaxAge.D() != 72*time.Hour || n.Streams.ImportAckWait.D() != time.Minute {
+	if n.Streams.RawMaxAge.D() != 72*time.Hour || n.Streams.ImportAckWait.D() != time.Minute ||
+		n.Streams.ExportAckWait.D() != 2*time.Minute || n.Streams.ExportRunTimeout.D() != 6*time.Hour {
 		t.Errorf("stream defaults: %+v", n.Streams)
 	}
 }
@@ -98,6 +99,9 @@ sites:
     token: {file: site.token}
     policy: policy.yaml
     namespace: x
+streams:
+  export_ack_wait: 10m
+  export_run_timeout: 5m
 `
 	_, err := Load(writeNet(t, bad))
 	var ce *Error
@@ -105,14 +109,15 @@ sites:
 		t.Fatalf("want a config.Error, got %v", err)
 	}
 	want := map[string]int{ // setting -> line
-		"destination.url":           2,
-		"destination.concurrency":   4,
-		"sites[0].id":               6,
-		"sites[0].schedule":         9,
-		"sites[0].calls_per_minute": 11,
-		"sites[1].time_zone":        15,
-		"sites[1].policy":           12,
-		"sites[2].namespace":        21,
+		"destination.url":            2,
+		"destination.concurrency":    4,
+		"sites[0].id":                6,
+		"sites[0].schedule":          9,
+		"sites[0].calls_per_minute":  11,
+		"sites[1].time_zone":         15,
+		"sites[1].policy":            12,
+		"sites[2].namespace":         21,
+		"streams.export_run_timeout": 24,
 	}
 	got := map[string]int{}
 	for _, p := range ce.Problems {

@@ -4,7 +4,7 @@
 // group, and the middleware chain
 //
 //	CorrelationID → PoisonQueue (permanent errors, to relay.dlq.<stage>.<site>)
-//	  → Retry with backoff (transient errors) → Timeout → Recoverer
+//	  → Retry with backoff (transient errors) → cancelAfter → Recoverer
 //
 // Transient errors that outlast the retries are nacked, so JetStream
 // redelivers them later: an outage never dead-letters a message.
@@ -65,6 +65,10 @@ type Config struct {
 	AckWait        time.Duration
 	Retry          middleware.Retry
 	Logger         *slog.Logger
+	// KeepAlive, when set, tells JetStream every KeepAlive that a message is
+	// still being handled, so AckWait can be short (a crashed replica's
+	// message comes back quickly) while HandlerTimeout is long.
+	KeepAlive time.Duration
 }
 
 // Handler handles one message; returning an error nacks (transient) or
@@ -81,12 +85,16 @@ func Run(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, c Config, h
 	if c.Parallel < 1 {
 		c.Parallel = 1
 	}
+	// watermill waits this long for our ack before it gives up on a
+	// message (JetStream then redelivers after AckWait).
+	ackTimeout := c.AckWait - c.AckWait/10
+	if c.KeepAlive > 0 {
+		ackTimeout = c.HandlerTimeout + c.HandlerTimeout/10 + time.Minute
+	}
 	sub, err := wmnats.NewSubscriberWithNatsConn(nc, wmnats.SubscriberSubscriptionConfig{
-		Unmarshaler:      &wmnats.NATSMarshaler{},
+		Unmarshaler:      ackSubjectUnmarshaler{},
 		SubscribersCount: c.Parallel,
-		// watermill waits this long for our ack before it gives up on a
-		// message (JetStream then redelivers after AckWait).
-		AckWaitTimeout:   c.AckWait - c.AckWait/10,
+		AckWaitTimeout:   ackTimeout,
 		CloseTimeout:     30 * time.Second,
 		SubscribeTimeout: 30 * time.Second,
 		QueueGroupPrefix: c.Consumer,
@@ -123,10 +131,13 @@ func Run(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, c Config, h
 		middleware.CorrelationID,
 		poison,
 		retry.Middleware,
-		middleware.Timeout(c.HandlerTimeout),
+		cancelAfter(c.HandlerTimeout),
 		middleware.Recoverer,
 	)
 	r.AddConsumerHandler(c.Consumer, c.Topic, sub, func(msg *message.Message) error {
+		if c.KeepAlive > 0 {
+			defer keepAlive(nc, msg, c.KeepAlive)()
+		}
 		err := h(msg)
 		if err != nil && !IsPermanent(err) {
 			log.Warn("message will be retried", "stage", c.Stage, "site", msg.Metadata.Get(messages.HeaderSite), "msg_id", msg.UUID, "err", err)
@@ -174,3 +185,60 @@ func (p *dlqPublisher) Publish(_ string, msgs ...*message.Message) error {
 }
 
 func (p *dlqPublisher) Close() error { return nil }
+
+// metaAckSubject carries JetStream's ack subject of a delivery inside this
+// process (never published: dead letters copy named metadata only).
+const metaAckSubject = "_relay_ack_subject"
+
+// ackSubjectUnmarshaler is watermill's NATS unmarshaler that also keeps the
+// delivery's ack subject, which keepAlive needs.
+type ackSubjectUnmarshaler struct{ wmnats.NATSMarshaler }
+
+func (u ackSubjectUnmarshaler) Unmarshal(m *nats.Msg) (*message.Message, error) {
+	msg, err := u.NATSMarshaler.Unmarshal(m)
+	if err == nil && m.Reply != "" {
+		msg.Metadata.Set(metaAckSubject, m.Reply)
+	}
+	return msg, err
+}
+
+// keepAlive sends JetStream's in-progress ack ("+WPI", what nats.Msg's
+// InProgress sends) every interval until stop is called.
+func keepAlive(nc *nats.Conn, msg *message.Message, every time.Duration) (stop func()) {
+	subject := msg.Metadata.Get(metaAckSubject)
+	if subject == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = nc.Publish(subject, []byte("+WPI"))
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// cancelAfter cancels a handler's context after d, like watermill's Timeout
+// middleware, but without giving the context a deadline: nats.go bounds a
+// JetStream API request by its default timeout only when the context has
+// none, and a request whose reply was lost (NATS restarted mid-request) must
+// fail in seconds, not when a six-hour export run times out.
+func cancelAfter(d time.Duration) message.HandlerMiddleware {
+	return func(h message.HandlerFunc) message.HandlerFunc {
+		return func(msg *message.Message) ([]*message.Message, error) {
+			ctx, cancel := context.WithCancel(msg.Context())
+			defer cancel()
+			t := time.AfterFunc(d, cancel)
+			defer t.Stop()
+			msg.SetContext(ctx)
+			return h(msg)
+		}
+	}
+}
