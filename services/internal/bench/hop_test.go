@@ -118,7 +118,7 @@ func BenchmarkPipelineHop(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		m := recs[i%len(recs)]
 		m.Version = int64(1 + i/len(recs)) // a new version: not a duplicate
-		if err := batch.Add(messages.RecordsRawSubject("site3"), m.MsgID(), broker.Route{Site: "site3", Run: m.RunID, Record: m.RecordID}, m); err != nil {
+		if err := batch.Add(ctx, messages.RecordsRawSubject("site3"), m.MsgID(), broker.Route{Site: "site3", Run: m.RunID, Record: m.RecordID}, m); err != nil {
 			b.Fatal(err)
 		}
 	}
