@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -48,9 +49,20 @@ func Publish(ctx context.Context, js jetstream.JetStream, subject, msgID string,
 		return err
 	}
 	if _, err := js.PublishMsg(ctx, m); err != nil {
-		return fmt.Errorf("publish %s: %w", subject, err)
+		return publishError(subject, err)
 	}
 	return nil
+}
+
+// publishError names the subject and, when no stream answered, the remedy:
+// the stream is gone (deleted, or not recovered by the NATS server after a
+// crash), and only the admin's `relay provision` brings it back.
+func publishError(subject string, err error) error {
+	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+		return fmt.Errorf("publish %s: no stream takes this subject on the NATS server (deleted, or not recovered after a crash: "+
+			"look for \"Error recreating stream\" in the NATS log); run `relay provision`, then `relay sync --all --full`: %w", subject, err)
+	}
+	return fmt.Errorf("publish %s: %w", subject, err)
 }
 
 // Batch publishes asynchronously and collects the acks, so a site run can
@@ -73,7 +85,7 @@ func (b *Batch) Add(ctx context.Context, subject, msgID string, r Route, v any) 
 	}
 	f, err := b.js.PublishMsgAsync(m, jetstream.WithStallWait(30*time.Second))
 	if err != nil {
-		return fmt.Errorf("publish %s: %w", subject, err)
+		return publishError(subject, err)
 	}
 	b.pending = append(b.pending, f)
 	b.Sent++
@@ -93,7 +105,7 @@ func (b *Batch) Wait(ctx context.Context) error {
 		case <-f.Ok():
 		case err := <-f.Err():
 			if first == nil {
-				first = fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
+				first = publishError(f.Msg().Subject, err)
 			}
 		case <-ctx.Done():
 			return ctx.Err()

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,5 +58,34 @@ func TestBatchFailsWhenAcksAreLost(t *testing.T) {
 	}
 	if err := b.Wait(ctx); !errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
 		t.Fatalf("Wait on an unacked message: err = %v, want a publish ack timeout", err)
+	}
+}
+
+// A publish no stream answers (the stream deleted, or lost by the NATS
+// server's recovery after a crash) says what to run, sync and async.
+func TestPublishWithoutStreamNamesTheRemedy(t *testing.T) {
+	srv, err := StartEmbedded(EmbeddedOptions{StoreDir: t.TempDir(), Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	nc, err := Connect(ctx, srv.ClientURL(), ConnectOptions{Name: "no-stream-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := JetStream(nc)
+	err = Publish(ctx, js, "relay.records.raw.site", "id-1", Route{Site: "site"}, map[string]int{"n": 1})
+	if err == nil || !strings.Contains(err.Error(), "relay provision") || !strings.Contains(err.Error(), "relay.records.raw.site") {
+		t.Errorf("sync publish without a stream: %v", err)
+	}
+	b := NewBatch(js)
+	if err := b.Add(ctx, "relay.records.raw.site", "id-2", Route{Site: "site"}, map[string]int{"n": 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Wait(ctx); err == nil || !strings.Contains(err.Error(), "relay provision") {
+		t.Errorf("async publish without a stream: %v", err)
 	}
 }
