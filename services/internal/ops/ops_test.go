@@ -138,6 +138,25 @@ func TestStatusCountsLastRunLagAndDLQ(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("\n%s", out)
+
+	// A stream the NATS server lost (here: deleted) is named with the remedy.
+	if err := js.DeleteStream(ctx(t), messages.StreamRecordsRaw); err != nil {
+		t.Fatal(err)
+	}
+	lags, err := Lag(ctx(t), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf.Reset()
+	(&Status{Lag: lags}).WriteTable(&buf)
+	for _, l := range lags {
+		if (l.Stream == messages.StreamRecordsRaw) != l.StreamMissing {
+			t.Errorf("%s: stream_missing = %v", l.Stream, l.StreamMissing)
+		}
+	}
+	if !strings.Contains(buf.String(), "stream missing: run `relay provision`") {
+		t.Errorf("table does not name the remedy for a missing stream:\n%s", buf.String())
+	}
 }
 
 func TestReplayResetsTheDurableForEverySite(t *testing.T) {

@@ -46,6 +46,9 @@ type StageLag struct {
 	Redelivered int    `json:"redelivered"`
 	Lag         uint64 `json:"lag"` // Pending + AckPending
 	Missing     bool   `json:"missing,omitempty"`
+	// StreamMissing: the stream itself is gone (deleted, or not recovered
+	// by the NATS server after a crash).
+	StreamMissing bool `json:"stream_missing,omitempty"`
 }
 
 // Status is what `relay status` shows.
@@ -139,6 +142,7 @@ func Lag(ctx context.Context, js jetstream.JetStream) ([]StageLag, error) {
 		info, err := consumerInfo(ctx, js, sc.Stream, sc.Consumer)
 		if err != nil {
 			l.Missing = true
+			l.StreamMissing = errors.Is(err, jetstream.ErrStreamNotFound)
 		} else {
 			l.Pending, l.AckPending, l.Redelivered = info.NumPending, info.NumAckPending, info.NumRedelivered
 			l.Lag = l.Pending + uint64(l.AckPending)
@@ -292,6 +296,10 @@ func (st *Status) WriteTable(w io.Writer) error {
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "STAGE\tSTREAM\tCONSUMER\tPENDING\tACK PENDING\tLAG\tREDELIVERED")
 	for _, l := range st.Lag {
+		if l.StreamMissing {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\t-\t-\t(stream missing: run `relay provision`, then `relay sync --all --full`; if NATS restarted, its log says why the stream did not recover)\n", l.Stage, l.Stream, l.Consumer)
+			continue
+		}
 		if l.Missing {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\t-\t-\t(consumer missing: not provisioned, or a replay is resetting it)\n", l.Stage, l.Stream, l.Consumer)
 			continue
