@@ -95,6 +95,9 @@ func (e *Exporter) run(ctx context.Context, site *config.Site, req messages.Expo
 		return res, router.Permanent(fmt.Errorf("site %s: %w", site.ID, err))
 	}
 	defer func() { res.calls = int(client.Calls()) }()
+	if err := e.checkRawStream(ctx); err != nil {
+		return res, err
+	}
 	st, err := loadState(ctx, e.d.JS, site.ID)
 	if err != nil {
 		return res, err
@@ -384,6 +387,21 @@ func exportBatches(ctx context.Context, ids []string, size, conc int, fetch func
 		wg.Wait()
 	}()
 	return out
+}
+
+// checkRawStream fails the run while RECORDS_RAW or the transformers'
+// consumer is missing. Without the check an incremental run would find every
+// record unchanged (the known-record set says it was sent) and succeed, while
+// the records lost with the stream never reach the destination.
+func (e *Exporter) checkRawStream(ctx context.Context) error {
+	_, err := broker.Backlog(ctx, e.d.JS, messages.StreamRecordsRaw)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return fmt.Errorf("stream %s is not on the NATS server %s", messages.StreamRecordsRaw, broker.MissingStreamRemedy)
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		return fmt.Errorf("the transformers' consumer %s on %s is missing: run `relay provision`", broker.ConsumerTransformer, messages.StreamRecordsRaw)
+	}
+	return nil // readable, or not readable to this user: backpressure copes
 }
 
 // waitForTransformers pauses the export while the transformers' backlog is

@@ -54,13 +54,16 @@ func Publish(ctx context.Context, js jetstream.JetStream, subject, msgID string,
 	return nil
 }
 
+// MissingStreamRemedy is what an operator does when a stream is gone.
+const MissingStreamRemedy = "(deleted, or not recovered after a crash: look for \"Error recreating stream\" in the NATS log); " +
+	"run `relay provision`, then `relay sync --all --full`"
+
 // publishError names the subject and, when no stream answered, the remedy:
 // the stream is gone (deleted, or not recovered by the NATS server after a
 // crash), and only the admin's `relay provision` brings it back.
 func publishError(subject string, err error) error {
 	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
-		return fmt.Errorf("publish %s: no stream takes this subject on the NATS server (deleted, or not recovered after a crash: "+
-			"look for \"Error recreating stream\" in the NATS log); run `relay provision`, then `relay sync --all --full`: %w", subject, err)
+		return fmt.Errorf("publish %s: no stream takes this subject on the NATS server %s: %w", subject, MissingStreamRemedy, err)
 	}
 	return fmt.Errorf("publish %s: %w", subject, err)
 }
