@@ -413,7 +413,7 @@ func (e *Exporter) waitForTransformers(ctx context.Context) error {
 			// Backpressure is a courtesy: never stop or slow an export for
 			// it. Try again in a few minutes (NATS may have been restarting).
 			e.backpressureOffUntil.Store(time.Now().Add(5 * time.Minute).UnixNano())
-			e.log.Warn("cannot read the transformers' backlog; exporting without backpressure for 5 minutes (the exporter's NATS user needs $JS.API.CONSUMER.INFO.RECORDS_RAW.transformer)", "err", err)
+			e.log.Warn("cannot read the transformers' backlog; exporting without backpressure for 5 minutes (on a permissions error: the exporter's NATS user needs $JS.API.CONSUMER.INFO.RECORDS_RAW.transformer)", "err", err)
 			return nil
 		}
 		if n < uint64(e.d.MaxRawBacklog) {
