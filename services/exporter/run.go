@@ -290,25 +290,13 @@ func (e *Exporter) lease(ctx context.Context, site, runID string) (release func(
 	// The lease expires export_ack_wait after its last write (a crashed
 	// exporter's lease must not block the site for long), so renew it as
 	// often as the request's heartbeat.
-	done, renewing := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(renewing)
-		t := time.NewTicker(e.d.Timing.ExportAckWait / 4)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				rctx, cancel := context.WithTimeout(ctx, e.d.Timing.ExportAckWait/4)
-				_, _ = kv.Put(rctx, site, []byte(runID))
-				cancel()
-			}
-		}
-	}()
+	stopRenewing := broker.Heartbeat(e.d.Timing.ExportAckWait/4, func() {
+		rctx, cancel := context.WithTimeout(ctx, e.d.Timing.ExportAckWait/4)
+		_, _ = kv.Put(rctx, site, []byte(runID))
+		cancel()
+	})
 	return func() {
-		close(done)
-		<-renewing // no renewal may land after the delete
+		stopRenewing() // no renewal may land after the delete
 		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = kv.Delete(dctx, site)

@@ -353,23 +353,11 @@ func (im *Importer) unclaim(id string) {
 // keepInProgress tells JetStream the batch is still being worked on, so a
 // long outage does not make the server redeliver it to another worker.
 func (im *Importer) keepInProgress(msgs []jetstream.Msg) (stop func()) {
-	done := make(chan struct{})
-	every := im.d.Timing.ImportAckWait / 3
-	go func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				for _, m := range msgs {
-					_ = m.InProgress()
-				}
-			}
+	return broker.Heartbeat(im.d.Timing.ImportAckWait/3, func() {
+		for _, m := range msgs {
+			_ = m.InProgress()
 		}
-	}()
-	return func() { close(done) }
+	})
 }
 
 // isValidation is a 400 about the data, as opposed to a token or rights

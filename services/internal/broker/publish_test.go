@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -18,27 +19,13 @@ func TestBatchFailsWhenAcksAreLost(t *testing.T) {
 	defer func(d time.Duration) { PublishAckTimeout = d }(PublishAckTimeout)
 	PublishAckTimeout = 300 * time.Millisecond
 
-	srv, err := StartEmbedded(EmbeddedOptions{StoreDir: t.TempDir(), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	nc, err := Connect(ctx, srv.ClientURL(), ConnectOptions{Name: "batch-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	ctx, nc := testConn(t)
 	sink, err := nc.SubscribeSync("blackhole.>") // takes the message, never acks
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sink.Unsubscribe()
-	js, err := JetStream(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, _ := JetStream(nc)
 
 	b := NewBatch(js)
 	var addErr error
@@ -64,20 +51,9 @@ func TestBatchFailsWhenAcksAreLost(t *testing.T) {
 // A publish no stream answers (the stream deleted, or lost by the NATS
 // server's recovery after a crash) says what to run, sync and async.
 func TestPublishWithoutStreamNamesTheRemedy(t *testing.T) {
-	srv, err := StartEmbedded(EmbeddedOptions{StoreDir: t.TempDir(), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	nc, err := Connect(ctx, srv.ClientURL(), ConnectOptions{Name: "no-stream-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	ctx, nc := testConn(t)
 	js, _ := JetStream(nc)
-	err = Publish(ctx, js, "relay.records.raw.site", "id-1", Route{Site: "site"}, map[string]int{"n": 1})
+	err := Publish(ctx, js, "relay.records.raw.site", "id-1", Route{Site: "site"}, map[string]int{"n": 1})
 	if err == nil || !strings.Contains(err.Error(), "relay provision") || !strings.Contains(err.Error(), "relay.records.raw.site") {
 		t.Errorf("sync publish without a stream: %v", err)
 	}
@@ -88,4 +64,22 @@ func TestPublishWithoutStreamNamesTheRemedy(t *testing.T) {
 	if err := b.Wait(ctx); err == nil || !strings.Contains(err.Error(), "relay provision") {
 		t.Errorf("async publish without a stream: %v", err)
 	}
+}
+
+// testConn starts an embedded server and connects to it; both end with the test.
+func testConn(t *testing.T) (context.Context, *nats.Conn) {
+	t.Helper()
+	srv, err := StartEmbedded(EmbeddedOptions{StoreDir: t.TempDir(), Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	nc, err := Connect(ctx, srv.ClientURL(), ConnectOptions{Name: t.Name()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return ctx, nc
 }

@@ -209,20 +209,7 @@ func keepAlive(nc *nats.Conn, msg *message.Message, every time.Duration) (stop f
 	if subject == "" {
 		return func() {}
 	}
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				_ = nc.Publish(subject, []byte("+WPI"))
-			}
-		}
-	}()
-	return func() { close(done) }
+	return broker.Heartbeat(every, func() { _ = nc.Publish(subject, []byte("+WPI")) })
 }
 
 // cancelAfter cancels a handler's context after d, like watermill's Timeout
