@@ -47,8 +47,8 @@ func Run(ctx context.Context, d Deps) error {
 	if d.Timing == (broker.Timing{}) {
 		d.Timing = broker.DefaultTiming
 	}
-	if d.Timing.ExportRunTimeout <= d.Timing.ExportAckWait {
-		d.Timing.ExportRunTimeout = max(broker.DefaultTiming.ExportRunTimeout, 4*d.Timing.ExportAckWait)
+	if d.Timing.ExportRunTimeout == 0 { // tests give ack waits only
+		d.Timing.ExportRunTimeout = broker.DefaultTiming.ExportRunTimeout
 	}
 	if d.MaxRawBacklog == 0 {
 		d.MaxRawBacklog = 20000

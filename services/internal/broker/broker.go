@@ -154,7 +154,7 @@ func Connect(ctx context.Context, url string, o ConnectOptions) (*nats.Conn, err
 // PublishAckTimeout bounds the wait for JetStream's ack of an async
 // publish. Without it a publish whose ack was lost (the server killed between
 // storing and answering) blocks its caller forever: an exporter run stuck
-// until its ack wait, 45 minutes later.
+// until its run timeout, hours later.
 var PublishAckTimeout = 30 * time.Second
 
 // APITimeout bounds one JetStream API request whose context has no deadline

@@ -25,7 +25,9 @@ const (
 // with their queue group.
 func DeliverSubject(consumer string) string { return "relay.deliver." + consumer }
 
-// Timing keeps the rule handler timeout < watermill ack timeout < AckWait.
+// Timing keeps the rule handler timeout < watermill ack timeout < AckWait,
+// except for the exporter, whose heartbeat holds a request for as long as
+// ExportRunTimeout with a short ExportAckWait.
 type Timing struct {
 	// ExportAckWait is how long an export request stays with an exporter
 	// that stopped saying it is working on it (the exporter sends a

@@ -13,7 +13,7 @@ import (
 
 // A publish whose ack never comes (the server killed between storing and
 // answering) must fail the batch within PublishAckTimeout, not block the
-// exporter's run until its 45-minute ack wait. A plain subscriber that never
+// exporter's run until its run timeout. A plain subscriber that never
 // answers loses every ack, deterministically.
 func TestBatchFailsWhenAcksAreLost(t *testing.T) {
 	defer func(d time.Duration) { PublishAckTimeout = d }(PublishAckTimeout)
