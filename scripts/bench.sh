@@ -27,5 +27,5 @@ for a in "$@"; do
 done
 "$bin/relay" bench --json bench-results.json "${args[@]+"${args[@]}"}" | tee bench-results.md
 if [ "$gobench" = 1 ]; then
-  go test -run '^$' -bench 'BenchmarkTransformRecord|BenchmarkPipelineHop' -benchmem ./services/internal/bench/
+  go test -run '^$' -bench 'BenchmarkTransformRecord|BenchmarkPipelineHop' -benchmem ./services/internal/tools/bench/
 fi

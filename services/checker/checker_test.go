@@ -17,7 +17,7 @@ import (
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/internal/protocol"
-	"github.com/redcap-relay/relay/services/internal/redcapsim"
+	"github.com/redcap-relay/relay/services/internal/tools/redcapsim"
 )
 
 func startJS(t *testing.T) jetstream.JetStream {

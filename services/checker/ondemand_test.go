@@ -9,8 +9,8 @@ import (
 
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/protocol"
-	"github.com/redcap-relay/relay/services/internal/redcapsim"
-	"github.com/redcap-relay/relay/services/internal/retry"
+	"github.com/redcap-relay/relay/services/internal/tools/redcapsim"
+	"github.com/redcap-relay/relay/services/internal/pipeline/retry"
 )
 
 func TestCheckSitesOnDemand(t *testing.T) {

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/redcap-relay/relay/messages"
-	"github.com/redcap-relay/relay/services/internal/app"
-	"github.com/redcap-relay/relay/services/internal/broker"
+	"github.com/redcap-relay/relay/services/internal/pipeline/app"
+	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
 )
 
 func cleaned(site, id string, version int64, score string) messages.RecordCleaned {

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/redcap-relay/relay/messages"
-	"github.com/redcap-relay/relay/services/internal/app"
-	"github.com/redcap-relay/relay/services/internal/broker"
-	"github.com/redcap-relay/relay/services/internal/redcapsim/faults"
+	"github.com/redcap-relay/relay/services/internal/pipeline/app"
+	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
+	"github.com/redcap-relay/relay/services/internal/tools/redcapsim/faults"
 )
 
 var pipeline = []string{app.Exporter, app.Transformer, app.Importer}

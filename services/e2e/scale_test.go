@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redcap-relay/relay/services/internal/app"
+	"github.com/redcap-relay/relay/services/internal/pipeline/app"
 )
 
 // Three transformer processes share one durable through their queue group:

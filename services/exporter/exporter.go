@@ -18,10 +18,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/redcap-relay/relay/messages"
-	"github.com/redcap-relay/relay/services/internal/broker"
+	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
 	"github.com/redcap-relay/relay/services/internal/config"
-	"github.com/redcap-relay/relay/services/internal/retry"
-	"github.com/redcap-relay/relay/services/internal/router"
+	"github.com/redcap-relay/relay/services/internal/pipeline/retry"
+	"github.com/redcap-relay/relay/services/internal/pipeline/router"
 )
 
 // Deps is what the exporter needs.

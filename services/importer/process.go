@@ -12,9 +12,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/redcap-relay/relay/messages"
-	"github.com/redcap-relay/relay/services/internal/broker"
+	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
 	"github.com/redcap-relay/relay/services/internal/redcap"
-	"github.com/redcap-relay/relay/services/internal/telemetry"
+	"github.com/redcap-relay/relay/services/internal/pipeline/telemetry"
 )
 
 // item is one fetched message with its decoded record.

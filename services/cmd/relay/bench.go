@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/redcap-relay/relay/services/internal/bench"
+	"github.com/redcap-relay/relay/services/internal/tools/bench"
 	"github.com/redcap-relay/relay/services/internal/config"
 )
 

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/redcap-relay/relay/services/internal/demo"
+	"github.com/redcap-relay/relay/services/internal/tools/demo"
 )
 
 func init() {

@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/redcap-relay/relay/services/internal/config"
-	"github.com/redcap-relay/relay/services/internal/dryrun"
+	"github.com/redcap-relay/relay/services/internal/ops/dryrun"
 	"github.com/redcap-relay/relay/services/internal/policy"
 )
 

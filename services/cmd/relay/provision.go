@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/redcap-relay/relay/services/internal/app"
+	"github.com/redcap-relay/relay/services/internal/pipeline/app"
 )
 
 func init() {

@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/redcap-relay/relay/services/internal/redcapsim/faults"
-	"github.com/redcap-relay/relay/services/internal/redcapsim/simrun"
+	"github.com/redcap-relay/relay/services/internal/tools/redcapsim/faults"
+	"github.com/redcap-relay/relay/services/internal/tools/redcapsim/simrun"
 )
 
 func init() {

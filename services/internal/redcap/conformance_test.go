@@ -23,8 +23,8 @@ import (
 
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/redcap"
-	"github.com/redcap-relay/relay/services/internal/redcapsim"
-	"github.com/redcap-relay/relay/services/internal/redcapsim/faults"
+	"github.com/redcap-relay/relay/services/internal/tools/redcapsim"
+	"github.com/redcap-relay/relay/services/internal/tools/redcapsim/faults"
 )
 
 const (

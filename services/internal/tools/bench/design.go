@@ -5,8 +5,8 @@ import (
 	"strconv"
 
 	"github.com/redcap-relay/relay/messages"
-	"github.com/redcap-relay/relay/services/internal/demo"
-	"github.com/redcap-relay/relay/services/internal/redcapsim"
+	"github.com/redcap-relay/relay/services/internal/tools/demo"
+	"github.com/redcap-relay/relay/services/internal/tools/redcapsim"
 )
 
 // The benchmark project has 40 fields: an enrollment form (10 fields,

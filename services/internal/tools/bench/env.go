@@ -16,7 +16,7 @@ import (
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/internal/redcap"
-	"github.com/redcap-relay/relay/services/internal/redcapsim"
+	"github.com/redcap-relay/relay/services/internal/tools/redcapsim"
 )
 
 // Scale is one benchmark size.

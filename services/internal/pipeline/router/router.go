@@ -26,8 +26,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/redcap-relay/relay/messages"
-	"github.com/redcap-relay/relay/services/internal/broker"
-	"github.com/redcap-relay/relay/services/internal/retry"
+	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
+	"github.com/redcap-relay/relay/services/internal/pipeline/retry"
 )
 
 // Permanent marks an error that no retry can fix (a malformed message, a

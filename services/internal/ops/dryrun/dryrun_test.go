@@ -13,7 +13,7 @@ import (
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/internal/policy"
-	"github.com/redcap-relay/relay/services/internal/redcapsim"
+	"github.com/redcap-relay/relay/services/internal/tools/redcapsim"
 )
 
 func f(name, form, typ, val, choices string) messages.Field {

@@ -13,7 +13,7 @@ import (
 	"strings"
 
 	"github.com/redcap-relay/relay/messages"
-	"github.com/redcap-relay/relay/services/internal/redcapsim/odm"
+	"github.com/redcap-relay/relay/services/internal/tools/redcapsim/odm"
 )
 
 // LoadDir loads every project folder directly inside dir (folders without a

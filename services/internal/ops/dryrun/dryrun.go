@@ -18,8 +18,8 @@ import (
 	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/internal/policy"
 	"github.com/redcap-relay/relay/services/internal/redcap"
-	"github.com/redcap-relay/relay/services/internal/retry"
-	"github.com/redcap-relay/relay/services/internal/sitemeta"
+	"github.com/redcap-relay/relay/services/internal/pipeline/retry"
+	"github.com/redcap-relay/relay/services/internal/pipeline/sitemeta"
 )
 
 // Record statuses.

@@ -7,7 +7,7 @@ import (
 
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/config"
-	"github.com/redcap-relay/relay/services/internal/redcapsim"
+	"github.com/redcap-relay/relay/services/internal/tools/redcapsim"
 )
 
 // The folders `relay demo --write` produces load into a fresh simulator

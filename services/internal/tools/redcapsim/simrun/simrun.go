@@ -24,8 +24,8 @@ import (
 	"time"
 
 	"github.com/redcap-relay/relay/services/internal/redcap"
-	"github.com/redcap-relay/relay/services/internal/redcapsim"
-	"github.com/redcap-relay/relay/services/internal/redcapsim/faults"
+	"github.com/redcap-relay/relay/services/internal/tools/redcapsim"
+	"github.com/redcap-relay/relay/services/internal/tools/redcapsim/faults"
 )
 
 // Options of Run.

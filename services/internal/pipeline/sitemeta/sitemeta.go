@@ -12,7 +12,7 @@ import (
 
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/redcap"
-	"github.com/redcap-relay/relay/services/internal/retry"
+	"github.com/redcap-relay/relay/services/internal/pipeline/retry"
 )
 
 // Fetch exports the project's version, info, data dictionary, instruments,
