@@ -10,10 +10,10 @@ import (
 
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/config"
-	"github.com/redcap-relay/relay/services/internal/protocol"
-	"github.com/redcap-relay/relay/services/internal/redcap"
 	"github.com/redcap-relay/relay/services/internal/pipeline/retry"
 	"github.com/redcap-relay/relay/services/internal/pipeline/sitemeta"
+	"github.com/redcap-relay/relay/services/internal/protocol"
+	"github.com/redcap-relay/relay/services/internal/redcap"
 )
 
 // Options of an on-demand check.

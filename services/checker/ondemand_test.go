@@ -8,9 +8,9 @@ import (
 	"testing"
 
 	"github.com/redcap-relay/relay/messages"
+	"github.com/redcap-relay/relay/services/internal/pipeline/retry"
 	"github.com/redcap-relay/relay/services/internal/protocol"
 	"github.com/redcap-relay/relay/services/internal/tools/redcapsim"
-	"github.com/redcap-relay/relay/services/internal/pipeline/retry"
 )
 
 func TestCheckSitesOnDemand(t *testing.T) {

@@ -21,9 +21,9 @@ import (
 	"time"
 
 	"github.com/redcap-relay/relay/messages"
+	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/internal/pipeline/app"
 	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
-	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/internal/tools/redcapsim"
 	"github.com/redcap-relay/relay/services/internal/tools/redcapsim/faults"
 	"github.com/redcap-relay/relay/services/ticker"

@@ -18,8 +18,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/redcap-relay/relay/messages"
-	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
 	"github.com/redcap-relay/relay/services/internal/config"
+	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
 	"github.com/redcap-relay/relay/services/internal/pipeline/retry"
 	"github.com/redcap-relay/relay/services/internal/pipeline/router"
 )

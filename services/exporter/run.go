@@ -11,14 +11,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/redcap-relay/relay/messages"
-	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
 	"github.com/redcap-relay/relay/services/internal/config"
-	"github.com/redcap-relay/relay/services/internal/policy"
-	"github.com/redcap-relay/relay/services/internal/redcap"
+	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
 	"github.com/redcap-relay/relay/services/internal/pipeline/retry"
 	"github.com/redcap-relay/relay/services/internal/pipeline/router"
 	"github.com/redcap-relay/relay/services/internal/pipeline/sitemeta"
 	"github.com/redcap-relay/relay/services/internal/pipeline/telemetry"
+	"github.com/redcap-relay/relay/services/internal/policy"
+	"github.com/redcap-relay/relay/services/internal/redcap"
 )
 
 // ErrSiteBusy means another run of the site still holds its lease.

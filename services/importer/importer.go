@@ -20,12 +20,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/redcap-relay/relay/messages"
-	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
 	"github.com/redcap-relay/relay/services/internal/config"
-	"github.com/redcap-relay/relay/services/internal/redcap"
+	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
 	"github.com/redcap-relay/relay/services/internal/pipeline/retry"
 	"github.com/redcap-relay/relay/services/internal/pipeline/sitemeta"
 	"github.com/redcap-relay/relay/services/internal/pipeline/telemetry"
+	"github.com/redcap-relay/relay/services/internal/redcap"
 )
 
 // Deps is what the importer needs.

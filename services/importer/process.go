@@ -13,8 +13,8 @@ import (
 
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
-	"github.com/redcap-relay/relay/services/internal/redcap"
 	"github.com/redcap-relay/relay/services/internal/pipeline/telemetry"
+	"github.com/redcap-relay/relay/services/internal/redcap"
 )
 
 // item is one fetched message with its decoded record.

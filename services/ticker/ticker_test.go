@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/redcap-relay/relay/messages"
-	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
 	"github.com/redcap-relay/relay/services/internal/config"
+	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
 )
 
 // Two tickers running at once (a rolling restart, a mistaken replica)

@@ -18,12 +18,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/redcap-relay/relay/messages"
-	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
 	"github.com/redcap-relay/relay/services/internal/config"
-	"github.com/redcap-relay/relay/services/internal/policy"
+	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
 	"github.com/redcap-relay/relay/services/internal/pipeline/router"
 	"github.com/redcap-relay/relay/services/internal/pipeline/sitemeta"
 	"github.com/redcap-relay/relay/services/internal/pipeline/telemetry"
+	"github.com/redcap-relay/relay/services/internal/policy"
 )
 
 // Deps is what a transformer needs.

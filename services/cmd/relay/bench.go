@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/redcap-relay/relay/services/internal/tools/bench"
 	"github.com/redcap-relay/relay/services/internal/config"
+	"github.com/redcap-relay/relay/services/internal/tools/bench"
 )
 
 // `relay bench` (hidden; scripts/bench.sh runs it) measures the pipeline

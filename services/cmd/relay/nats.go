@@ -6,8 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
 	"github.com/redcap-relay/relay/services/internal/ops"
+	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
 )
 
 func init() {

@@ -11,8 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/redcap-relay/relay/services/internal/pipeline/app"
 	"github.com/redcap-relay/relay/services/internal/config"
+	"github.com/redcap-relay/relay/services/internal/pipeline/app"
 )
 
 // Flags shared by the service commands.

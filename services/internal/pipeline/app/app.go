@@ -16,8 +16,8 @@ import (
 
 	"github.com/redcap-relay/relay/services/exporter"
 	"github.com/redcap-relay/relay/services/importer"
-	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
 	"github.com/redcap-relay/relay/services/internal/config"
+	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
 	"github.com/redcap-relay/relay/services/internal/pipeline/telemetry"
 	"github.com/redcap-relay/relay/services/ticker"
 	"github.com/redcap-relay/relay/services/transformer"

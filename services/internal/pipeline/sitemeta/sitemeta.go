@@ -11,8 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/redcap-relay/relay/messages"
-	"github.com/redcap-relay/relay/services/internal/redcap"
 	"github.com/redcap-relay/relay/services/internal/pipeline/retry"
+	"github.com/redcap-relay/relay/services/internal/redcap"
 )
 
 // Fetch exports the project's version, info, data dictionary, instruments,

@@ -11,12 +11,12 @@ import (
 	"time"
 
 	"github.com/redcap-relay/relay/messages"
+	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/internal/pipeline/app"
 	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
-	"github.com/redcap-relay/relay/services/internal/config"
-	"github.com/redcap-relay/relay/services/internal/tools/demo"
 	"github.com/redcap-relay/relay/services/internal/policy"
 	"github.com/redcap-relay/relay/services/internal/redcap"
+	"github.com/redcap-relay/relay/services/internal/tools/demo"
 )
 
 // benchSnapshot is the longitudinal bench site's metadata.

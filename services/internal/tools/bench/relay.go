@@ -17,9 +17,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/redcap-relay/relay/messages"
+	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/internal/pipeline/app"
 	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
-	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/ticker"
 )
 
