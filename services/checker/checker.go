@@ -20,18 +20,18 @@ import (
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
+	"github.com/redcap-relay/relay/services/internal/pipeline/router"
+	"github.com/redcap-relay/relay/services/internal/pipeline/sitekit"
+	"github.com/redcap-relay/relay/services/internal/pipeline/topology"
 	"github.com/redcap-relay/relay/services/internal/protocol"
 	"github.com/redcap-relay/relay/services/internal/protocol/report"
 	"github.com/redcap-relay/relay/services/internal/redcap"
 )
 
-// Consumer is the durable pull consumer on METADATA (created by the broker's
-// provisioning).
-const Consumer = "checker"
-
 // Deps are what the service needs.
 type Deps struct {
 	JS       jetstream.JetStream
+	Streams  config.Streams // ack wait of the check stage (default: the network's)
 	Network  *config.Network
 	Protocol *protocol.Protocol // nil: the network's protocol file, else the HEAL adult library
 	// ReportsDir is where reports are written ("" = Network.ReportsDir).
@@ -44,8 +44,6 @@ type Deps struct {
 	// those retries, after which the report goes out without completion.
 	RetryDelay time.Duration
 	MaxTries   int
-	// FetchWait is the longest a pull waits for new snapshots.
-	FetchWait time.Duration
 }
 
 // Run consumes snapshots until ctx ends.
@@ -54,47 +52,35 @@ func Run(ctx context.Context, deps Deps) error {
 	if err != nil {
 		return err
 	}
-	cons, err := deps.JS.Consumer(ctx, messages.StreamMetadata, Consumer)
-	if err != nil {
-		return fmt.Errorf("checker: consumer %s on stream %s: %w (is the broker provisioned?)", Consumer, messages.StreamMetadata, err)
+	if _, err := deps.JS.Consumer(ctx, topology.Check.Stream, topology.Check.Consumer); err != nil {
+		return fmt.Errorf("checker: consumer %s on stream %s: %w (is the broker provisioned?)", topology.Check.Consumer, topology.Check.Stream, err)
 	}
 	s.log.Info("checker started", "protocol", s.p.Name, "protocol_version", s.p.Version, "reports_dir", s.dir)
-	for ctx.Err() == nil {
-		batch, err := cons.Fetch(10, jetstream.FetchMaxWait(s.fetchWait))
-		if err != nil {
-			if ctx.Err() != nil {
-				break
+	return router.RunBatch(ctx, deps.JS, topology.Check, s.streams, router.BatchOptions{Workers: 1, Batch: 10, Logger: s.log},
+		func(ctx context.Context, batch []router.Msg) {
+			for _, m := range batch {
+				s.handle(ctx, m)
 			}
-			s.log.Warn("fetch snapshots", "err", err)
-			sleep(ctx, time.Second)
-			continue
-		}
-		for msg := range batch.Messages() {
-			s.handle(ctx, msg)
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && ctx.Err() == nil {
-			s.log.Warn("fetch snapshots", "err", err)
-		}
-	}
-	return nil
+		})
 }
 
 type service struct {
-	deps      Deps
-	p         *protocol.Protocol
-	dir       string
-	log       *slog.Logger
-	retry     time.Duration
-	maxTries  int
-	fetchWait time.Duration
+	deps     Deps
+	p        *protocol.Protocol
+	dir      string
+	log      *slog.Logger
+	kit      *sitekit.Kit
+	streams  config.Streams
+	retry    time.Duration
+	maxTries int
 }
 
 func newService(deps Deps) (*service, error) {
 	if deps.JS == nil {
 		return nil, errors.New("checker: no JetStream connection")
 	}
-	s := &service{deps: deps, p: deps.Protocol, dir: deps.ReportsDir, log: deps.Logger,
-		retry: deps.RetryDelay, maxTries: deps.MaxTries, fetchWait: deps.FetchWait}
+	s := &service{deps: deps, p: deps.Protocol, dir: deps.ReportsDir, log: deps.Logger, streams: deps.Streams,
+		retry: deps.RetryDelay, maxTries: deps.MaxTries}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -125,30 +111,32 @@ func newService(deps Deps) (*service, error) {
 	if s.maxTries <= 0 {
 		s.maxTries = 5
 	}
-	if s.fetchWait <= 0 {
-		s.fetchWait = 5 * time.Second
+	if s.streams == (config.Streams{}) {
+		s.streams = config.DefaultStreams()
+		if deps.Network != nil {
+			s.streams = deps.Network.Streams
+		}
+	}
+	if deps.Network != nil {
+		s.kit = sitekit.New(deps.Network, s.log)
 	}
 	return s, nil
 }
 
-func (s *service) handle(ctx context.Context, msg jetstream.Msg) {
-	site := messages.SiteFromSubject(msg.Subject())
+func (s *service) handle(ctx context.Context, msg router.Msg) {
+	site := msg.Site()
 	log := s.log.With("site", site)
-	md, _ := msg.Metadata()
-	tries := 1
-	if md != nil {
-		tries = int(md.NumDelivered)
-	}
+	tries := msg.Attempt()
 	snap, err := decode(msg.Data(), site)
 	if err != nil {
-		s.deadLetter(ctx, log, msg, site, tries, err)
+		s.deadLetter(ctx, msg, site, err)
 		return
 	}
 	log = log.With("run", snap.RunID)
 	rows, cerr := s.completion(ctx, site, snap)
 	if cerr != nil && redcap.IsTransient(cerr) && tries < s.maxTries {
 		log.Warn("completion data not available; retrying later", "err", cerr, "attempt", tries)
-		_ = msg.NakWithDelay(s.retry)
+		msg.Retry(s.retry)
 		return
 	}
 	r := protocol.Check(s.p, site, snap, rows)
@@ -162,18 +150,16 @@ func (s *service) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	if err := report.Write(s.dir, r); err != nil {
 		log.Error("write reports", "err", err)
-		_ = msg.NakWithDelay(s.retry)
+		msg.Retry(s.retry)
 		return
 	}
 	if err := broker.Publish(ctx, s.deps.JS, messages.ProtocolReportSubject(site), r.MsgID(),
 		broker.Route{Site: site, Run: snap.RunID}, r); err != nil {
 		log.Error("publish report", "err", err)
-		_ = msg.NakWithDelay(s.retry)
+		msg.Retry(s.retry)
 		return
 	}
-	if err := msg.Ack(); err != nil {
-		log.Warn("ack snapshot", "err", err)
-	}
+	msg.Ack()
 	score := -1.0
 	if r.Score != nil {
 		score = *r.Score
@@ -227,44 +213,14 @@ func (s *service) client(st *config.Site) (*redcap.Client, error) {
 	if s.deps.NewClient != nil {
 		return s.deps.NewClient(st)
 	}
-	return SiteClient(st, s.log)
+	return s.kit.Client(st.ID)
 }
 
-// SiteClient builds a REDCap client from a site's network entry.
-func SiteClient(st *config.Site, log *slog.Logger) (*redcap.Client, error) {
-	tok, err := st.Token.Read()
-	if err != nil {
-		return nil, fmt.Errorf("site %s: token: %w", st.ID, err)
-	}
-	return redcap.New(redcap.Options{Site: st.ID, URL: st.URL, Token: tok, CAFile: st.CAFile,
-		CallsPerMinute: st.CallsPerMinute, Timeout: st.Timeout.D(), Logger: log})
-}
-
-func (s *service) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream.Msg, site string, tries int, cause error) {
+// deadLetter keeps a snapshot the checker cannot read, with the reason.
+func (s *service) deadLetter(ctx context.Context, msg router.Msg, site string, cause error) {
 	payload := json.RawMessage(msg.Data())
 	if !json.Valid(msg.Data()) {
 		payload, _ = json.Marshal(string(msg.Data()))
 	}
-	dl := messages.DeadLetter{V: messages.V, Stage: messages.StageCheck, Site: site, Error: cause.Error(), Attempts: tries,
-		Subject: msg.Subject(), MsgID: msg.Headers().Get(jetstream.MsgIDHeader), Payload: payload, At: time.Now().UTC()}
-	if h := msg.Headers(); h != nil {
-		dl.RunID = h.Get(messages.HeaderRun)
-	}
-	id := "dlq.check." + site + "." + messages.HashJSON(string(msg.Data()))[:16]
-	if err := broker.Publish(ctx, s.deps.JS, messages.DLQSubject(messages.StageCheck, site), id, broker.Route{Site: site, Run: dl.RunID}, dl); err != nil {
-		log.Error("dead-letter snapshot", "err", err)
-		_ = msg.NakWithDelay(s.retry)
-		return
-	}
-	log.Warn("snapshot dead-lettered", "err", cause)
-	_ = msg.Ack()
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
+	msg.DeadLetter(ctx, messages.DeadLetter{Site: site, Error: cause.Error(), Payload: payload})
 }

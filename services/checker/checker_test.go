@@ -16,6 +16,7 @@ import (
 
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/config"
+	"github.com/redcap-relay/relay/services/internal/pipeline/topology"
 	"github.com/redcap-relay/relay/services/internal/protocol"
 	"github.com/redcap-relay/relay/services/internal/tools/redcapsim"
 )
@@ -51,7 +52,7 @@ func startJS(t *testing.T) jetstream.JetStream {
 		}
 	}
 	if _, err := js.CreateOrUpdateConsumer(ctx, messages.StreamMetadata, jetstream.ConsumerConfig{
-		Durable: Consumer, FilterSubject: messages.SubjectMetadata + ".*", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second,
+		Durable: topology.Check.Consumer, FilterSubject: messages.SubjectMetadata + ".*", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second,
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +142,7 @@ func TestCheckerService(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, Deps{JS: js, Network: n, Protocol: p, FetchWait: 200 * time.Millisecond, RetryDelay: 100 * time.Millisecond})
+		done <- Run(ctx, Deps{JS: js, Network: n, Protocol: p, RetryDelay: 100 * time.Millisecond})
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -238,7 +239,7 @@ func TestCheckerService(t *testing.T) {
 	t.Logf("site-y: %s", dead["site-y"].Error)
 	// everything is acked
 	time.Sleep(200 * time.Millisecond)
-	cons, _ := js.Consumer(ctx, messages.StreamMetadata, Consumer)
+	cons, _ := js.Consumer(ctx, messages.StreamMetadata, topology.Check.Consumer)
 	info, err := cons.Info(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/internal/pipeline/retry"
+	"github.com/redcap-relay/relay/services/internal/pipeline/sitekit"
 	"github.com/redcap-relay/relay/services/internal/pipeline/sitemeta"
 	"github.com/redcap-relay/relay/services/internal/protocol"
 	"github.com/redcap-relay/relay/services/internal/redcap"
@@ -71,7 +72,7 @@ func checkOne(ctx context.Context, n *config.Network, p *protocol.Protocol, id s
 	if o.NewClient != nil {
 		c, err = o.NewClient(st)
 	} else {
-		c, err = SiteClient(st, o.Logger)
+		c, err = sitekit.New(n, o.Logger).Client(id)
 	}
 	if err != nil {
 		r := protocol.Failed(p, id, err)

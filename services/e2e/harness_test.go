@@ -24,9 +24,9 @@ import (
 	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/internal/pipeline/app"
 	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
+	"github.com/redcap-relay/relay/services/internal/pipeline/exportreq"
 	"github.com/redcap-relay/relay/services/internal/tools/redcapsim"
 	"github.com/redcap-relay/relay/services/internal/tools/redcapsim/faults"
-	"github.com/redcap-relay/relay/services/ticker"
 )
 
 // The test project: a survey with one identifier (dropped by the policy)
@@ -74,6 +74,10 @@ func destFields(scoreCodes string) []messages.Field {
 	return out
 }
 
+// timing is the ack waits a test network runs with (written into its
+// network file).
+type timing struct{ ExportAckWait, TransformAckWait, ImportAckWait, CheckAckWait time.Duration }
+
 type netOpts struct {
 	sites   []string
 	records int
@@ -82,7 +86,7 @@ type netOpts struct {
 	// REDCap rejects other values at import.
 	destScoreCodes string
 	deletions      bool
-	timing         broker.Timing
+	timing         timing
 	batchSize      int
 	importBatch    int
 	natsPort       int
@@ -113,8 +117,8 @@ func newNet(t *testing.T, o netOpts) *testNet {
 	if o.records == 0 {
 		o.records = 50
 	}
-	if o.timing == (broker.Timing{}) {
-		o.timing = broker.Timing{ExportAckWait: 2 * time.Minute, TransformAckWait: 20 * time.Second, ImportAckWait: 30 * time.Second, CheckAckWait: time.Minute}
+	if o.timing == (timing{}) {
+		o.timing = timing{ExportAckWait: 2 * time.Minute, TransformAckWait: 20 * time.Second, ImportAckWait: 30 * time.Second, CheckAckWait: time.Minute}
 	}
 	if o.batchSize == 0 {
 		o.batchSize = 20
@@ -191,8 +195,8 @@ func siteRows(count, site int) []messages.Row {
 // writeNetwork writes and loads the network file.
 func (n *testNet) writeNetwork(natsURL string) *config.Network {
 	var b strings.Builder
-	fmt.Fprintf(&b, "streams:\n  export_ack_wait: %s\n  transform_ack_wait: %s\n  import_ack_wait: %s\n",
-		n.opts.timing.ExportAckWait, n.opts.timing.TransformAckWait, n.opts.timing.ImportAckWait)
+	fmt.Fprintf(&b, "streams:\n  export_ack_wait: %s\n  transform_ack_wait: %s\n  import_ack_wait: %s\n  check_ack_wait: %s\n",
+		n.opts.timing.ExportAckWait, n.opts.timing.TransformAckWait, n.opts.timing.ImportAckWait, n.opts.timing.CheckAckWait)
 	fmt.Fprintf(&b, "nats:\n  url: %q\ndestination:\n  url: %s\n  token: {file: secrets/destination.token}\n  batch_size: %d\n  concurrency: 3\n  calls_per_minute: -1\nsites:\n",
 		natsURL, n.simURL, n.opts.importBatch)
 	for _, s := range n.opts.sites {
@@ -222,7 +226,7 @@ func (n *testNet) start(services ...string) {
 	ctx := context.Background()
 	log, w := testLogger(n.t)
 	n.logs = w
-	st, err := app.Start(ctx, app.Options{Network: n.network, Embedded: true, DataDir: filepath.Join(n.dir, "nats"), NATSPort: port, Logger: log, Timing: n.opts.timing})
+	st, err := app.Start(ctx, app.Options{Network: n.network, Embedded: true, DataDir: filepath.Join(n.dir, "nats"), NATSPort: port, Logger: log})
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -268,8 +272,8 @@ func (n *testNet) sync(full bool, at time.Time) map[string]messages.RunEvent {
 	ctx := context.Background()
 	runs := map[string]string{}
 	for _, s := range n.opts.sites {
-		req := ticker.NewRequest(s, at, full, "test")
-		if err := ticker.Request(ctx, n.stack.JS, req); err != nil {
+		req := exportreq.New(s, at, full, "test")
+		if err := exportreq.Publish(ctx, n.stack.JS, req); err != nil {
 			n.t.Fatal(err)
 		}
 		runs[s] = req.RunID

@@ -8,6 +8,7 @@ import (
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/pipeline/app"
 	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
+	"github.com/redcap-relay/relay/services/internal/pipeline/topology"
 )
 
 func cleaned(site, id string, version int64, score string) messages.RecordCleaned {
@@ -41,7 +42,7 @@ func TestLatestVersionWinsAndReplayIsIdempotent(t *testing.T) {
 	if err := n.sim.DeleteRecord(n.dest, "alpha-7"); err != nil {
 		t.Fatal(err)
 	}
-	if err := broker.ResetConsumer(ctx, n.stack.JS, messages.StreamRecordsClean, n.opts.timing, time.Time{}, 1); err != nil {
+	if err := broker.ResetConsumer(ctx, n.stack.JS, topology.Import, n.network.Streams, time.Time{}, 1); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "the replay to restore the record", func() bool { return n.destination()["alpha-7"]["score"] == "9" })

@@ -17,8 +17,9 @@ import (
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/pipeline/app"
 	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
+	"github.com/redcap-relay/relay/services/internal/pipeline/exportreq"
+	"github.com/redcap-relay/relay/services/internal/pipeline/topology"
 	"github.com/redcap-relay/relay/services/internal/tools/redcapsim/faults"
-	"github.com/redcap-relay/relay/services/ticker"
 )
 
 var (
@@ -106,7 +107,7 @@ func TestSIGKILLImporterAndTransformer(t *testing.T) {
 		t.Skip("builds the relay binary; skipped with -short")
 	}
 	n := newNet(t, netOpts{sites: []string{"alpha", "beta"}, records: 300, batchSize: 25, importBatch: 10,
-		timing: broker.Timing{ExportAckWait: 2 * time.Minute, TransformAckWait: 6 * time.Second, ImportAckWait: 6 * time.Second, CheckAckWait: time.Minute}})
+		timing: timing{ExportAckWait: 2 * time.Minute, TransformAckWait: 6 * time.Second, ImportAckWait: 6 * time.Second, CheckAckWait: time.Minute}})
 	// A slow destination keeps the import running long enough to be killed mid-way.
 	if err := n.faults.Set(n.dest, faults.Faults{Latency: faults.Duration(150 * time.Millisecond)}); err != nil {
 		t.Fatal(err)
@@ -146,7 +147,7 @@ func TestNATSRestartMidRun(t *testing.T) {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	n := newNet(t, netOpts{sites: []string{"alpha", "beta"}, records: 200, importBatch: 10, natsPort: port,
-		timing: broker.Timing{ExportAckWait: time.Minute, TransformAckWait: 6 * time.Second, ImportAckWait: 6 * time.Second, CheckAckWait: time.Minute}})
+		timing: timing{ExportAckWait: time.Minute, TransformAckWait: 6 * time.Second, ImportAckWait: 6 * time.Second, CheckAckWait: time.Minute}})
 	if err := n.faults.Set(n.dest, faults.Faults{Latency: faults.Duration(100 * time.Millisecond)}); err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +183,7 @@ func TestCrashedExporterRunIsTakenOver(t *testing.T) {
 	}
 	const ackWait = 2 * time.Second
 	n := newNet(t, netOpts{sites: []string{"alpha"}, records: 120, batchSize: 10,
-		timing: broker.Timing{ExportAckWait: ackWait, TransformAckWait: 6 * time.Second, ImportAckWait: 6 * time.Second, CheckAckWait: time.Minute}})
+		timing: timing{ExportAckWait: ackWait, TransformAckWait: 6 * time.Second, ImportAckWait: 6 * time.Second, CheckAckWait: time.Minute}})
 	// 12 batches, 2 at a time, 600 ms each, plus the metadata calls: a run
 	// of about 6 s, three ack waits.
 	if err := n.faults.Set(n.sites["alpha"], faults.Faults{Latency: faults.Duration(600 * time.Millisecond)}); err != nil {
@@ -198,7 +199,7 @@ func TestCrashedExporterRunIsTakenOver(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := st.PushConsumer(ctx, broker.ConsumerExporter)
+		c, err := st.PushConsumer(ctx, topology.Export.Consumer)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -220,8 +221,8 @@ func TestCrashedExporterRunIsTakenOver(t *testing.T) {
 	t.Logf("a %s run (%.1f ack waits) was delivered once", took.Round(time.Millisecond), took.Seconds()/ackWait.Seconds())
 
 	// Second run: kill the exporter once the run has started, start another.
-	req := ticker.NewRequest("alpha", time.Now().Add(time.Minute), true, "test") // full: as long as the first
-	if err := ticker.Request(context.Background(), n.stack.JS, req); err != nil {
+	req := exportreq.New("alpha", time.Now().Add(time.Minute), true, "test") // full: as long as the first
+	if err := exportreq.Publish(context.Background(), n.stack.JS, req); err != nil {
 		t.Fatal(err)
 	}
 	run := req.RunID
@@ -275,7 +276,7 @@ func TestLostStreamRecoversWithProvisionAndFullSync(t *testing.T) {
 		return strings.Contains(n.logs.String(), "run `relay provision`, then `relay sync --all --full`")
 	})
 
-	if err := broker.Provision(ctx, n.stack.JS, n.network.Streams, n.opts.timing); err != nil {
+	if err := broker.Provision(ctx, n.stack.JS, n.network.Streams); err != nil {
 		t.Fatal(err)
 	}
 	n.spawn(t, app.Transformer)

@@ -5,13 +5,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redcap-relay/relay/services/ticker"
+	"github.com/redcap-relay/relay/services/internal/pipeline/exportreq"
 )
 
 func requestRun(t *testing.T, n *testNet, site string, at time.Time) string {
 	t.Helper()
-	req := ticker.NewRequest(site, at, false, "test")
-	if err := ticker.Request(context.Background(), n.stack.JS, req); err != nil {
+	req := exportreq.New(site, at, false, "test")
+	if err := exportreq.Publish(context.Background(), n.stack.JS, req); err != nil {
 		t.Fatal(err)
 	}
 	return req.RunID

@@ -19,65 +19,70 @@ import (
 
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/config"
-	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
 	"github.com/redcap-relay/relay/services/internal/pipeline/retry"
 	"github.com/redcap-relay/relay/services/internal/pipeline/router"
+	"github.com/redcap-relay/relay/services/internal/pipeline/sitekit"
+	"github.com/redcap-relay/relay/services/internal/pipeline/sitemeta"
+	"github.com/redcap-relay/relay/services/internal/pipeline/topology"
+	"github.com/redcap-relay/relay/services/internal/policy"
+	"github.com/redcap-relay/relay/services/internal/redcap"
 )
 
 // Deps is what the exporter needs.
 type Deps struct {
 	NC      *nats.Conn
 	JS      jetstream.JetStream
-	Network *config.Network
+	Streams config.Streams
+	Sites   Sites
+	Store   Store // default: JetStreamStore on JS
 	Logger  *slog.Logger
-	Timing  broker.Timing
 	// RetryFor bounds how long one REDCap call is retried on transient errors
 	// before the run gives up (and the request is redelivered later).
 	RetryFor time.Duration
 	// MaxRawBacklog pauses exports while more raw records than this wait
 	// for the transformers (default 20,000).
 	MaxRawBacklog int
+	// Parallel is how many requests this replica works on at once (see
+	// Parallelism).
+	Parallel int
+	// Now is the clock (default time.Now).
+	Now func() time.Time
 }
 
-// Run consumes export requests until ctx ends.
-func Run(ctx context.Context, d Deps) error {
-	if d.Logger == nil {
-		d.Logger = slog.Default()
+// Parallelism is the number of request subscribers for a network of n
+// sites. Each subscriber handles one request at a time and the queue group
+// hands a request to a random subscriber, busy or not: with one subscriber
+// per site, two sites' requests often land on the same one and run one
+// after the other. Many idle subscribers (they are cheap) keep sites in
+// parallel; the consumer's MaxAckPending still caps the runs at once.
+func Parallelism(sites int) int { return min(256, max(64, 16*sites)) }
+
+// Sites is what the exporter needs per site (sitekit.Kit in production).
+type Sites interface {
+	Site(id string) (*config.Site, error)
+	Client(site string) (REDCap, error)
+	Policy(site string, snap *messages.MetadataSnapshot) (*policy.Compiled, error)
+}
+
+// REDCap is the part of a site's REDCap client the exporter uses.
+type REDCap interface {
+	sitemeta.Source
+	ExportRecordIDs(ctx context.Context, idField string, since time.Time) ([]string, error)
+	ExportRecords(ctx context.Context, p redcap.ExportParams) ([]messages.Row, error)
+	Calls() int64
+}
+
+// KitSites adapts a sitekit.Kit to Sites.
+func KitSites(k *sitekit.Kit) Sites { return kitSites{k} }
+
+type kitSites struct{ *sitekit.Kit }
+
+func (s kitSites) Client(site string) (REDCap, error) {
+	c, err := s.Kit.Client(site)
+	if err != nil {
+		return nil, err
 	}
-	if d.Timing == (broker.Timing{}) {
-		d.Timing = broker.DefaultTiming
-	}
-	if d.Timing.ExportRunTimeout == 0 { // tests give ack waits only
-		d.Timing.ExportRunTimeout = broker.DefaultTiming.ExportRunTimeout
-	}
-	if d.MaxRawBacklog == 0 {
-		d.MaxRawBacklog = 20000
-	}
-	if d.RetryFor == 0 {
-		d.RetryFor = 10 * time.Minute
-	}
-	e := &Exporter{d: d, log: d.Logger.With("service", "exporter"), retry: retry.Policy{MaxElapsed: d.RetryFor}}
-	// Each subscriber handles one request at a time and the queue group
-	// hands a request to a random subscriber, busy or not: with one
-	// subscriber per site, two sites' requests often land on the same one
-	// and run one after the other. Many idle subscribers (they are cheap)
-	// keep sites in parallel; the consumer's MaxAckPending still caps the
-	// runs at once.
-	parallel := min(256, max(64, 16*len(d.Network.Sites)))
-	return router.Run(ctx, d.NC, d.JS, router.Config{
-		Stage:          messages.StageExport,
-		Stream:         messages.StreamExportRequests,
-		Consumer:       broker.ConsumerExporter,
-		Topic:          messages.SubjectExportRequested + ".*",
-		Parallel:       parallel,
-		HandlerTimeout: d.Timing.ExportRunTimeout,
-		AckWait:        d.Timing.ExportAckWait,
-		KeepAlive:      d.Timing.ExportAckWait / 4,
-		// A run retries each REDCap call itself; retrying the whole run
-		// here would only repeat work.
-		Retry:  middleware.Retry{MaxRetries: 0},
-		Logger: e.log,
-	}, e.handle)
+	return c, nil
 }
 
 // Exporter handles export requests.
@@ -89,9 +94,46 @@ type Exporter struct {
 	backpressureOffUntil atomic.Int64 // Unix ns; set when the backlog cannot be read
 }
 
+// New checks the dependencies and fills the defaults.
+func New(d Deps) *Exporter {
+	if d.Logger == nil {
+		d.Logger = slog.Default()
+	}
+	if d.Store == nil {
+		d.Store = JetStreamStore{JS: d.JS, LeaseRenew: d.Streams.ExportAckWait.D() / 4}
+	}
+	if d.MaxRawBacklog == 0 {
+		d.MaxRawBacklog = 20000
+	}
+	if d.RetryFor == 0 {
+		d.RetryFor = 10 * time.Minute
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Parallel == 0 {
+		d.Parallel = Parallelism(1)
+	}
+	return &Exporter{d: d, log: d.Logger.With("service", topology.Exporter), retry: retry.Policy{MaxElapsed: d.RetryFor}}
+}
+
+// Run consumes export requests until ctx ends.
+func Run(ctx context.Context, d Deps) error {
+	e := New(d)
+	return router.Run(ctx, d.NC, d.JS, topology.Export, d.Streams, router.Options{
+		Parallel:       e.d.Parallel,
+		HandlerTimeout: d.Streams.ExportRunTimeout.D(),
+		KeepAlive:      topology.Export.AckWait(d.Streams) / 4,
+		// A run retries each REDCap call itself; retrying the whole run
+		// here would only repeat work.
+		Retry:  middleware.Retry{MaxRetries: 0},
+		Logger: e.log,
+	}, e.handle)
+}
+
 func (e *Exporter) handle(msg *message.Message) error {
 	var req messages.ExportRequested
-	if err := router.Decode(msg, &req); err != nil {
+	if err := router.Decode(msg.Payload, &req); err != nil {
 		return err
 	}
 	return e.Export(msg.Context(), req)

@@ -2,7 +2,6 @@ package exporter
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -14,67 +13,12 @@ import (
 	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
 	"github.com/redcap-relay/relay/services/internal/pipeline/retry"
-	"github.com/redcap-relay/relay/services/internal/pipeline/router"
 	"github.com/redcap-relay/relay/services/internal/pipeline/sitemeta"
 	"github.com/redcap-relay/relay/services/internal/pipeline/telemetry"
+	"github.com/redcap-relay/relay/services/internal/pipeline/topology"
 	"github.com/redcap-relay/relay/services/internal/policy"
 	"github.com/redcap-relay/relay/services/internal/redcap"
 )
-
-// ErrSiteBusy means another run of the site still holds its lease.
-var ErrSiteBusy = errors.New("another run of this site is still in progress")
-
-// Export runs one export request to the end. A permanent failure (bad token,
-// policy refusal, schema drift) is reported as a failed run and a dead letter
-// and the request is acked; a transient one is returned so the request is
-// redelivered later, with the same run ID and so the same message IDs.
-func (e *Exporter) Export(ctx context.Context, req messages.ExportRequested) error {
-	site, ok := e.d.Network.Site(req.Site)
-	if !ok {
-		return router.Permanent(fmt.Errorf("export request for unknown site %q: it is not in the network file %s", req.Site, e.d.Network.Path()))
-	}
-	log := e.log.With("site", site.ID, "run", req.RunID)
-	release, err := e.lease(ctx, site.ID, req.RunID)
-	if errors.Is(err, ErrSiteBusy) {
-		log.Warn("run skipped: the previous run of this site is still in progress")
-		telemetry.Runs.WithLabelValues(site.ID, "skipped").Inc()
-		e.runEvent(ctx, messages.RunEvent{Site: site.ID, RunID: req.RunID, Phase: messages.PhaseFailed, Error: "skipped: " + err.Error()})
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer release()
-
-	e.runEvent(ctx, messages.RunEvent{Site: site.ID, RunID: req.RunID, Phase: messages.PhaseStarted, Full: req.Full})
-	start := time.Now()
-	res, err := e.run(ctx, site, req)
-	ev := messages.RunEvent{Site: site.ID, RunID: req.RunID, Full: res.full, Exported: res.exported, Deleted: res.deleted, Unchanged: res.unchanged, Calls: res.calls}
-	if err != nil {
-		ev.Phase, ev.Error = messages.PhaseFailed, err.Error()
-		e.runEvent(ctx, ev)
-		telemetry.Runs.WithLabelValues(site.ID, "failed").Inc()
-		if router.IsPermanent(err) {
-			log.Error("run failed; fix the cause, then run `relay sync --site "+site.ID+"`", "err", err)
-			if dlErr := broker.DeadLetter(ctx, e.d.JS, messages.DeadLetter{
-				Stage: messages.StageExport, Site: site.ID, RunID: req.RunID, Error: err.Error(), Attempts: 1,
-				Subject: messages.ExportRequestedSubject(site.ID), MsgID: req.MsgID(), Payload: mustJSON(req),
-			}); dlErr != nil {
-				return dlErr
-			}
-			return nil
-		}
-		log.Warn("run failed on a transient error; the request will be redelivered", "err", err)
-		return err
-	}
-	ev.Phase = messages.PhaseExported
-	e.runEvent(ctx, ev)
-	telemetry.Runs.WithLabelValues(site.ID, "exported").Inc()
-	telemetry.LastRun.WithLabelValues(site.ID).SetToCurrentTime()
-	log.Info("run exported", "full", res.full, "records", res.exported, "unchanged", res.unchanged,
-		"deleted", res.deleted, "api_calls", res.calls, "seconds", time.Since(start).Round(time.Millisecond).Seconds())
-	return nil
-}
 
 type result struct {
 	full                         bool
@@ -82,257 +26,191 @@ type result struct {
 	calls                        int
 }
 
+// siteRun is one run's working set.
+type siteRun struct {
+	site     *config.Site
+	req      messages.ExportRequested
+	client   REDCap
+	start    time.Time // when the run began: the next cursor
+	snap     *messages.MetadataSnapshot
+	compiled *policy.Compiled
+	plan     runPlan
+	pub      Publisher
+}
+
+func (r *siteRun) version() int64 { return r.req.RequestedAt.UnixMilli() }
+
 func (e *Exporter) run(ctx context.Context, site *config.Site, req messages.ExportRequested) (res result, err error) {
-	token, err := site.Token.Read()
+	client, err := e.d.Sites.Client(site.ID)
 	if err != nil {
-		return res, router.Permanent(fmt.Errorf("site %s: token (%s): %w", site.ID, site.Token, err))
-	}
-	client, err := redcap.New(redcap.Options{
-		Site: site.ID, URL: site.URL, Token: token, CAFile: site.CAFile,
-		CallsPerMinute: site.CallsPerMinute, Timeout: site.Timeout.D(), Logger: e.log,
-	})
-	if err != nil {
-		return res, router.Permanent(fmt.Errorf("site %s: %w", site.ID, err))
+		return res, retry.Permanent(err)
 	}
 	defer func() { res.calls = int(client.Calls()) }()
 	if err := e.checkRawStream(ctx); err != nil {
 		return res, err
 	}
-	st, err := loadState(ctx, e.d.JS, site.ID)
+	st, err := e.d.Store.State(ctx, site.ID)
 	if err != nil {
 		return res, err
 	}
-	runStart := time.Now().UTC()
+	r := &siteRun{site: site, req: req, client: client, start: e.d.Now().UTC(), pub: e.d.Store.Publisher()}
 
-	// 1. Metadata: one call tells whether the dictionary changed; only then
-	// (or on a full run) is the whole snapshot taken again.
-	fields, err := retry.Value(ctx, e.retry, func() ([]messages.Field, error) { return client.ExportMetadata(ctx) })
+	// 1. Metadata, and the transfer policy compiled against this very
+	// dictionary.
+	if r.snap, err = e.snapshot(ctx, r, st); err != nil {
+		return res, err
+	}
+	if r.compiled, err = e.compile(ctx, r); err != nil {
+		return res, err
+	}
+
+	// 2. Full or changed-since.
+	r.plan = planRun(req, st, r.snap.Hash, r.compiled.Version(), r.start, site.FullEvery.D())
+	res.full = r.plan.Full
+	all, todo, err := e.listIDs(ctx, r, st)
 	if err != nil {
 		return res, err
 	}
-	var snap *messages.MetadataSnapshot
-	if !req.Full && st.SnapshotHash != "" && sitemeta.FieldsHash(fields) == st.FieldsHash {
-		snap, _ = e.loadSnapshot(ctx, site.ID, st.SnapshotHash)
-	}
-	if snap == nil {
-		snap, err = sitemeta.Fetch(ctx, client, site.ID, e.retry)
-		if err != nil {
-			return res, err
-		}
-	}
-	snap.RunID = req.RunID
-	snap.TakenAt = runStart
-	if err := e.publishSnapshot(ctx, snap); err != nil {
-		return res, err
-	}
-
-	// 2. The transfer policy, compiled against this very dictionary.
-	compiled, err := e.compile(ctx, site, snap)
+	prev, err := e.d.Store.Known(ctx, site.ID)
 	if err != nil {
 		return res, err
 	}
+	next, current := carryKnown(prev, all)
 
-	// 3. Full or changed-since.
-	metaChanged := snap.Hash != st.SnapshotHash || compiled.Version() != st.PolicyVersion
-	res.full = req.Full || st.Cursor.IsZero() || metaChanged || runStart.Sub(st.LastFull) > site.FullEvery.D()
-	// Republish everything when asked to, or when the dictionary or policy
-	// changed (the cleaned output may differ for unchanged site data).
-	force := req.Full || metaChanged
-
-	idField := compiled.RecordIDField()
-	all, err := retry.Value(ctx, e.retry, func() ([]string, error) { return client.ExportRecordIDs(ctx, idField, time.Time{}) })
-	if err != nil {
+	// 3. Records, batch by batch.
+	if res.exported, res.unchanged, err = e.exportRecords(ctx, r, todo, prev, next, current); err != nil {
 		return res, err
 	}
-	todo := all
-	if !res.full {
-		// REDCap reads dateRangeBegin in the server's local time.
-		since := st.Cursor.Add(-site.Overlap.D()).In(site.ServerLocation())
-		todo, err = retry.Value(ctx, e.retry, func() ([]string, error) { return client.ExportRecordIDs(ctx, idField, since) })
-		if err != nil {
-			return res, err
-		}
-	}
-	prev, err := loadKnown(ctx, e.d.JS, site.ID)
-	if err != nil {
-		return res, err
-	}
-	next := make(known, len(all))
-	current := make(map[string]struct{}, len(all))
-	for _, id := range all {
-		current[id] = struct{}{}
-		if h, ok := prev[id]; ok {
-			next[id] = h
-		}
-	}
 
-	// 4. Records, batch by batch: up to ExportConcurrency calls at once
-	// (REDCap's per-call overhead dominates small batches), processed here
-	// one batch at a time as they arrive.
-	version := req.RequestedAt.UnixMilli()
-	batch := broker.NewBatch(e.d.JS)
-	fieldsWanted, eventsWanted := compiled.ExportFields(), compiled.ExportEvents()
-	results := exportBatches(ctx, todo, site.BatchSize, site.ExportConcurrency, func(ids []string) ([]messages.Row, error) {
-		return retry.Value(ctx, e.retry, func() ([]messages.Row, error) {
-			return client.ExportRecords(ctx, redcap.ExportParams{Records: ids, Fields: fieldsWanted, Events: eventsWanted})
-		})
-	})
-	done := 0
-	for r := range results {
-		if r.err != nil {
-			return res, fmt.Errorf("site %s: export batch %d (records %d-%d of %d): %w", site.ID, r.index+1, r.from+1, r.from+r.count, len(todo), r.err)
-		}
-		for _, rec := range redcap.GroupRecords(r.rows, idField) {
-			if _, ok := current[rec.ID]; !ok {
-				continue // created after the ID list; the next run takes it
-			}
-			h := messages.HashRows(rec.Rows)
-			if !force && prev[rec.ID] == shortHash(h) {
-				res.unchanged++
-				continue
-			}
-			m := messages.RecordExported{
-				V: messages.V, Site: site.ID, RunID: req.RunID, RecordID: rec.ID, Version: version,
-				Hash: h, MetadataHash: snap.Hash, Rows: rec.Rows, ExportedAt: runStart,
-			}
-			if err := batch.Add(ctx, messages.RecordsRawSubject(site.ID), m.MsgID(), broker.Route{Site: site.ID, Run: req.RunID, Record: rec.ID}, m); err != nil {
-				return res, err
-			}
-			next[rec.ID] = shortHash(h)
-			res.exported++
-		}
-		done += r.count
-		if (r.index+1)%50 == 0 {
-			e.log.Info("export progress", "site", site.ID, "run", req.RunID, "records_done", done, "of", len(todo))
-		}
-		// Backpressure: a site must not flood RECORDS_RAW faster than the
-		// transformers drain it (memory, disk, and the raw data's exposure).
-		if err := e.waitForTransformers(ctx); err != nil {
-			return res, err
-		}
-	}
-
-	// 5. Deletions: known before, gone now.
-	for id := range prev {
-		if _, ok := current[id]; ok {
-			continue
-		}
+	// 4. Deletions: known before, gone now.
+	for _, id := range gone(prev, current) {
 		if site.PropagateDeletions {
-			m := messages.RecordExported{V: messages.V, Site: site.ID, RunID: req.RunID, RecordID: id, Version: version,
-				Hash: "deleted", MetadataHash: snap.Hash, Deleted: true, ExportedAt: runStart}
-			if err := batch.Add(ctx, messages.RecordsRawSubject(site.ID), m.MsgID(), broker.Route{Site: site.ID, Run: req.RunID, Record: id}, m); err != nil {
+			m := messages.RecordExported{V: messages.V, Site: site.ID, RunID: req.RunID, RecordID: id, Version: r.version(),
+				Hash: "deleted", MetadataHash: r.snap.Hash, Deleted: true, ExportedAt: r.start}
+			if err := r.pub.Add(ctx, messages.RecordsRawSubject(site.ID), m.MsgID(), broker.Route{Site: site.ID, Run: req.RunID, Record: id}, m); err != nil {
 				return res, err
 			}
 		}
 		res.deleted++
 	}
 
-	// 6. Only when everything is stored does the site's state move on.
-	if err := batch.Wait(ctx); err != nil {
+	// 5. Only when everything is stored does the site's state move on.
+	if err := r.pub.Wait(ctx); err != nil {
 		return res, err
 	}
-	if err := saveKnown(ctx, e.d.JS, site.ID, next); err != nil {
+	if err := e.d.Store.SaveKnown(ctx, site.ID, next); err != nil {
 		return res, err
 	}
-	st.Cursor, st.FieldsHash, st.SnapshotHash = runStart, sitemeta.FieldsHash(snap.Fields), snap.Hash
-	st.PolicyVersion, st.LastRun, st.Records = compiled.Version(), req.RunID, len(all)
+	st.Cursor, st.FieldsHash, st.SnapshotHash = r.start, sitemeta.FieldsHash(r.snap.Fields), r.snap.Hash
+	st.PolicyVersion, st.LastRun, st.Records = r.compiled.Version(), req.RunID, len(all)
 	if res.full {
-		st.LastFull = runStart
+		st.LastFull = r.start
 	}
 	telemetry.Records.WithLabelValues(messages.StageExport, site.ID, "exported").Add(float64(res.exported))
 	telemetry.Records.WithLabelValues(messages.StageExport, site.ID, "unchanged").Add(float64(res.unchanged))
 	telemetry.Records.WithLabelValues(messages.StageExport, site.ID, "deleted").Add(float64(res.deleted))
-	return res, saveState(ctx, e.d.JS, site.ID, st)
+	return res, e.d.Store.SaveState(ctx, site.ID, st)
 }
 
-func (e *Exporter) compile(ctx context.Context, site *config.Site, snap *messages.MetadataSnapshot) (*policy.Compiled, error) {
-	pol, err := policy.Load(site.Policy)
+// snapshot takes the site's metadata. One call tells whether the dictionary
+// changed; only then (or on a full run) is the whole snapshot taken again.
+func (e *Exporter) snapshot(ctx context.Context, r *siteRun, st messages.SiteState) (*messages.MetadataSnapshot, error) {
+	fields, err := retry.Value(ctx, e.retry, func() ([]messages.Field, error) { return r.client.ExportMetadata(ctx) })
 	if err != nil {
-		return nil, router.Permanent(fmt.Errorf("site %s: %w", site.ID, err))
+		return nil, err
 	}
-	var key []byte
-	if e.d.Network.PseudonymKey.IsSet() {
-		k, err := e.d.Network.PseudonymKey.Read()
-		if err != nil {
-			return nil, router.Permanent(fmt.Errorf("pseudonym_key: %w", err))
+	var snap *messages.MetadataSnapshot
+	if !r.req.Full && st.SnapshotHash != "" && sitemeta.FieldsHash(fields) == st.FieldsHash {
+		snap, _ = e.d.Store.Snapshot(ctx, messages.MetadataKey(r.site.ID, st.SnapshotHash))
+	}
+	if snap == nil {
+		if snap, err = sitemeta.Fetch(ctx, r.client, r.site.ID, e.retry); err != nil {
+			return nil, err
 		}
-		key = []byte(k)
 	}
-	compiled, err := policy.Compile(pol, snap, policy.Options{Site: site.ID, Namespace: site.Namespace, DAG: site.DAG, Key: key})
+	snap.RunID = r.req.RunID
+	snap.TakenAt = r.start
+	if err := e.d.Store.PublishSnapshot(ctx, snap); err != nil {
+		return nil, err
+	}
+	return snap, nil
+}
+
+// compile binds the site's policy to the snapshot and checks that the
+// destination can take what it writes.
+func (e *Exporter) compile(ctx context.Context, r *siteRun) (*policy.Compiled, error) {
+	compiled, err := e.d.Sites.Policy(r.site.ID, r.snap)
 	if err != nil {
-		return nil, router.Permanent(err) // names the site, the policy file and every field
+		return nil, retry.Permanent(err) // names the site, the policy file and every field
 	}
-	if dest, err := sitemeta.Load(ctx, e.d.JS, messages.DestinationMetadataKey); err == nil && dest != nil {
+	if dest, err := e.d.Store.Snapshot(ctx, messages.DestinationMetadataKey); err == nil && dest != nil {
 		if err := compiled.CheckDestination(dest.Fields); err != nil {
-			return nil, router.Permanent(fmt.Errorf("site %s: the destination cannot take what policy %s writes: %w", site.ID, site.Policy, err))
+			return nil, retry.Permanent(fmt.Errorf("site %s: the destination cannot take what policy %s writes: %w", r.site.ID, r.site.Policy, err))
 		}
 	}
 	return compiled, nil
 }
 
-// Lease: a site is exported by one run at a time, even with several
-// exporter replicas. A redelivered request of the same run takes it over.
-// The lease is renewed while the run goes on.
-func (e *Exporter) lease(ctx context.Context, site, runID string) (release func(), err error) {
-	kv, err := e.d.JS.KeyValue(ctx, messages.BucketLeases)
-	if err != nil {
-		return nil, err
+// listIDs asks for every record ID and, on an incremental run, for those
+// changed since the cursor (minus the overlap, in the server's time zone:
+// REDCap reads dateRangeBegin as server-local time).
+func (e *Exporter) listIDs(ctx context.Context, r *siteRun, st messages.SiteState) (all, todo []string, err error) {
+	idField := r.compiled.RecordIDField()
+	all, err = retry.Value(ctx, e.retry, func() ([]string, error) { return r.client.ExportRecordIDs(ctx, idField, time.Time{}) })
+	if err != nil || r.plan.Full {
+		return all, all, err
 	}
-	if _, err := kv.Create(ctx, site, []byte(runID)); err != nil {
-		if !errors.Is(err, jetstream.ErrKeyExists) {
-			return nil, err
-		}
-		cur, gerr := kv.Get(ctx, site)
-		if gerr != nil || string(cur.Value()) != runID {
-			return nil, ErrSiteBusy
-		}
-	}
-	// The lease expires export_ack_wait after its last write (a crashed
-	// exporter's lease must not block the site for long), so renew it as
-	// often as the request's heartbeat.
-	stopRenewing := broker.Heartbeat(e.d.Timing.ExportAckWait/4, func() {
-		rctx, cancel := context.WithTimeout(ctx, e.d.Timing.ExportAckWait/4)
-		_, _ = kv.Put(rctx, site, []byte(runID))
-		cancel()
+	since := st.Cursor.Add(-r.site.Overlap.D()).In(r.site.ServerLocation())
+	todo, err = retry.Value(ctx, e.retry, func() ([]string, error) { return r.client.ExportRecordIDs(ctx, idField, since) })
+	return all, todo, err
+}
+
+// exportRecords exports the records to do in batches (up to
+// ExportConcurrency calls at once: REDCap's per-call overhead dominates
+// small batches) and publishes those whose content changed.
+func (e *Exporter) exportRecords(ctx context.Context, r *siteRun, todo []string, prev, next Known, current map[string]struct{}) (exported, same int, err error) {
+	site, idField := r.site, r.compiled.RecordIDField()
+	fields, events := r.compiled.ExportFields(), r.compiled.ExportEvents()
+	results := exportBatches(ctx, todo, site.BatchSize, site.ExportConcurrency, func(ids []string) ([]messages.Row, error) {
+		return retry.Value(ctx, e.retry, func() ([]messages.Row, error) {
+			return r.client.ExportRecords(ctx, redcap.ExportParams{Records: ids, Fields: fields, Events: events})
+		})
 	})
-	return func() {
-		stopRenewing() // no renewal may land after the delete
-		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = kv.Delete(dctx, site)
-	}, nil
-}
-
-func (e *Exporter) publishSnapshot(ctx context.Context, snap *messages.MetadataSnapshot) error {
-	kv, err := e.d.JS.KeyValue(ctx, messages.BucketMetadata)
-	if err != nil {
-		return err
+	done := 0
+	for b := range results {
+		if b.err != nil {
+			return exported, same, fmt.Errorf("site %s: export batch %d (records %d-%d of %d): %w", site.ID, b.index+1, b.from+1, b.from+b.count, len(todo), b.err)
+		}
+		for _, rec := range redcap.GroupRecords(b.rows, idField) {
+			if _, ok := current[rec.ID]; !ok {
+				continue // created after the ID list; the next run takes it
+			}
+			h := messages.HashRows(rec.Rows)
+			if unchanged(prev, rec.ID, h, r.plan.Force) {
+				same++
+				continue
+			}
+			m := messages.RecordExported{
+				V: messages.V, Site: site.ID, RunID: r.req.RunID, RecordID: rec.ID, Version: r.version(),
+				Hash: h, MetadataHash: r.snap.Hash, Rows: rec.Rows, ExportedAt: r.start,
+			}
+			if err := r.pub.Add(ctx, messages.RecordsRawSubject(site.ID), m.MsgID(), broker.Route{Site: site.ID, Run: r.req.RunID, Record: rec.ID}, m); err != nil {
+				return exported, same, err
+			}
+			next[rec.ID] = shortHash(h)
+			exported++
+		}
+		done += b.count
+		if (b.index+1)%50 == 0 {
+			e.log.Info("export progress", "site", site.ID, "run", r.req.RunID, "records_done", done, "of", len(todo))
+		}
+		// Backpressure: a site must not flood RECORDS_RAW faster than the
+		// transformers drain it (memory, disk, and the raw data's exposure).
+		if err := e.waitForTransformers(ctx); err != nil {
+			return exported, same, err
+		}
 	}
-	b, _ := json.Marshal(snap)
-	if _, err := kv.Put(ctx, messages.MetadataKey(snap.Site, snap.Hash), b); err != nil {
-		return fmt.Errorf("site %s: store metadata snapshot: %w", snap.Site, err)
-	}
-	return broker.Publish(ctx, e.d.JS, messages.MetadataSubject(snap.Site), snap.MsgID(), broker.Route{Site: snap.Site, Run: snap.RunID}, snap)
-}
-
-func (e *Exporter) loadSnapshot(ctx context.Context, site, hash string) (*messages.MetadataSnapshot, error) {
-	return sitemeta.Load(ctx, e.d.JS, messages.MetadataKey(site, hash))
-}
-
-func (e *Exporter) runEvent(ctx context.Context, ev messages.RunEvent) {
-	ev.V, ev.At = messages.V, time.Now().UTC()
-	if err := broker.Publish(ctx, e.d.JS, messages.RunSubject(ev.Site), ev.MsgID(), broker.Route{Site: ev.Site, Run: ev.RunID}, ev); err != nil {
-		e.log.Warn("run event not published", "site", ev.Site, "run", ev.RunID, "phase", ev.Phase, "err", err)
-	}
-}
-
-// shortHash is what the known-record set keeps per record: 16 hex digits
-// (64 bits) tell a changed record with ample certainty in a quarter of the memory.
-func shortHash(h string) string {
-	if len(h) > 16 {
-		return h[:16]
-	}
-	return h
+	return exported, same, nil
 }
 
 type batchResult struct {
@@ -382,12 +260,12 @@ func exportBatches(ctx context.Context, ids []string, size, conc int, fetch func
 // record unchanged (the known-record set says it was sent) and succeed, while
 // the records lost with the stream never reach the destination.
 func (e *Exporter) checkRawStream(ctx context.Context) error {
-	_, err := broker.Backlog(ctx, e.d.JS, messages.StreamRecordsRaw)
+	_, err := e.d.Store.RawBacklog(ctx)
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 		return fmt.Errorf("stream %s is not on the NATS server %s", messages.StreamRecordsRaw, broker.MissingStreamRemedy)
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
-		return fmt.Errorf("the transformers' consumer %s on %s is missing: run `relay provision`", broker.ConsumerTransformer, messages.StreamRecordsRaw)
+		return fmt.Errorf("the transformers' consumer %s on %s is missing: run `relay provision`", topology.Transform.Consumer, messages.StreamRecordsRaw)
 	}
 	return nil // readable, or not readable to this user: backpressure copes
 }
@@ -396,7 +274,7 @@ func (e *Exporter) checkRawStream(ctx context.Context) error {
 // above the limit.
 func (e *Exporter) waitForTransformers(ctx context.Context) error {
 	for time.Now().UnixNano() >= e.backpressureOffUntil.Load() {
-		n, err := broker.Backlog(ctx, e.d.JS, messages.StreamRecordsRaw)
+		n, err := e.d.Store.RawBacklog(ctx)
 		if err != nil {
 			// Backpressure is a courtesy: never stop or slow an export for
 			// it. Try again in a few minutes (NATS may have been restarting).
@@ -416,9 +294,4 @@ func (e *Exporter) waitForTransformers(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func mustJSON(v any) json.RawMessage {
-	b, _ := json.Marshal(v)
-	return b
 }

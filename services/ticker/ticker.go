@@ -1,8 +1,5 @@
-// Package ticker turns each site's cron schedule into export requests.
-//
-// The run ID is derived from the site and the scheduled tick time, and is the
-// JetStream message ID, so two tickers running at once (a rolling restart,
-// a mistaken second replica) still produce one request per tick.
+// Package ticker turns each site's cron schedule into export requests
+// (exportreq: one request per site and tick, however many tickers run).
 package ticker
 
 import (
@@ -14,9 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/config"
-	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
+	"github.com/redcap-relay/relay/services/internal/pipeline/exportreq"
 )
 
 // Deps is what the ticker needs.
@@ -57,8 +53,8 @@ func Run(ctx context.Context, d Deps) error {
 					return
 				case <-t.C:
 				}
-				req := NewRequest(site.ID, next, false, "schedule")
-				if err := Request(ctx, d.JS, req); err != nil {
+				req := exportreq.New(site.ID, next, false, exportreq.ReasonSchedule)
+				if err := exportreq.Publish(ctx, d.JS, req); err != nil {
 					// The broker is down: the next tick will try again; a
 					// missed tick is caught up by the changed-since cursor.
 					log.Error("export request not published", "site", site.ID, "run", req.RunID, "err", err)
@@ -70,18 +66,4 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	wg.Wait()
 	return ctx.Err()
-}
-
-// NewRequest builds the request for one tick of one site.
-func NewRequest(site string, tick time.Time, full bool, reason string) messages.ExportRequested {
-	return messages.ExportRequested{
-		V: messages.V, Site: site, RunID: messages.RunID(site, tick),
-		Full: full, Reason: reason, RequestedAt: tick.UTC().Truncate(time.Second),
-	}
-}
-
-// Request publishes an export request (used by the schedule, `relay sync`
-// and the demo).
-func Request(ctx context.Context, js jetstream.JetStream, req messages.ExportRequested) error {
-	return broker.Publish(ctx, js, messages.ExportRequestedSubject(req.Site), req.MsgID(), broker.Route{Site: req.Site, Run: req.RunID}, req)
 }

@@ -31,7 +31,7 @@ func TestTwoTickersOneRequestPerTick(t *testing.T) {
 	defer nc.Close()
 	js, _ := broker.JetStream(nc)
 	netw := testNetwork(t, "@every 1s")
-	if err := broker.Provision(ctx, js, netw.Streams, broker.DefaultTiming); err != nil {
+	if err := broker.Provision(ctx, js, netw.Streams); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{}, 2)
@@ -61,14 +61,6 @@ func TestTwoTickersOneRequestPerTick(t *testing.T) {
 		if n != 1 {
 			t.Errorf("run %s requested %d times, want once", run, n)
 		}
-	}
-}
-
-func TestRunIDIsDeterministic(t *testing.T) {
-	tick := time.Date(2026, 11, 25, 7, 0, 0, 0, time.FixedZone("EST", -5*3600))
-	a, b := NewRequest("site-a", tick, false, "schedule"), NewRequest("site-a", tick.UTC(), false, "schedule")
-	if a.RunID != b.RunID || a.MsgID() != b.MsgID() || a.RunID != "site-a-20261125T120000Z" {
-		t.Fatalf("run IDs differ or are not UTC: %s %s", a.RunID, b.RunID)
 	}
 }
 

@@ -6,9 +6,9 @@ package transformer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"time"
 
@@ -20,83 +20,85 @@ import (
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
+	"github.com/redcap-relay/relay/services/internal/pipeline/retry"
 	"github.com/redcap-relay/relay/services/internal/pipeline/router"
 	"github.com/redcap-relay/relay/services/internal/pipeline/sitemeta"
 	"github.com/redcap-relay/relay/services/internal/pipeline/telemetry"
+	"github.com/redcap-relay/relay/services/internal/pipeline/topology"
 	"github.com/redcap-relay/relay/services/internal/policy"
 )
 
 // Deps is what a transformer needs.
 type Deps struct {
-	NC       *nats.Conn
-	JS       jetstream.JetStream
-	Network  *config.Network
-	Logger   *slog.Logger
-	Timing   broker.Timing
-	Parallel int // messages handled at once by this replica (default 32)
+	NC      *nats.Conn
+	JS      jetstream.JetStream
+	Streams config.Streams
+	// Policies compiles a site's policy for a metadata snapshot
+	// (sitekit.Kit in production).
+	Policies Policies
+	// Snapshots reads the metadata snapshot a record was exported under
+	// (default: the metadata bucket on JS).
+	Snapshots func(ctx context.Context, key string) (*messages.MetadataSnapshot, error)
+	Logger    *slog.Logger
+	Parallel  int // messages handled at once by this replica (default 32)
 }
 
-// Run transforms records until ctx ends.
-func Run(ctx context.Context, d Deps) error {
+// Policies is what the transformer needs of the site kit.
+type Policies interface {
+	Policy(site string, snap *messages.MetadataSnapshot) (*policy.Compiled, error)
+}
+
+// Transformer turns exported records into cleaned ones.
+type Transformer struct {
+	d   Deps
+	log *slog.Logger
+
+	mu    sync.Mutex
+	snaps map[string]*messages.MetadataSnapshot // by key: a snapshot's key names its content
+}
+
+// maxSnapshots bounds the snapshot cache: a few per site in practice.
+const maxSnapshots = 256
+
+// New fills the defaults.
+func New(d Deps) *Transformer {
 	if d.Logger == nil {
 		d.Logger = slog.Default()
-	}
-	if d.Timing == (broker.Timing{}) {
-		d.Timing = broker.DefaultTiming
 	}
 	if d.Parallel == 0 {
 		d.Parallel = 32
 	}
-	t := &Transformer{d: d, log: d.Logger.With("service", "transformer"), cache: map[string]*entry{}}
-	if k := d.Network.PseudonymKey; k.IsSet() {
-		v, err := k.Read()
-		if err != nil {
-			return fmt.Errorf("pseudonym_key: %w", err)
+	if d.Snapshots == nil {
+		js := d.JS
+		d.Snapshots = func(ctx context.Context, key string) (*messages.MetadataSnapshot, error) {
+			return sitemeta.Load(ctx, js, key)
 		}
-		t.key = []byte(v)
 	}
-	return router.Run(ctx, d.NC, d.JS, router.Config{
-		Stage:          messages.StageTransform,
-		Stream:         messages.StreamRecordsRaw,
-		Consumer:       broker.ConsumerTransformer,
-		Topic:          messages.SubjectRecordsRaw + ".*",
-		Parallel:       d.Parallel,
-		HandlerTimeout: d.Timing.TransformAckWait / 6,
-		AckWait:        d.Timing.TransformAckWait,
+	return &Transformer{d: d, log: d.Logger.With("service", topology.Transformer), snaps: map[string]*messages.MetadataSnapshot{}}
+}
+
+// Run transforms records until ctx ends.
+func Run(ctx context.Context, d Deps) error {
+	t := New(d)
+	ackWait := topology.Transform.AckWait(d.Streams)
+	return router.Run(ctx, d.NC, d.JS, topology.Transform, d.Streams, router.Options{
+		Parallel:       t.d.Parallel,
+		HandlerTimeout: ackWait / 6,
 		Retry: middleware.Retry{
 			MaxRetries: 3, InitialInterval: 200 * time.Millisecond, Multiplier: 2, MaxInterval: 2 * time.Second,
-			MaxElapsedTime: d.Timing.TransformAckWait / 4,
+			MaxElapsedTime: ackWait / 4,
 		},
 		Logger: t.log,
 	}, t.handle)
 }
 
-// Transformer holds compiled policies per site and metadata version.
-type Transformer struct {
-	d   Deps
-	log *slog.Logger
-	key []byte
-
-	mu    sync.Mutex
-	cache map[string]*entry // site + metadata hash
-}
-
-type entry struct {
-	compiled *policy.Compiled
-	modTime  time.Time // the policy file's, to notice a fixed policy
-	checked  time.Time
-}
-
 func (t *Transformer) handle(msg *message.Message) error {
 	var rec messages.RecordExported
-	if err := router.Decode(msg, &rec); err != nil {
+	if err := router.Decode(msg.Payload, &rec); err != nil {
 		return err
 	}
 	cleaned, err := t.Transform(msg.Context(), rec)
 	if err != nil {
-		if router.IsPermanent(err) {
-			telemetry.DeadLetters.WithLabelValues(messages.StageTransform, rec.Site).Inc()
-		}
 		return err
 	}
 	route := broker.Route{Site: cleaned.Site, Run: cleaned.RunID, Record: cleaned.DestRecordID}
@@ -107,17 +109,23 @@ func (t *Transformer) handle(msg *message.Message) error {
 	return nil
 }
 
-// Transform applies the site's policy to one record.
+// Transform applies the site's policy to one record. Its errors are
+// permanent when no retry can help (the record, its snapshot or the policy
+// is wrong) and transient otherwise.
 func (t *Transformer) Transform(ctx context.Context, rec messages.RecordExported) (messages.RecordCleaned, error) {
-	c, err := t.compiled(ctx, rec.Site, rec.MetadataHash)
+	snap, err := t.snapshot(ctx, rec)
 	if err != nil {
 		return messages.RecordCleaned{}, err
+	}
+	c, err := t.d.Policies.Policy(rec.Site, snap)
+	if err != nil {
+		return messages.RecordCleaned{}, retry.Permanent(err)
 	}
 	out, err := c.Apply(rec)
 	if err != nil {
 		// Apply's errors already name the site and the record (by its
 		// destination ID, never a hashed-away source ID).
-		return out, router.Permanent(err)
+		return out, retry.Permanent(err)
 	}
 	out.V = messages.V
 	if out.CleanedAt.IsZero() {
@@ -126,42 +134,27 @@ func (t *Transformer) Transform(ctx context.Context, rec messages.RecordExported
 	return out, nil
 }
 
-func (t *Transformer) compiled(ctx context.Context, siteID, metaHash string) (*policy.Compiled, error) {
-	site, ok := t.d.Network.Site(siteID)
-	if !ok {
-		return nil, router.Permanent(fmt.Errorf("record from unknown site %q: it is not in the network file", siteID))
-	}
-	key := siteID + "/" + metaHash
+// snapshot is the metadata snapshot the record was exported under.
+func (t *Transformer) snapshot(ctx context.Context, rec messages.RecordExported) (*messages.MetadataSnapshot, error) {
+	key := messages.MetadataKey(rec.Site, rec.MetadataHash)
 	t.mu.Lock()
-	e := t.cache[key]
+	snap := t.snaps[key]
 	t.mu.Unlock()
-	if e != nil && time.Since(e.checked) < 5*time.Second {
-		return e.compiled, nil
+	if snap != nil {
+		return snap, nil
 	}
-	fi, err := os.Stat(site.Policy)
+	snap, err := t.d.Snapshots(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, retry.Permanent(fmt.Errorf("site %s: metadata snapshot %s is not in %s (was the bucket purged?): %w", rec.Site, rec.MetadataHash, messages.BucketMetadata, err))
+	}
 	if err != nil {
-		return nil, router.Permanent(fmt.Errorf("site %s: policy file: %w", siteID, err))
-	}
-	if e != nil && fi.ModTime().Equal(e.modTime) {
-		t.mu.Lock()
-		e.checked = time.Now()
-		t.mu.Unlock()
-		return e.compiled, nil
-	}
-	snap, err := sitemeta.Load(ctx, t.d.JS, messages.MetadataKey(siteID, metaHash))
-	if err != nil {
-		return nil, router.Permanent(fmt.Errorf("site %s: metadata snapshot %s is not in %s (was the bucket purged?): %w", siteID, metaHash, messages.BucketMetadata, err))
-	}
-	pol, err := policy.Load(site.Policy)
-	if err != nil {
-		return nil, router.Permanent(fmt.Errorf("site %s: %w", siteID, err))
-	}
-	c, err := policy.Compile(pol, snap, policy.Options{Site: siteID, Namespace: site.Namespace, DAG: site.DAG, Key: t.key})
-	if err != nil {
-		return nil, router.Permanent(fmt.Errorf("site %s: policy %s: %w", siteID, site.Policy, err))
+		return nil, fmt.Errorf("site %s: read metadata snapshot %s: %w", rec.Site, rec.MetadataHash, err)
 	}
 	t.mu.Lock()
-	t.cache[key] = &entry{compiled: c, modTime: fi.ModTime(), checked: time.Now()}
+	if len(t.snaps) >= maxSnapshots {
+		clear(t.snaps)
+	}
+	t.snaps[key] = snap
 	t.mu.Unlock()
-	return c, nil
+	return snap, nil
 }

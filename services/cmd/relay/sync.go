@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/redcap-relay/relay/services/internal/pipeline/app"
-	"github.com/redcap-relay/relay/services/ticker"
+	"github.com/redcap-relay/relay/services/internal/pipeline/exportreq"
 )
 
 func init() {
@@ -41,8 +41,8 @@ func init() {
 			defer st.Close()
 			now := time.Now()
 			for _, s := range sites {
-				req := ticker.NewRequest(s, now, full, "manual")
-				if err := ticker.Request(ctx, st.JS, req); err != nil {
+				req := exportreq.New(s, now, full, "manual")
+				if err := exportreq.Publish(ctx, st.JS, req); err != nil {
 					return fmt.Errorf("site %s: %w", s, err)
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "export requested: site %s, run %s (full=%v)\n", s, req.RunID, full)

@@ -70,6 +70,45 @@ type Streams struct {
 	ExportRunTimeout Duration `yaml:"export_run_timeout"`
 	TransformAckWait Duration `yaml:"transform_ack_wait"`
 	ImportAckWait    Duration `yaml:"import_ack_wait"`
+	CheckAckWait     Duration `yaml:"check_ack_wait"`
+}
+
+// DefaultStreams is every stream and timing setting at its default: the
+// one place the pipeline's retention and ack waits are decided.
+func DefaultStreams() Streams {
+	var s Streams
+	s.applyDefaults()
+	return s
+}
+
+func (s *Streams) applyDefaults() {
+	def := func(d *Duration, v time.Duration) {
+		if *d == 0 {
+			*d = Duration(v)
+		}
+	}
+	def(&s.RawMaxAge, 72*time.Hour)
+	def(&s.CleanMaxAge, 30*24*time.Hour)
+	def(&s.AuditMaxAge, 365*24*time.Hour)
+	def(&s.DLQMaxAge, 90*24*time.Hour)
+	def(&s.DedupeWindow, 2*time.Hour)
+	// A whole site run happens inside one export request, with a heartbeat
+	// every quarter of the ack wait: a crashed exporter's run is taken over
+	// after this, and export_run_timeout bounds the run.
+	def(&s.ExportAckWait, 2*time.Minute)
+	def(&s.ExportRunTimeout, 6*time.Hour)
+	def(&s.TransformAckWait, 60*time.Second)
+	// The importer marks batches in progress every third of it, so a short
+	// wait costs nothing while the destination is down, and a crashed
+	// importer's batches come back quickly.
+	def(&s.ImportAckWait, time.Minute)
+	def(&s.CheckAckWait, 10*time.Minute)
+	if s.MetadataPerSite == 0 {
+		s.MetadataPerSite = 10
+	}
+	if s.Replicas == 0 {
+		s.Replicas = 1
+	}
 }
 
 // Destination is the coordinating center's REDCap.
@@ -200,29 +239,11 @@ const (
 )
 
 func (n *Network) applyDefaults() {
-	s := &n.Streams
+	n.Streams.applyDefaults()
 	def := func(d *Duration, v time.Duration) {
 		if *d == 0 {
 			*d = Duration(v)
 		}
-	}
-	def(&s.RawMaxAge, 72*time.Hour)
-	def(&s.CleanMaxAge, 30*24*time.Hour)
-	def(&s.AuditMaxAge, 365*24*time.Hour)
-	def(&s.DLQMaxAge, 90*24*time.Hour)
-	def(&s.DedupeWindow, 2*time.Hour)
-	def(&s.ExportAckWait, 2*time.Minute)
-	def(&s.ExportRunTimeout, 6*time.Hour)
-	def(&s.TransformAckWait, 60*time.Second)
-	// The importer marks batches in progress every third of it, so a short
-	// wait costs nothing while the destination is down, and a crashed
-	// importer's batches come back quickly.
-	def(&s.ImportAckWait, time.Minute)
-	if s.MetadataPerSite == 0 {
-		s.MetadataPerSite = 10
-	}
-	if s.Replicas == 0 {
-		s.Replicas = 1
 	}
 	d := &n.Destination
 	if d.BatchSize == 0 {

@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
 )
 
@@ -54,19 +53,6 @@ func Dial(ctx context.Context, c Conn) (*nats.Conn, jetstream.JetStream, error) 
 		return nil, nil, err
 	}
 	return nc, js, nil
-}
-
-// stageConsumer ties a pipeline stage to the stream and durable it reads.
-type stageConsumer struct {
-	Stage, Stream, Consumer string
-}
-
-// stageConsumers lists the durables in pipeline order.
-var stageConsumers = []stageConsumer{
-	{messages.StageExport, messages.StreamExportRequests, broker.ConsumerExporter},
-	{messages.StageTransform, messages.StreamRecordsRaw, broker.ConsumerTransformer},
-	{messages.StageImport, messages.StreamRecordsClean, broker.ConsumerImporter},
-	{messages.StageCheck, messages.StreamMetadata, broker.ConsumerChecker},
 }
 
 // scan delivers every message of a stream matching filter from a start point

@@ -14,11 +14,11 @@ import (
 )
 
 // testStreams are the network defaults with short windows.
-var testStreams = config.Streams{
-	RawMaxAge: config.Duration(72 * time.Hour), CleanMaxAge: config.Duration(720 * time.Hour),
-	AuditMaxAge: config.Duration(720 * time.Hour), DLQMaxAge: config.Duration(720 * time.Hour),
-	DedupeWindow: config.Duration(2 * time.Hour), MetadataPerSite: 10, Replicas: 1,
-}
+var testStreams = func() config.Streams {
+	s := config.DefaultStreams()
+	s.AuditMaxAge, s.DLQMaxAge = config.Duration(720*time.Hour), config.Duration(720*time.Hour)
+	return s
+}()
 
 // startNATS starts an embedded server (optionally from a config file),
 // connects as admin (when a password is given) and provisions every stream.
@@ -32,7 +32,7 @@ func startNATS(t *testing.T, configFile, user, password string) (*server.Server,
 	nc, js := dial(t, srv.ClientURL(), user, password)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := broker.Provision(ctx, js, testStreams, broker.DefaultTiming); err != nil {
+	if err := broker.Provision(ctx, js, testStreams); err != nil {
 		t.Fatal(err)
 	}
 	return srv, nc, js

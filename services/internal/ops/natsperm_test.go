@@ -15,6 +15,7 @@ import (
 
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
+	"github.com/redcap-relay/relay/services/internal/pipeline/topology"
 )
 
 // The deployment's own NATS config (deploy/nats/nats.conf) is what these
@@ -191,7 +192,7 @@ func TestServiceUsersCannotReadOrManageOtherStreams(t *testing.T) {
 		}
 	}
 	nc, errs := connectAs(t, url, "transformer", pw["transformer"])
-	if _, err := nc.Subscribe(broker.DeliverSubject(broker.ConsumerExporter), func(*nats.Msg) {}); err != nil {
+	if _, err := nc.Subscribe(topology.Export.DeliverSubject(), func(*nats.Msg) {}); err != nil {
 		t.Fatal(err)
 	}
 	nc.Flush()
@@ -225,7 +226,7 @@ func TestServiceUsersCanDoTheirWork(t *testing.T) {
 	_, tjs, _ := as("ticker")
 	mustPub(tjs, messages.ExportRequestedSubject("a"))
 	enc, ejs, eerr := as("exporter")
-	pushConsume(t, enc, messages.StreamExportRequests, broker.ConsumerExporter, messages.SubjectExportRequested+".*")
+	pushConsume(t, enc, messages.StreamExportRequests, topology.Export.Consumer, messages.SubjectExportRequested+".*")
 	for _, b := range []string{messages.BucketSiteState, messages.BucketLeases, messages.BucketMetadata} {
 		kv, err := ejs.KeyValue(c, b)
 		if err != nil {
@@ -263,7 +264,7 @@ func TestServiceUsersCanDoTheirWork(t *testing.T) {
 
 	// transformer
 	tnc, trjs, terr := as("transformer")
-	pushConsume(t, tnc, messages.StreamRecordsRaw, broker.ConsumerTransformer, messages.SubjectRecordsRaw+".*")
+	pushConsume(t, tnc, messages.StreamRecordsRaw, topology.Transform.Consumer, messages.SubjectRecordsRaw+".*")
 	meta, err := trjs.KeyValue(c, messages.BucketMetadata)
 	if err != nil {
 		t.Fatalf("transformer KV: %v", err)
@@ -275,7 +276,7 @@ func TestServiceUsersCanDoTheirWork(t *testing.T) {
 
 	// importer: pull consumer, versions watch and put.
 	_, ijs, ierr := as("importer")
-	pullConsume(t, ijs, messages.StreamRecordsClean, broker.ConsumerImporter)
+	pullConsume(t, ijs, messages.StreamRecordsClean, topology.Import.Consumer)
 	vers, err := ijs.KeyValue(c, messages.BucketDestVersion)
 	if err != nil {
 		t.Fatalf("importer KV: %v", err)
@@ -306,7 +307,7 @@ func TestServiceUsersCanDoTheirWork(t *testing.T) {
 
 	// checker
 	_, cjs, cerr := as("checker")
-	pullConsume(t, cjs, messages.StreamMetadata, broker.ConsumerChecker)
+	pullConsume(t, cjs, messages.StreamMetadata, topology.Check.Consumer)
 	mustPub(cjs, messages.ProtocolReportSubject("a"))
 
 	for name, el := range map[string]*errorLog{"exporter": eerr, "transformer": terr, "importer": ierr, "checker": cerr} {

@@ -14,6 +14,8 @@ import (
 
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
+	"github.com/redcap-relay/relay/services/internal/pipeline/router"
+	"github.com/redcap-relay/relay/services/internal/pipeline/topology"
 )
 
 func publishClean(t *testing.T, js jetstream.JetStream, site, run string, n int) {
@@ -30,7 +32,7 @@ func publishClean(t *testing.T, js jetstream.JetStream, site, run string, n int)
 // drainImporter acts as the importer: fetches and acks everything pending.
 func drainImporter(t *testing.T, js jetstream.JetStream) []jetstream.Msg {
 	t.Helper()
-	c, err := js.Consumer(ctx(t), messages.StreamRecordsClean, broker.ConsumerImporter)
+	c, err := js.Consumer(ctx(t), messages.StreamRecordsClean, topology.Import.Consumer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +58,7 @@ func drainImporter(t *testing.T, js jetstream.JetStream) []jetstream.Msg {
 
 func importerPending(t *testing.T, js jetstream.JetStream) uint64 {
 	t.Helper()
-	info, err := consumerInfo(ctx(t), js, messages.StreamRecordsClean, broker.ConsumerImporter)
+	info, err := consumerInfo(ctx(t), js, topology.Import)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,10 +83,10 @@ func TestStatusCountsLastRunLagAndDLQ(t *testing.T) {
 	if err := broker.Publish(ctx(t), js, messages.ImportDoneSubject("alpha"), "done1", broker.Route{Site: "alpha"}, done); err != nil {
 		t.Fatal(err)
 	}
-	if err := broker.DeadLetter(ctx(t), js, messages.DeadLetter{Stage: messages.StageImport, Site: "alpha", RunID: run, RecordID: "alpha-4", Error: "field age: out of range", MsgID: "m4"}); err != nil {
+	if err := router.DeadLetter(ctx(t), js, nil, messages.DeadLetter{Stage: messages.StageImport, Site: "alpha", RunID: run, RecordID: "alpha-4", Error: "field age: out of range", MsgID: "m4"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := broker.DeadLetter(ctx(t), js, messages.DeadLetter{Stage: messages.StageTransform, Site: "gamma", RunID: "gamma-r", RecordID: "7", Error: "policy refused", MsgID: "m7"}); err != nil {
+	if err := router.DeadLetter(ctx(t), js, nil, messages.DeadLetter{Stage: messages.StageTransform, Site: "gamma", RunID: "gamma-r", RecordID: "7", Error: "policy refused", MsgID: "m7"}); err != nil {
 		t.Fatal(err)
 	}
 	raw := messages.RecordExported{V: 1, Site: "beta", RunID: "beta-x", RecordID: "1", Version: 1, Hash: "x"}
@@ -233,11 +235,11 @@ func TestDLQListShowRedactRetryPurge(t *testing.T) {
 	for i, site := range []string{"alpha", "alpha", "beta"} {
 		dl := messages.DeadLetter{Stage: messages.StageImport, Site: site, RunID: "r1", RecordID: "alpha-1", Error: "dob: not a valid date",
 			Subject: messages.RecordsCleanSubject(site), MsgID: fmt.Sprintf("m%d", i), Payload: payload, Attempts: 1}
-		if err := broker.DeadLetter(ctx(t), js, dl); err != nil {
+		if err := router.DeadLetter(ctx(t), js, nil, dl); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := broker.DeadLetter(ctx(t), js, messages.DeadLetter{Stage: messages.StageTransform, Site: "alpha", Error: "malformed", MsgID: "x"}); err != nil {
+	if err := router.DeadLetter(ctx(t), js, nil, messages.DeadLetter{Stage: messages.StageTransform, Site: "alpha", Error: "malformed", MsgID: "x"}); err != nil {
 		t.Fatal(err)
 	}
 	all, err := ListDLQ(ctx(t), js, DLQFilter{}, 0)

@@ -12,7 +12,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/redcap-relay/relay/messages"
+	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
+	"github.com/redcap-relay/relay/services/internal/pipeline/topology"
 )
 
 // ReplayOptions says what to deliver again.
@@ -33,8 +35,10 @@ type ReplayOptions struct {
 	// with the same tag (e.g. after it was interrupted) republishes only
 	// what is missing, because JetStream dedupes the IDs. Default: the
 	// current minute.
-	Tag    string
-	Timing broker.Timing
+	Tag string
+	// Streams gives the ack waits a recreated consumer gets when the
+	// running one cannot be read (default: the network defaults).
+	Streams config.Streams
 }
 
 // Replay modes.
@@ -60,15 +64,15 @@ type ReplayResult struct {
 	Pending uint64 `json:"pending"`
 }
 
-// ReplayStage maps a stage name to its stream and durable.
-func ReplayStage(stage string) (stream, consumer, subjectPrefix string, err error) {
+// ReplayStage is the stage a replay delivers again: import or transform.
+func ReplayStage(stage string) (topology.Stage, error) {
 	switch stage {
 	case messages.StageImport:
-		return messages.StreamRecordsClean, broker.ConsumerImporter, messages.SubjectRecordsClean, nil
+		return topology.Import, nil
 	case messages.StageTransform:
-		return messages.StreamRecordsRaw, broker.ConsumerTransformer, messages.SubjectRecordsRaw, nil
+		return topology.Transform, nil
 	}
-	return "", "", "", fmt.Errorf("stage %q cannot be replayed: use import (re-deliver cleaned records to the destination) or transform (re-run the transfer policy on exported records)", stage)
+	return topology.Stage{}, fmt.Errorf("stage %q cannot be replayed: use import (re-deliver cleaned records to the destination) or transform (re-run the transfer policy on exported records)", stage)
 }
 
 // Replay delivers a stage's messages again from a start point.
@@ -83,15 +87,16 @@ func ReplayStage(stage string) (stream, consumer, subjectPrefix string, err erro
 // ("replay.<tag>.<seq>"), so only that site is delivered again. The copies
 // take space in the stream until its retention removes them.
 func Replay(ctx context.Context, js jetstream.JetStream, o ReplayOptions) (*ReplayResult, error) {
-	stream, consumer, prefix, err := ReplayStage(o.Stage)
+	st, err := ReplayStage(o.Stage)
 	if err != nil {
 		return nil, err
 	}
+	stream, consumer, prefix := st.Stream, st.Consumer, strings.TrimSuffix(st.Filter, ".*")
 	if o.Since.IsZero() && o.FromSeq == 0 {
 		return nil, errors.New("give a start point: --since TIME (RFC 3339, a date, or a duration ago such as 6h) or --from-seq N")
 	}
-	if o.Timing == (broker.Timing{}) {
-		o.Timing = broker.DefaultTiming
+	if o.Streams == (config.Streams{}) {
+		o.Streams = config.DefaultStreams()
 	}
 	res := &ReplayResult{Stage: o.Stage, Stream: stream, Consumer: consumer, Site: o.Site, DryRun: o.DryRun}
 	filter := prefix + ".*"
@@ -106,10 +111,10 @@ func Replay(ctx context.Context, js jetstream.JetStream, o ReplayOptions) (*Repl
 		if o.DryRun {
 			return res, nil
 		}
-		if err := broker.ResetConsumer(ctx, js, stream, o.Timing, o.Since, o.FromSeq); err != nil {
+		if err := broker.ResetConsumer(ctx, js, st, o.Streams, o.Since, o.FromSeq); err != nil {
 			return nil, err
 		}
-		if info, err := consumerInfo(ctx, js, stream, consumer); err == nil {
+		if info, err := consumerInfo(ctx, js, st); err == nil {
 			res.Pending = info.NumPending + uint64(info.NumAckPending)
 		}
 		return res, nil

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/redcap-relay/relay/messages"
+	"github.com/redcap-relay/relay/services/internal/pipeline/topology"
 )
 
 // RunCounts are the records of one run at each stage.
@@ -137,9 +138,9 @@ func GetStatus(ctx context.Context, js jetstream.JetStream, sites []string) (*St
 // Lag reads each stage's durable consumer.
 func Lag(ctx context.Context, js jetstream.JetStream) ([]StageLag, error) {
 	var out []StageLag
-	for _, sc := range stageConsumers {
-		l := StageLag{Stage: sc.Stage, Stream: sc.Stream, Consumer: sc.Consumer}
-		info, err := consumerInfo(ctx, js, sc.Stream, sc.Consumer)
+	for _, sc := range topology.Stages {
+		l := StageLag{Stage: sc.Name, Stream: sc.Stream, Consumer: sc.Consumer}
+		info, err := consumerInfo(ctx, js, sc)
 		if err != nil {
 			l.Missing = true
 			l.StreamMissing = errors.Is(err, jetstream.ErrStreamNotFound)
@@ -152,9 +153,11 @@ func Lag(ctx context.Context, js jetstream.JetStream) ([]StageLag, error) {
 	return out, nil
 }
 
-// consumerInfo reads a pull or push consumer's info.
-func consumerInfo(ctx context.Context, js jetstream.JetStream, stream, name string) (*jetstream.ConsumerInfo, error) {
-	s, err := js.Stream(ctx, stream)
+// consumerInfo reads a stage's consumer info, telling a missing stream
+// (jetstream.ErrStreamNotFound) from a missing consumer.
+func consumerInfo(ctx context.Context, js jetstream.JetStream, st topology.Stage) (*jetstream.ConsumerInfo, error) {
+	name := st.Consumer
+	s, err := js.Stream(ctx, st.Stream)
 	if err != nil {
 		return nil, err
 	}

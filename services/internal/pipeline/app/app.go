@@ -18,22 +18,24 @@ import (
 	"github.com/redcap-relay/relay/services/importer"
 	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
+	"github.com/redcap-relay/relay/services/internal/pipeline/sitekit"
 	"github.com/redcap-relay/relay/services/internal/pipeline/telemetry"
+	"github.com/redcap-relay/relay/services/internal/pipeline/topology"
 	"github.com/redcap-relay/relay/services/ticker"
 	"github.com/redcap-relay/relay/services/transformer"
 )
 
 // Service names, as used on the command line.
 const (
-	Ticker      = "ticker"
-	Exporter    = "exporter"
-	Transformer = "transformer"
-	Importer    = "importer"
-	Checker     = "checker"
+	Ticker      = topology.Ticker
+	Exporter    = topology.Exporter
+	Transformer = topology.Transformer
+	Importer    = topology.Importer
+	Checker     = topology.Checker
 )
 
 // All lists every service in pipeline order.
-var All = []string{Ticker, Exporter, Transformer, Importer, Checker}
+var All = topology.Services
 
 // Options configures a process.
 type Options struct {
@@ -44,7 +46,6 @@ type Options struct {
 	DataDir  string
 	NATSPort int // embedded server port (-1 = any free port)
 	Logger   *slog.Logger
-	Timing   broker.Timing
 	// TransformerParallel is messages handled at once by the transformer.
 	TransformerParallel int
 	MetricsAddr         string
@@ -60,6 +61,7 @@ type Stack struct {
 	NC     *nats.Conn
 	JS     jetstream.JetStream
 	URL    string
+	Kit    *sitekit.Kit
 	opts   Options
 }
 
@@ -68,10 +70,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if o.Timing == (broker.Timing{}) {
-		o.Timing = broker.TimingFrom(o.Network.Streams)
-	}
-	s := &Stack{opts: o, URL: o.Network.NATS.URL}
+	s := &Stack{opts: o, URL: o.Network.NATS.URL, Kit: sitekit.New(o.Network, o.Logger)}
 	if o.Embedded {
 		dir := o.DataDir
 		if dir == "" {
@@ -115,7 +114,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if o.NoProvision {
 		return s, nil
 	}
-	if err := broker.Provision(ctx, s.JS, o.Network.Streams, o.Timing); err != nil {
+	if err := broker.Provision(ctx, s.JS, o.Network.Streams); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -161,31 +160,11 @@ func (s *Stack) Run(ctx context.Context, names ...string) error {
 		})
 	}
 	for _, name := range names {
-		log := o.Logger
-		switch name {
-		case Ticker:
-			run(name, func(ctx context.Context) error {
-				return ticker.Run(ctx, ticker.Deps{JS: s.JS, Network: o.Network, Logger: log})
-			})
-		case Exporter:
-			run(name, func(ctx context.Context) error {
-				return exporter.Run(ctx, exporter.Deps{NC: s.NC, JS: s.JS, Network: o.Network, Logger: log, Timing: o.Timing})
-			})
-		case Transformer:
-			run(name, func(ctx context.Context) error {
-				return transformer.Run(ctx, transformer.Deps{NC: s.NC, JS: s.JS, Network: o.Network, Logger: log, Timing: o.Timing, Parallel: o.TransformerParallel})
-			})
-		case Importer:
-			run(name, func(ctx context.Context) error {
-				return importer.Run(ctx, importer.Deps{JS: s.JS, Network: o.Network, Logger: log, Timing: o.Timing})
-			})
-		case Checker:
-			run(name, func(ctx context.Context) error {
-				return runChecker(ctx, s, o)
-			})
-		default:
-			return fmt.Errorf("unknown service %q (services: %v)", name, All)
+		f, err := s.service(name)
+		if err != nil {
+			return err
 		}
+		run(name, f)
 	}
 	go func() { wg.Wait(); close(errs) }()
 	var first error
@@ -198,4 +177,36 @@ func (s *Stack) Run(ctx context.Context, names ...string) error {
 		return first
 	}
 	return ctx.Err()
+}
+
+// service is the named service's Run bound to this stack.
+func (s *Stack) service(name string) (func(context.Context) error, error) {
+	o, net, log := s.opts, s.opts.Network, s.opts.Logger
+	switch name {
+	case Ticker:
+		return func(ctx context.Context) error {
+			return ticker.Run(ctx, ticker.Deps{JS: s.JS, Network: net, Logger: log})
+		}, nil
+	case Exporter:
+		return func(ctx context.Context) error {
+			return exporter.Run(ctx, exporter.Deps{NC: s.NC, JS: s.JS, Streams: net.Streams, Sites: exporter.KitSites(s.Kit),
+				Logger: log, Parallel: exporter.Parallelism(len(net.Sites))})
+		}, nil
+	case Transformer:
+		return func(ctx context.Context) error {
+			return transformer.Run(ctx, transformer.Deps{NC: s.NC, JS: s.JS, Streams: net.Streams, Policies: s.Kit,
+				Logger: log, Parallel: o.TransformerParallel})
+		}, nil
+	case Importer:
+		return func(ctx context.Context) error {
+			dest, err := s.Kit.Destination()
+			if err != nil {
+				return err
+			}
+			return importer.Run(ctx, importer.Deps{JS: s.JS, Streams: net.Streams, Destination: dest, Settings: net.Destination, Logger: log})
+		}, nil
+	case Checker:
+		return func(ctx context.Context) error { return runChecker(ctx, s, o) }, nil
+	}
+	return nil, fmt.Errorf("unknown service %q (services: %v)", name, All)
 }

@@ -18,5 +18,5 @@ func runChecker(ctx context.Context, s *Stack, o Options) error {
 	if err != nil {
 		return err
 	}
-	return checker.Run(ctx, checker.Deps{JS: s.JS, Network: o.Network, Protocol: p, ReportsDir: o.Network.ReportsDir, Logger: o.Logger})
+	return checker.Run(ctx, checker.Deps{JS: s.JS, Streams: o.Network.Streams, Network: o.Network, Protocol: p, ReportsDir: o.Network.ReportsDir, Logger: o.Logger})
 }

@@ -6,27 +6,14 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/redcap-relay/relay/messages"
+	"github.com/redcap-relay/relay/services/internal/pipeline/topology"
 )
 
-// Backlog is the number of messages a service's durable has not finished:
+// Backlog is the number of messages a stage's durable has not finished:
 // not yet delivered plus delivered but not acked. It asks for the consumer's
 // info only (a service user may read its neighbour's consumer, not the stream).
-func Backlog(ctx context.Context, js jetstream.JetStream, stream string) (uint64, error) {
-	cc := Consumers(DefaultTiming)[stream]
-	var info *jetstream.ConsumerInfo
-	var err error
-	if cc.DeliverSubject != "" {
-		var pc jetstream.PushConsumer
-		if pc, err = js.PushConsumer(ctx, stream, cc.Durable); err == nil {
-			info = pc.CachedInfo()
-		}
-	} else {
-		var c jetstream.Consumer
-		if c, err = js.Consumer(ctx, stream, cc.Durable); err == nil {
-			info = c.CachedInfo()
-		}
-	}
+func Backlog(ctx context.Context, js jetstream.JetStream, st topology.Stage) (uint64, error) {
+	info, err := ConsumerInfo(ctx, js, st)
 	if err != nil {
 		return 0, err
 	}
@@ -36,8 +23,8 @@ func Backlog(ctx context.Context, js jetstream.JetStream, stream string) (uint64
 // Drained reports whether the export, transform and import consumers have
 // nothing left to do.
 func Drained(ctx context.Context, js jetstream.JetStream) bool {
-	for _, s := range []string{messages.StreamExportRequests, messages.StreamRecordsRaw, messages.StreamRecordsClean} {
-		n, err := Backlog(ctx, js, s)
+	for _, st := range []topology.Stage{topology.Export, topology.Transform, topology.Import} {
+		n, err := Backlog(ctx, js, st)
 		if err != nil || n > 0 {
 			return false
 		}

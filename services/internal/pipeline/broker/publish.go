@@ -117,17 +117,3 @@ func (b *Batch) Wait(ctx context.Context) error {
 	b.pending = b.pending[:0]
 	return first
 }
-
-// DeadLetter publishes a dead letter for a stage and site. The message ID
-// makes a dead letter for the same failure idempotent.
-func DeadLetter(ctx context.Context, js jetstream.JetStream, dl messages.DeadLetter) error {
-	dl.V = messages.V
-	if dl.At.IsZero() {
-		dl.At = time.Now().UTC()
-	}
-	id := "dlq." + dl.Stage + "." + dl.Site + "." + dl.MsgID
-	if dl.MsgID == "" {
-		id = "dlq." + dl.Stage + "." + dl.Site + "." + dl.RunID + "." + dl.RecordID
-	}
-	return Publish(ctx, js, messages.DLQSubject(dl.Stage, dl.Site), id, Route{Site: dl.Site, Run: dl.RunID, Record: dl.RecordID}, dl)
-}

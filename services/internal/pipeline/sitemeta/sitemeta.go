@@ -12,14 +12,25 @@ import (
 
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/pipeline/retry"
-	"github.com/redcap-relay/relay/services/internal/redcap"
 )
+
+// Source is the part of a REDCap client a snapshot needs (*redcap.Client).
+type Source interface {
+	ExportVersion(ctx context.Context) (string, error)
+	ExportProjectInfo(ctx context.Context) (messages.ProjectInfo, error)
+	ExportMetadata(ctx context.Context, forms ...string) ([]messages.Field, error)
+	ExportInstruments(ctx context.Context) ([]messages.Instrument, error)
+	ExportArms(ctx context.Context) ([]messages.Arm, error)
+	ExportEvents(ctx context.Context) ([]messages.Event, error)
+	ExportFormEventMapping(ctx context.Context) ([]messages.FormEvent, error)
+	ExportRepeating(ctx context.Context) ([]messages.RepeatingForm, error)
+}
 
 // Fetch exports the project's version, info, data dictionary, instruments,
 // and (where the project has them) arms, events, form-event mapping and
 // repeating setup, retrying each call on transient errors within p. Errors
 // say which call failed for which site.
-func Fetch(ctx context.Context, c *redcap.Client, site string, p retry.Policy) (*messages.MetadataSnapshot, error) {
+func Fetch(ctx context.Context, c Source, site string, p retry.Policy) (*messages.MetadataSnapshot, error) {
 	s := &messages.MetadataSnapshot{V: messages.V, Site: site, TakenAt: time.Now().UTC()}
 	var err error
 	if s.REDCapVersion, err = retry.Value(ctx, p, func() (string, error) { return c.ExportVersion(ctx) }); err != nil {

@@ -20,7 +20,8 @@ import (
 	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/internal/pipeline/app"
 	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
-	"github.com/redcap-relay/relay/services/ticker"
+	"github.com/redcap-relay/relay/services/internal/pipeline/exportreq"
+	"github.com/redcap-relay/relay/services/internal/pipeline/topology"
 )
 
 // Pipeline is REDCap Relay running against one Run: `relay all` as a child
@@ -100,7 +101,7 @@ func StartPipeline(ctx context.Context, env *Env, run *RunSetup, exe string, par
 	}
 	// relay all provisions at start-up: wait for the importer's consumer.
 	for {
-		if _, err := p.js.Consumer(cctx, messages.StreamRecordsClean, broker.ConsumerImporter); err == nil {
+		if _, err := p.js.Consumer(cctx, topology.Import.Stream, topology.Import.Consumer); err == nil {
 			break
 		}
 		select {
@@ -151,8 +152,8 @@ func (p *Pipeline) Sync(ctx context.Context, full bool, timeout time.Duration) (
 	start := time.Now()
 	runs := map[string]string{}
 	for _, s := range p.net.Sites {
-		req := ticker.NewRequest(s.ID, now, full, "bench")
-		if err := ticker.Request(ctx, p.js, req); err != nil {
+		req := exportreq.New(s.ID, now, full, "bench")
+		if err := exportreq.Publish(ctx, p.js, req); err != nil {
 			return res, err
 		}
 		runs[s.ID] = req.RunID
@@ -173,7 +174,7 @@ func (p *Pipeline) Sync(ctx context.Context, full bool, timeout time.Duration) (
 		if len(events) == len(runs) && res.ExportDone == 0 {
 			res.ExportDone = time.Since(start)
 		}
-		if n, err := broker.Backlog(ctx, p.js, messages.StreamRecordsRaw); err == nil && n > 0 {
+		if n, err := broker.Backlog(ctx, p.js, topology.Transform); err == nil && n > 0 {
 			res.TransformDone = time.Since(start)
 		}
 		if len(events) == len(runs) && broker.Drained(ctx, p.js) {

@@ -20,7 +20,7 @@ import (
 	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/internal/pipeline/app"
 	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
-	"github.com/redcap-relay/relay/services/ticker"
+	"github.com/redcap-relay/relay/services/internal/pipeline/exportreq"
 )
 
 // RunOptions configures `relay demo`.
@@ -80,8 +80,8 @@ func Run(ctx context.Context, o RunOptions) error {
 	requested := time.Now()
 	runs := map[string]string{}
 	for _, s := range Sites {
-		req := ticker.NewRequest(s.ID, requested, true, "demo")
-		if err := ticker.Request(ctx, stack.JS, req); err != nil {
+		req := exportreq.New(s.ID, requested, true, "demo")
+		if err := exportreq.Publish(ctx, stack.JS, req); err != nil {
 			return err
 		}
 		runs[s.ID] = req.RunID

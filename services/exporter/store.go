@@ -1,0 +1,192 @@
+package exporter
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/redcap-relay/relay/messages"
+	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
+	"github.com/redcap-relay/relay/services/internal/pipeline/sitemeta"
+	"github.com/redcap-relay/relay/services/internal/pipeline/topology"
+)
+
+// Store is everything the exporter keeps in or sends to JetStream. The
+// production one is JetStreamStore; unit tests use an in-memory fake.
+type Store interface {
+	// Lease takes the site for a run (ErrSiteBusy when another run holds
+	// it) and renews it until release is called.
+	Lease(ctx context.Context, site, runID string) (release func(), err error)
+	State(ctx context.Context, site string) (messages.SiteState, error)
+	SaveState(ctx context.Context, site string, st messages.SiteState) error
+	Known(ctx context.Context, site string) (Known, error)
+	SaveKnown(ctx context.Context, site string, k Known) error
+	// Snapshot reads a stored metadata snapshot (nil when it is not there).
+	Snapshot(ctx context.Context, key string) (*messages.MetadataSnapshot, error)
+	// PublishSnapshot stores the run's snapshot by its hash and announces it
+	// on relay.metadata.<site> (the checker's input).
+	PublishSnapshot(ctx context.Context, snap *messages.MetadataSnapshot) error
+	// Publisher queues the run's messages and waits for their acks.
+	Publisher() Publisher
+	// RunEvent publishes a run's lifecycle step.
+	RunEvent(ctx context.Context, ev messages.RunEvent) error
+	// RawBacklog is what the transformers have not finished yet; it fails
+	// with jetstream.ErrStreamNotFound or ErrConsumerNotFound when
+	// RECORDS_RAW or their consumer is missing.
+	RawBacklog(ctx context.Context) (uint64, error)
+}
+
+// Publisher is one run's outgoing messages (broker.Batch).
+type Publisher interface {
+	Add(ctx context.Context, subject, msgID string, r broker.Route, v any) error
+	Wait(ctx context.Context) error
+}
+
+// Known is the site's record IDs with the content hash last published for
+// each: deletions are IDs that disappeared, and unchanged records are not
+// published again. It can be large, so it lives in the object store.
+type Known map[string]string
+
+// JetStreamStore is the Store on a JetStream connection.
+type JetStreamStore struct {
+	JS jetstream.JetStream
+	// LeaseRenew is how often a held lease is renewed (a quarter of the
+	// export ack wait: the lease expires one ack wait after its last write).
+	LeaseRenew time.Duration
+}
+
+// Lease: a site is exported by one run at a time, even with several
+// exporter replicas. A redelivered request of the same run takes it over.
+func (s JetStreamStore) Lease(ctx context.Context, site, runID string) (func(), error) {
+	kv, err := s.JS.KeyValue(ctx, messages.BucketLeases)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := kv.Create(ctx, site, []byte(runID)); err != nil {
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, err
+		}
+		cur, gerr := kv.Get(ctx, site)
+		if gerr != nil || string(cur.Value()) != runID {
+			return nil, ErrSiteBusy
+		}
+	}
+	stopRenewing := broker.Heartbeat(s.LeaseRenew, func() {
+		rctx, cancel := context.WithTimeout(ctx, s.LeaseRenew)
+		_, _ = kv.Put(rctx, site, []byte(runID))
+		cancel()
+	})
+	return func() {
+		stopRenewing() // no renewal may land after the delete
+		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = kv.Delete(dctx, site)
+	}, nil
+}
+
+func (s JetStreamStore) State(ctx context.Context, site string) (messages.SiteState, error) {
+	var st messages.SiteState
+	kv, err := s.JS.KeyValue(ctx, messages.BucketSiteState)
+	if err != nil {
+		return st, err
+	}
+	e, err := kv.Get(ctx, site)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return st, nil
+	}
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(e.Value(), &st); err != nil {
+		return messages.SiteState{}, fmt.Errorf("site %s: state in %s is unreadable (delete the key to start afresh): %w", site, messages.BucketSiteState, err)
+	}
+	return st, nil
+}
+
+func (s JetStreamStore) SaveState(ctx context.Context, site string, st messages.SiteState) error {
+	kv, err := s.JS.KeyValue(ctx, messages.BucketSiteState)
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(st)
+	_, err = kv.Put(ctx, site, b)
+	return err
+}
+
+func (s JetStreamStore) Known(ctx context.Context, site string) (Known, error) {
+	obs, err := s.JS.ObjectStore(ctx, messages.BucketRecordIDs)
+	if err != nil {
+		return nil, err
+	}
+	r, err := obs.Get(ctx, site)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return Known{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	zr, err := gzip.NewReader(r)
+	if err != nil {
+		return nil, fmt.Errorf("site %s: known record set: %w", site, err)
+	}
+	k := Known{}
+	if err := json.NewDecoder(zr).Decode(&k); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("site %s: known record set: %w", site, err)
+	}
+	return k, nil
+}
+
+func (s JetStreamStore) SaveKnown(ctx context.Context, site string, k Known) error {
+	obs, err := s.JS.ObjectStore(ctx, messages.BucketRecordIDs)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if err := json.NewEncoder(zw).Encode(k); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	_, err = obs.Put(ctx, jetstream.ObjectMeta{Name: site}, &buf)
+	return err
+}
+
+func (s JetStreamStore) Snapshot(ctx context.Context, key string) (*messages.MetadataSnapshot, error) {
+	snap, err := sitemeta.Load(ctx, s.JS, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	return snap, err
+}
+
+func (s JetStreamStore) PublishSnapshot(ctx context.Context, snap *messages.MetadataSnapshot) error {
+	kv, err := s.JS.KeyValue(ctx, messages.BucketMetadata)
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(snap)
+	if _, err := kv.Put(ctx, messages.MetadataKey(snap.Site, snap.Hash), b); err != nil {
+		return fmt.Errorf("site %s: store metadata snapshot: %w", snap.Site, err)
+	}
+	return broker.Publish(ctx, s.JS, messages.MetadataSubject(snap.Site), snap.MsgID(), broker.Route{Site: snap.Site, Run: snap.RunID}, snap)
+}
+
+func (s JetStreamStore) Publisher() Publisher { return broker.NewBatch(s.JS) }
+
+func (s JetStreamStore) RunEvent(ctx context.Context, ev messages.RunEvent) error {
+	return broker.Publish(ctx, s.JS, messages.RunSubject(ev.Site), ev.MsgID(), broker.Route{Site: ev.Site, Run: ev.RunID}, ev)
+}
+
+func (s JetStreamStore) RawBacklog(ctx context.Context) (uint64, error) {
+	return broker.Backlog(ctx, s.JS, topology.Transform)
+}
