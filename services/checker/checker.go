@@ -38,12 +38,20 @@ type Deps struct {
 	ReportsDir string
 	Logger     *slog.Logger
 	// NewClient builds a site's REDCap client (nil: from the network file).
-	NewClient func(site *config.Site) (*redcap.Client, error)
+	NewClient func(site *config.Site) (Records, error)
+	// Publish sends a report on relay.protocol.report.<site> (nil: on JS).
+	Publish func(ctx context.Context, r *messages.ProtocolReport) error
 	// RetryDelay is how long to wait before retrying a snapshot whose
 	// completion data could not be fetched (transient); MaxTries bounds
 	// those retries, after which the report goes out without completion.
 	RetryDelay time.Duration
 	MaxTries   int
+}
+
+// Records is the part of a site's REDCap client the checker uses: the form
+// completion status (record ID, event and <form>_complete only).
+type Records interface {
+	ExportRecords(ctx context.Context, p redcap.ExportParams) ([]messages.Row, error)
 }
 
 // Run consumes snapshots until ctx ends.
@@ -76,7 +84,7 @@ type service struct {
 }
 
 func newService(deps Deps) (*service, error) {
-	if deps.JS == nil {
+	if deps.JS == nil && deps.Publish == nil {
 		return nil, errors.New("checker: no JetStream connection")
 	}
 	s := &service{deps: deps, p: deps.Protocol, dir: deps.ReportsDir, log: deps.Logger, streams: deps.Streams,
@@ -153,8 +161,7 @@ func (s *service) handle(ctx context.Context, msg router.Msg) {
 		msg.Retry(s.retry)
 		return
 	}
-	if err := broker.Publish(ctx, s.deps.JS, messages.ProtocolReportSubject(site), r.MsgID(),
-		broker.Route{Site: site, Run: snap.RunID}, r); err != nil {
+	if err := s.publish(ctx, r); err != nil {
 		log.Error("publish report", "err", err)
 		msg.Retry(s.retry)
 		return
@@ -209,11 +216,22 @@ func (s *service) completion(ctx context.Context, site string, snap *messages.Me
 	return c.ExportRecords(ctx, redcap.ExportParams{Fields: fields, ExportBlankForGrayFormStatus: true})
 }
 
-func (s *service) client(st *config.Site) (*redcap.Client, error) {
+func (s *service) publish(ctx context.Context, r *messages.ProtocolReport) error {
+	if s.deps.Publish != nil {
+		return s.deps.Publish(ctx, r)
+	}
+	return broker.Publish(ctx, s.deps.JS, messages.ProtocolReportSubject(r.Site), r.MsgID(), broker.Route{Site: r.Site, Run: r.RunID}, r)
+}
+
+func (s *service) client(st *config.Site) (Records, error) {
 	if s.deps.NewClient != nil {
 		return s.deps.NewClient(st)
 	}
-	return s.kit.Client(st.ID)
+	c, err := s.kit.Client(st.ID)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // deadLetter keeps a snapshot the checker cannot read, with the reason.

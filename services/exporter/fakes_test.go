@@ -1,0 +1,313 @@
+package exporter
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redcap-relay/relay/messages"
+	"github.com/redcap-relay/relay/services/internal/config"
+	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
+	"github.com/redcap-relay/relay/services/internal/policy"
+	"github.com/redcap-relay/relay/services/internal/redcap"
+)
+
+// The exporter's unit tests run against in-memory fakes of the site's REDCap
+// and of JetStream; the end-to-end tests (services/e2e) run the real
+// simulator over HTTP and a real NATS server.
+
+var testFields = []messages.Field{
+	{FieldName: "record_id", FormName: "survey", FieldType: "text", FieldLabel: "ID"},
+	{FieldName: "name", FormName: "survey", FieldType: "text", FieldLabel: "Name", Identifier: "y"},
+	{FieldName: "score", FormName: "survey", FieldType: "text", FieldLabel: "Score", TextValidationTypeOrShowSlider: "integer"},
+}
+
+const testPolicy = `name: unit
+approved:
+  forms: [survey]
+record_id: {mode: namespace}
+rules:
+  - field: name
+    rule: drop
+`
+
+// fakeSite is a REDCap project in memory: rows per record and when each
+// record last changed (for dateRangeBegin).
+type fakeSite struct {
+	mu      sync.Mutex
+	fields  []messages.Field
+	rows    map[string][]messages.Row
+	changed map[string]time.Time
+	calls   int64
+	// failExport makes every record export fail with this error.
+	failExport error
+}
+
+func newFakeSite(n int, at time.Time) *fakeSite {
+	s := &fakeSite{fields: testFields, rows: map[string][]messages.Row{}, changed: map[string]time.Time{}}
+	for i := 1; i <= n; i++ {
+		s.put(fmt.Sprint(i), fmt.Sprint(i%10), at)
+	}
+	return s
+}
+
+func (s *fakeSite) put(id, score string, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rows[id] = []messages.Row{{"record_id": id, "name": "Person " + id, "score": score, "survey_complete": "2"}}
+	s.changed[id] = at
+}
+
+func (s *fakeSite) remove(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.rows, id)
+	delete(s.changed, id)
+}
+
+func (s *fakeSite) call() { s.mu.Lock(); s.calls++; s.mu.Unlock() }
+
+func (s *fakeSite) Calls() int64 { s.mu.Lock(); defer s.mu.Unlock(); return s.calls }
+
+func (s *fakeSite) ExportVersion(context.Context) (string, error) { s.call(); return "14.7.3", nil }
+func (s *fakeSite) ExportProjectInfo(context.Context) (messages.ProjectInfo, error) {
+	s.call()
+	return messages.ProjectInfo{ProjectID: 1, ProjectTitle: "unit"}, nil
+}
+func (s *fakeSite) ExportMetadata(context.Context, ...string) ([]messages.Field, error) {
+	s.call()
+	return s.fields, nil
+}
+func (s *fakeSite) ExportInstruments(context.Context) ([]messages.Instrument, error) {
+	s.call()
+	return []messages.Instrument{{InstrumentName: "survey", InstrumentLabel: "Survey"}}, nil
+}
+func (s *fakeSite) ExportArms(context.Context) ([]messages.Arm, error)     { s.call(); return nil, nil }
+func (s *fakeSite) ExportEvents(context.Context) ([]messages.Event, error) { s.call(); return nil, nil }
+func (s *fakeSite) ExportFormEventMapping(context.Context) ([]messages.FormEvent, error) {
+	s.call()
+	return nil, nil
+}
+func (s *fakeSite) ExportRepeating(context.Context) ([]messages.RepeatingForm, error) {
+	s.call()
+	return nil, nil
+}
+
+func (s *fakeSite) ExportRecordIDs(_ context.Context, _ string, since time.Time) ([]string, error) {
+	s.call()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ids []string
+	for id, at := range s.changed {
+		if since.IsZero() || !at.Before(since) {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
+func (s *fakeSite) ExportRecords(_ context.Context, p redcap.ExportParams) ([]messages.Row, error) {
+	s.call()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failExport != nil {
+		return nil, s.failExport
+	}
+	var out []messages.Row
+	for _, id := range p.Records {
+		for _, r := range s.rows[id] {
+			row := messages.Row{}
+			for k, v := range r {
+				if len(p.Fields) == 0 || slices.Contains(p.Fields, k) || strings.HasSuffix(k, "_complete") {
+					row[k] = v
+				}
+			}
+			out = append(out, row)
+		}
+	}
+	return out, nil
+}
+
+// fakeSites is the network: sites by ID, each with its fake project.
+type fakeSites struct {
+	sites  map[string]*config.Site
+	redcap map[string]*fakeSite
+	policy string
+}
+
+func (f *fakeSites) Site(id string) (*config.Site, error) {
+	if s, ok := f.sites[id]; ok {
+		return s, nil
+	}
+	return nil, fmt.Errorf("unknown site %q", id)
+}
+
+func (f *fakeSites) Client(site string) (REDCap, error) { return f.redcap[site], nil }
+
+func (f *fakeSites) Policy(site string, snap *messages.MetadataSnapshot) (*policy.Compiled, error) {
+	p, err := policy.Parse("policy.yaml", []byte(f.policy))
+	if err != nil {
+		return nil, err
+	}
+	return policy.Compile(p, snap, policy.Options{Site: site, Namespace: site})
+}
+
+// fakeStore is JetStream in memory.
+type fakeStore struct {
+	mu        sync.Mutex
+	state     map[string]messages.SiteState
+	known     map[string]Known
+	snaps     map[string]*messages.MetadataSnapshot
+	published []messages.RecordExported
+	events    []messages.RunEvent
+	leased    map[string]string
+	// failWait makes the next Publisher's Wait fail (a lost ack).
+	failWait error
+}
+
+func newFakeStore() *fakeStore {
+	return &fakeStore{state: map[string]messages.SiteState{}, known: map[string]Known{}, snaps: map[string]*messages.MetadataSnapshot{}, leased: map[string]string{}}
+}
+
+func (f *fakeStore) Lease(_ context.Context, site, run string) (func(), error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if cur, ok := f.leased[site]; ok && cur != run {
+		return nil, ErrSiteBusy
+	}
+	f.leased[site] = run
+	return func() { f.mu.Lock(); delete(f.leased, site); f.mu.Unlock() }, nil
+}
+
+func (f *fakeStore) State(_ context.Context, site string) (messages.SiteState, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.state[site], nil
+}
+
+func (f *fakeStore) SaveState(_ context.Context, site string, st messages.SiteState) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.state[site] = st
+	return nil
+}
+
+func (f *fakeStore) Known(_ context.Context, site string) (Known, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	k := Known{}
+	for id, h := range f.known[site] {
+		k[id] = h
+	}
+	return k, nil
+}
+
+func (f *fakeStore) SaveKnown(_ context.Context, site string, k Known) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.known[site] = k
+	return nil
+}
+
+func (f *fakeStore) Snapshot(_ context.Context, key string) (*messages.MetadataSnapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.snaps[key], nil
+}
+
+func (f *fakeStore) PublishSnapshot(_ context.Context, snap *messages.MetadataSnapshot) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cp := *snap
+	f.snaps[messages.MetadataKey(snap.Site, snap.Hash)] = &cp
+	return nil
+}
+
+func (f *fakeStore) Publisher() Publisher { return &fakePublisher{store: f} }
+
+func (f *fakeStore) RunEvent(_ context.Context, ev messages.RunEvent) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.events = append(f.events, ev)
+	return nil
+}
+
+func (f *fakeStore) RawBacklog(context.Context) (uint64, error) { return 0, nil }
+
+// take returns and forgets what was published.
+func (f *fakeStore) take() []messages.RecordExported {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := f.published
+	f.published = nil
+	return out
+}
+
+func (f *fakeStore) lastEvent() messages.RunEvent {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.events[len(f.events)-1]
+}
+
+// fakePublisher stores a run's messages only when the run waits for them,
+// as JetStream acks them.
+type fakePublisher struct {
+	store   *fakeStore
+	pending []messages.RecordExported
+}
+
+func (p *fakePublisher) Add(_ context.Context, _, _ string, _ broker.Route, v any) error {
+	p.pending = append(p.pending, v.(messages.RecordExported))
+	return nil
+}
+
+func (p *fakePublisher) Wait(context.Context) error {
+	p.store.mu.Lock()
+	defer p.store.mu.Unlock()
+	if err := p.store.failWait; err != nil {
+		p.store.failWait = nil
+		return err
+	}
+	p.store.published = append(p.store.published, p.pending...)
+	p.pending = nil
+	return nil
+}
+
+// unit is one exporter with one site "alpha" on fakes, and a clock.
+type unit struct {
+	t     *testing.T
+	site  *fakeSite
+	sites *fakeSites
+	store *fakeStore
+	exp   *Exporter
+	now   time.Time
+}
+
+func newUnit(t *testing.T, records int, mutate func(*config.Site)) *unit {
+	t.Helper()
+	u := &unit{t: t, now: time.Date(2026, 11, 1, 2, 0, 0, 0, time.UTC), store: newFakeStore()}
+	u.site = newFakeSite(records, u.now.Add(-time.Hour))
+	st := config.Site{ID: "alpha", Namespace: "alpha", BatchSize: 7, ExportConcurrency: 2, FullEvery: config.Duration(7 * 24 * time.Hour),
+		Overlap: config.Duration(time.Minute), TimeZone: "UTC", ServerTimeZone: "UTC"}
+	if mutate != nil {
+		mutate(&st)
+	}
+	u.sites = &fakeSites{sites: map[string]*config.Site{"alpha": &st}, redcap: map[string]*fakeSite{"alpha": u.site}, policy: testPolicy}
+	u.exp = New(Deps{Sites: u.sites, Store: u.store, Streams: config.DefaultStreams(), Now: func() time.Time { return u.now },
+		RetryFor: time.Second})
+	return u
+}
+
+// runAt requests and runs an export at the given time.
+func (u *unit) runAt(at time.Time, full bool) error {
+	u.t.Helper()
+	u.now = at
+	req := messages.ExportRequested{V: messages.V, Site: "alpha", RunID: messages.RunID("alpha", at), Full: full, RequestedAt: at}
+	return u.exp.Export(context.Background(), req)
+}
