@@ -78,12 +78,16 @@ func TestTransformAppliesThePolicyOnce(t *testing.T) {
 }
 
 func TestAMissingSnapshotIsPermanentAndAnUnreachableOneIsNot(t *testing.T) {
-	tr, _ := newT(func(context.Context, string) (*messages.MetadataSnapshot, error) { return nil, jetstream.ErrKeyNotFound })
+	tr, _ := newT(func(context.Context, string) (*messages.MetadataSnapshot, error) {
+		return nil, jetstream.ErrKeyNotFound
+	})
 	_, err := tr.Transform(context.Background(), record("1", "x"))
 	if !retry.IsPermanent(err) || !strings.Contains(err.Error(), "was the bucket purged") {
 		t.Fatalf("a purged snapshot: %v, want a permanent error naming it", err)
 	}
-	tr, _ = newT(func(context.Context, string) (*messages.MetadataSnapshot, error) { return nil, errors.New("nats: timeout") })
+	tr, _ = newT(func(context.Context, string) (*messages.MetadataSnapshot, error) {
+		return nil, errors.New("nats: timeout")
+	})
 	if _, err := tr.Transform(context.Background(), record("1", "x")); err == nil || retry.IsPermanent(err) {
 		t.Fatalf("NATS restarting: %v, want a transient error (retried, never dead-lettered)", err)
 	}
