@@ -40,6 +40,13 @@ func (e *Exporter) Export(ctx context.Context, req messages.ExportRequested) err
 	e.runEvent(ctx, messages.RunEvent{Site: site.ID, RunID: req.RunID, Phase: messages.PhaseStarted, Full: req.Full})
 	start := time.Now()
 	res, err := e.run(ctx, site, req)
+	if err != nil && ctx.Err() != nil {
+		// A shutdown (or the run's own timeout) cut the run: nothing failed.
+		// The request was not acked, so the run is redone from the start
+		// with the same message IDs.
+		log.Info("run interrupted; it is redone when an exporter takes the request again", "cause", context.Cause(ctx))
+		return err
+	}
 	ev := messages.RunEvent{Site: site.ID, RunID: req.RunID, Full: res.full, Exported: res.exported, Deleted: res.deleted, Unchanged: res.unchanged, Calls: res.calls}
 	if err != nil {
 		ev.Phase, ev.Error = messages.PhaseFailed, err.Error()

@@ -99,6 +99,10 @@ func (t *Transformer) handle(msg *message.Message) error {
 	}
 	cleaned, err := t.Transform(msg.Context(), rec)
 	if err != nil {
+		// A dead letter names the record as the destination knows it
+		// (namespaced or keyed hash), never by a site ID the policy hides;
+		// unknown when the policy could not be applied at all.
+		msg.Metadata.Set(messages.HeaderRecord, cleaned.DestRecordID)
 		return err
 	}
 	route := broker.Route{Site: cleaned.Site, Run: cleaned.RunID, Record: cleaned.DestRecordID}

@@ -23,7 +23,7 @@ func init() {
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := signalContext()
+			ctx, cancel := commandContext(0)
 			defer cancel()
 			if !inProcess {
 				exe, err := os.Executable()
@@ -60,7 +60,7 @@ func init() {
 		Short: "one baseline sync of every site in the network file; prints the result as JSON",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := signalContext()
+			ctx, cancel := commandContext(0)
 			defer cancel()
 			net, err := config.Load(network)
 			if err != nil {
@@ -74,7 +74,7 @@ func init() {
 			return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
 		},
 	}
-	baseline.Flags().StringVarP(&network, "network", "n", "network.yaml", "network file")
+	addNetworkFlag(baseline.Flags(), &network)
 	c.AddCommand(baseline)
 	rootCmd.AddCommand(c)
 }

@@ -89,7 +89,7 @@ protocol entry) could not be checked.`,
 				if len(ids) == 0 {
 					return &checkExit{2, "name the sites to check with --site ID (repeatable) or --all"}
 				}
-				ctx, cancel := signalContext()
+				ctx, cancel := commandContext(0)
 				defer cancel()
 				rs = checker.CheckSites(ctx, n, p, ids, checker.Options{Items: items})
 				if out == "" && format == "" {

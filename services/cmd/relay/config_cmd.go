@@ -67,7 +67,7 @@ func init() {
 			return nil
 		},
 	}
-	validate.Flags().StringVarP(&path, "network", "n", envOr("RELAY_NETWORK", "network.yaml"), "network file")
+	addNetworkFlag(validate.Flags(), &path)
 	cfg.AddCommand(validate)
 	rootCmd.AddCommand(cfg)
 }

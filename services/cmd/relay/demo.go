@@ -26,7 +26,7 @@ dead-lettered, and writes the protocol report. Everything it writes (network
 file, policy, token files, reports, JetStream store) stays in --data.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := signalContext()
+			ctx, cancel := commandContext(0)
 			defer cancel()
 			if w.Dir != "" {
 				// For docker-compose: write the demo network and the

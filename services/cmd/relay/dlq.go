@@ -5,16 +5,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/redcap-relay/relay/services/internal/ops"
+	"github.com/redcap-relay/relay/services/internal/pipeline/topology"
 )
 
 func init() {
-	var f opsFlags
+	var f natsFlags
 	var filter ops.DLQFilter
 	var limit int
 	var showValues, all bool
@@ -24,13 +26,16 @@ func init() {
 	}
 	withConn := func(run func(ctx context.Context, cmd *cobra.Command, args []string, c *conn) error) func(*cobra.Command, []string) error {
 		return func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			ctx, cancel := commandContext(10 * time.Minute)
 			defer cancel()
-			nc, js, _, err := f.connect(ctx)
+			nc, js, net, err := f.connect(ctx)
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
+			if err := checkFilter(ctx, js, filter, siteIDs(net)); err != nil {
+				return err
+			}
 			return run(ctx, cmd, args, &conn{js: js})
 		}
 	}
@@ -44,6 +49,9 @@ func init() {
 				return err
 			}
 			if f.json {
+				if es == nil {
+					es = []ops.DeadLetterEntry{} // [] rather than null for an empty DLQ
+				}
 				for i := range es {
 					es[i].Letter = es[i].Redacted()
 					es[i].Letter.Payload = nil
@@ -187,4 +195,28 @@ func printJSON(cmd *cobra.Command, v any) error {
 	enc := json.NewEncoder(cmd.OutOrStdout())
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// checkFilter refuses a --stage or --site that names nothing, listing the
+// valid ones: a typo must not look like an empty dead-letter queue.
+func checkFilter(ctx context.Context, js jetstream.JetStream, f ops.DLQFilter, sites []string) error {
+	if f.Stage != "" {
+		if _, ok := topology.StageNamed(f.Stage); !ok {
+			return fmt.Errorf("unknown --stage %q (stages: %s)", f.Stage, strings.Join(topology.StageNames(), ", "))
+		}
+	}
+	if f.Site == "" {
+		return nil
+	}
+	known := sites
+	if len(known) == 0 {
+		var err error
+		if known, err = ops.KnownSites(ctx, js); err != nil {
+			return err
+		}
+	}
+	if !contains(known, f.Site) {
+		return fmt.Errorf("unknown --site %q (sites: %s)", f.Site, strings.Join(known, ", "))
+	}
+	return nil
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/internal/ops/dryrun"
 )
 
@@ -34,11 +32,11 @@ values and never writes to either REDCap.`,
 			if site == "" {
 				return errors.New("give --site ID")
 			}
-			net, err := config.Load(network)
+			net, err := loadNetwork(network)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			ctx, cancel := commandContext(timeout)
 			defer cancel()
 			// Progress logs only on trouble: the report is the output.
 			o := dryrun.Options{Network: net, Site: site, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
@@ -58,12 +56,12 @@ values and never writes to either REDCap.`,
 			}
 			if err == nil && len(rep.DestinationProblems) > 0 {
 				// Exit 1: a real run of this site would stop.
-				return policyRefused{fmt.Errorf("site %s: the destination check failed with %d problem(s); a real run would stop", site, len(rep.DestinationProblems))}
+				return exitWith(1, fmt.Errorf("site %s: the destination check failed with %d problem(s); a real run would stop", site, len(rep.DestinationProblems)))
 			}
 			return err
 		},
 	}
-	c.Flags().StringVarP(&network, "network", "n", defaultNetworkFile(), "network file (env RELAY_NETWORK)")
+	addNetworkFlag(c.Flags(), &network)
 	c.Flags().StringVar(&site, "site", "", "site ID")
 	c.Flags().StringVar(&records, "records", "", "only these site record IDs (comma-separated)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")

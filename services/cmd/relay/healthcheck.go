@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"time"
 
@@ -18,7 +17,7 @@ func init() {
 		Short: "exit 0 when a service answers its readiness URL (the container healthcheck: scratch images have no shell)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := ops.Healthcheck(context.Background(), url, timeout); err != nil {
+			if err := ops.Healthcheck(cmd.Context(), url, timeout); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "ok")

@@ -37,7 +37,7 @@ func init() {
 				return err
 			}
 			log.Info("nats server ready", "url", srv.ClientURL(), "store", data, "encrypted", key != "")
-			ctx, cancel := signalContext()
+			ctx, cancel := commandContext(0)
 			defer cancel()
 			<-ctx.Done()
 			log.Info("nats server stopping")

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,14 +20,6 @@ type policyRefused struct{ err error }
 
 func (e policyRefused) Error() string { return e.err.Error() }
 func (e policyRefused) ExitCode() int { return 1 }
-
-// defaultNetworkFile is $RELAY_NETWORK or network.yaml.
-func defaultNetworkFile() string {
-	if v := os.Getenv("RELAY_NETWORK"); v != "" {
-		return v
-	}
-	return "network.yaml"
-}
 
 func init() {
 	pc := &cobra.Command{Use: "policy", Short: "transfer policies: validate files, explain what a site's policy does"}

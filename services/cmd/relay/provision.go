@@ -1,34 +1,41 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/redcap-relay/relay/services/internal/pipeline/app"
+	"github.com/redcap-relay/relay/services/internal/config"
+	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
 )
 
 func init() {
-	var f serviceFlags
+	var f natsFlags
 	c := &cobra.Command{
 		Use:   "provision",
 		Short: "create or update every stream, consumer and bucket (run once with the admin NATS user; services then run with RELAY_PROVISION=false)",
-		Args:  cobra.NoArgs,
+		Long: `relay provision creates every stream, consumer and bucket of the pipeline, or
+updates their settings (retention, limits, ack waits) to what the network file
+says, keeping every message, cursor and a replay's start point. Run it with
+the admin NATS user after an upgrade or a change of the streams section.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			net, err := loadNetwork(f.network)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			ctx, cancel := commandContext(2 * time.Minute)
 			defer cancel()
-			st, err := app.Start(ctx, app.Options{Network: net, Logger: f.logger()})
+			nc, js, net, err := f.connect(ctx)
 			if err != nil {
 				return err
 			}
-			defer st.Close()
-			fmt.Fprintf(cmd.OutOrStdout(), "provisioned streams, consumers and buckets on %s\n", st.URL)
+			defer nc.Close()
+			streams := config.DefaultStreams()
+			if net != nil {
+				streams = net.Streams
+			}
+			if err := broker.Provision(ctx, js, streams); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "provisioned streams, consumers and buckets on %s\n", nc.ConnectedUrlRedacted())
 			return nil
 		},
 	}

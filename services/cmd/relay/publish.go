@@ -13,15 +13,15 @@ import (
 // the given NATS user. compose-e2e.sh uses it to show that a service's user
 // is refused outside its subjects.
 func init() {
-	var f opsFlags
+	var f natsFlags
 	var subject, data string
 	c := &cobra.Command{
-		Use:    "publish --subject S [--data JSON]",
+		Use:    "publish --subject S [--body JSON]",
 		Short:  "store one message on a JetStream subject as the given NATS user (diagnostics)",
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			ctx, cancel := commandContext(30 * time.Second)
 			defer cancel()
 			nc, js, _, err := f.connect(ctx)
 			if err != nil {
@@ -43,6 +43,6 @@ func init() {
 	}
 	f.add(c)
 	c.Flags().StringVar(&subject, "subject", "", "subject")
-	c.Flags().StringVar(&data, "data", `{"v":1}`, "message body")
+	c.Flags().StringVar(&data, "body", `{"v":1}`, "message body")
 	rootCmd.AddCommand(c)
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -12,7 +11,7 @@ import (
 )
 
 func init() {
-	var f opsFlags
+	var f natsFlags
 	var o ops.ReplayOptions
 	var since string
 	c := &cobra.Command{
@@ -47,13 +46,19 @@ replay can be finished by running it again with the same --tag.`,
 			if o.Since.IsZero() == (o.FromSeq == 0) {
 				return fmt.Errorf("give exactly one start point: --since TIME or --from-seq N")
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+			ctx, cancel := commandContext(30 * time.Minute)
 			defer cancel()
-			nc, js, _, err := f.connect(ctx)
+			nc, js, net, err := f.connect(ctx)
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
+			if net != nil {
+				o.Streams = net.Streams
+			}
+			if err := checkFilter(ctx, js, ops.DLQFilter{Site: o.Site}, siteIDs(net)); err != nil {
+				return err
+			}
 			res, err := ops.Replay(ctx, js, o)
 			if res != nil && f.json {
 				enc := json.NewEncoder(cmd.OutOrStdout())

@@ -2,65 +2,30 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"runtime/debug"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
-	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/internal/pipeline/app"
 )
 
-// Flags shared by the service commands.
+// serviceFlags are the flags of the long-running commands.
 type serviceFlags struct {
 	network  string
 	metrics  string
 	parallel int
-	logLevel string
-	logJSON  bool
+	log      logFlags
 }
 
-func (f *serviceFlags) add(c *cobra.Command) {
-	c.Flags().StringVarP(&f.network, "network", "n", envOr("RELAY_NETWORK", "network.yaml"), "network file (env RELAY_NETWORK)")
+func (f *serviceFlags) add(c *cobra.Command, parallel bool) {
+	addNetworkFlag(c.Flags(), &f.network)
 	c.Flags().StringVar(&f.metrics, "metrics", envOr("RELAY_METRICS", ""), "address for /metrics, /healthz and /readyz, e.g. :9090 (env RELAY_METRICS)")
-	c.Flags().IntVar(&f.parallel, "parallel", 32, "messages a transformer handles at once")
-	c.Flags().StringVar(&f.logLevel, "log-level", envOr("RELAY_LOG_LEVEL", "info"), "debug, info, warn or error")
-	c.Flags().BoolVar(&f.logJSON, "log-json", os.Getenv("RELAY_LOG_JSON") != "", "log as JSON lines")
-}
-
-func (f *serviceFlags) logger() *slog.Logger {
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(f.logLevel))
-	opts := &slog.HandlerOptions{Level: lvl}
-	if f.logJSON {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	if parallel {
+		c.Flags().IntVar(&f.parallel, "parallel", 32, "records a transformer handles at once")
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
-}
-
-func envOr(k, d string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return d
-}
-
-// signalContext ends on SIGINT/SIGTERM, so compose stops services cleanly.
-func signalContext() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-}
-
-func loadNetwork(path string) (*config.Network, error) {
-	n, err := config.Load(path)
-	if err != nil {
-		return nil, fmt.Errorf("%w\n(run `relay config validate -n %s` for the full list)", err, path)
-	}
-	applyNATSEnv(n)
-	return n, nil
+	f.log.add(c.Flags())
 }
 
 func init() {
@@ -71,14 +36,15 @@ func init() {
 			Short: "run the " + name + " service against the NATS server in the network file",
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
+				log := f.log.logger().With("service", name)
 				net, err := loadNetwork(f.network)
 				if err != nil {
 					return err
 				}
-				ctx, cancel := signalContext()
+				ctx, cancel := commandContext(0)
 				defer cancel()
-				log := f.logger().With("service", name)
-				st, err := app.Start(ctx, app.Options{Network: net, Logger: log, MetricsAddr: f.metrics, TransformerParallel: f.parallel, NoProvision: noProvision()})
+				st, err := app.Start(ctx, app.Options{Network: net, Logger: log, MetricsAddr: f.metrics, TransformerParallel: f.parallel,
+					NoProvision: noProvision(), Services: []string{name}})
 				if err != nil {
 					return err
 				}
@@ -87,7 +53,7 @@ func init() {
 				return ignoreCanceled(st.Run(ctx, name))
 			},
 		}
-		f.add(c)
+		f.add(c, name == app.Transformer)
 		rootCmd.AddCommand(c)
 	}
 
@@ -97,18 +63,23 @@ func init() {
 	all := &cobra.Command{
 		Use:   "all",
 		Short: "run every service and an embedded NATS server in one process (a single machine)",
-		Args:  cobra.NoArgs,
+		Long: `relay all runs every service in one process. With an empty nats.url in the
+network file it also runs an embedded NATS server, storing in --data (default:
+the network file's nats.store_dir, else .relay-data) and writing its URL to
+nats.url there, where relay status, sync, replay and dlq find it.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := f.log.logger()
 			net, err := loadNetwork(f.network)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := signalContext()
+			ctx, cancel := commandContext(0)
 			defer cancel()
-			log := f.logger()
 			softMemoryLimit(log)
 			embedded := net.NATS.URL == ""
-			st, err := app.Start(ctx, app.Options{Network: net, Embedded: embedded, DataDir: data, NATSPort: port, Logger: log, MetricsAddr: f.metrics, TransformerParallel: f.parallel})
+			st, err := app.Start(ctx, app.Options{Network: net, Embedded: embedded, DataDir: data, NATSPort: port, Logger: log,
+				MetricsAddr: f.metrics, TransformerParallel: f.parallel, Services: app.All})
 			if err != nil {
 				return err
 			}
@@ -117,8 +88,8 @@ func init() {
 			return ignoreCanceled(st.Run(ctx, app.All...))
 		},
 	}
-	f.add(all)
-	all.Flags().StringVar(&data, "data", envOr("RELAY_DATA", ".relay-data"), "folder for the embedded NATS server's JetStream store")
+	f.add(all, true)
+	all.Flags().StringVar(&data, "data", os.Getenv("RELAY_DATA"), "folder for the embedded NATS server's store and URL file (env RELAY_DATA; default: nats.store_dir, else .relay-data)")
 	all.Flags().IntVar(&port, "nats-port", 4222, "port of the embedded NATS server (-1: any free port)")
 	rootCmd.AddCommand(all)
 }

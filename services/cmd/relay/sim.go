@@ -56,7 +56,7 @@ the admin API (--admin), e.g.
 				level = slog.LevelDebug
 			}
 			o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-			ctx, cancel := signalContext()
+			ctx, cancel := commandContext(0)
 			defer cancel()
 			return simrun.Run(ctx, o)
 		},

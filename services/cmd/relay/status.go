@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"time"
 
@@ -11,20 +10,20 @@ import (
 )
 
 func init() {
-	var f opsFlags
+	var f natsFlags
 	c := &cobra.Command{
 		Use:   "status",
 		Short: "per site the last run and its records at each stage, consumer lag per stage, dead letters per stage and site",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			ctx, cancel := commandContext(2 * time.Minute)
 			defer cancel()
-			nc, js, sites, err := f.connect(ctx)
+			nc, js, net, err := f.connect(ctx)
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
-			st, err := ops.GetStatus(ctx, js, sites)
+			st, err := ops.GetStatus(ctx, js, siteIDs(net))
 			if err != nil {
 				return err
 			}

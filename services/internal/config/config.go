@@ -538,10 +538,24 @@ func (n *Network) validate() []Problem {
 	return ps
 }
 
+// Needs says which secrets a process reads: each service reads only its
+// own (a transformer container holds no token at all).
+type Needs struct {
+	SiteTokens, DestinationToken, PseudonymKey, NATSPassword bool
+}
+
+// AllSecrets is every secret the network file names (`relay all`, `relay
+// config validate`).
+var AllSecrets = Needs{SiteTokens: true, DestinationToken: true, PseudonymKey: true, NATSPassword: true}
+
 // CheckSecrets reads every secret the network file names and reports those
-// that cannot be read (never their values). `relay config validate` runs it;
-// each service reads only the secrets it uses.
-func (n *Network) CheckSecrets() []Problem {
+// that cannot be read (never their values).
+func (n *Network) CheckSecrets() []Problem { return n.CheckSecretsOf(AllSecrets) }
+
+// CheckSecretsOf reads the secrets a process needs and reports every one
+// that cannot be read, so a service refuses to start with the full list
+// instead of failing at a site's first run at 3 am.
+func (n *Network) CheckSecretsOf(need Needs) []Problem {
 	var ps []Problem
 	check := func(setting string, s Secret) {
 		if !s.IsSet() {
@@ -551,16 +565,25 @@ func (n *Network) CheckSecrets() []Problem {
 			ps = append(ps, Problem{Setting: setting, Message: err.Error()})
 		}
 	}
-	check("destination.token", n.Destination.Token)
-	check("pseudonym_key", n.PseudonymKey)
-	if n.NATS.User != "" {
+	if need.DestinationToken {
+		check("destination.token", n.Destination.Token)
+	}
+	if need.PseudonymKey {
+		check("pseudonym_key", n.PseudonymKey)
+	}
+	if need.NATSPassword && n.NATS.User != "" {
 		check("nats.password", n.NATS.Password)
 	}
-	for i, s := range n.Sites {
-		check(fmt.Sprintf("sites[%d].token", i), s.Token)
+	if need.SiteTokens {
+		for _, s := range n.Sites {
+			check(siteSetting(s, "token"), s.Token)
+		}
 	}
 	return ps
 }
+
+// siteSetting names a site's setting by the site's ID.
+func siteSetting(s Site, key string) string { return fmt.Sprintf("sites[%s].%s", s.ID, key) }
 
 // lineOf finds the line of a setting path such as sites[1].schedule; it falls
 // back to the nearest existing parent.

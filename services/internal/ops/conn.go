@@ -41,9 +41,7 @@ func Dial(ctx context.Context, c Conn) (*nats.Conn, jetstream.JetStream, error) 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	cctx, cancel := context.WithTimeout(ctx, c.Timeout)
-	defer cancel()
-	nc, err := broker.Connect(cctx, c.URL, broker.ConnectOptions{Name: "ops", User: c.User, Password: c.Password, CAFile: c.CAFile, Logger: log})
+	nc, err := broker.Connect(ctx, c.URL, broker.ConnectOptions{Name: "ops", User: c.User, Password: c.Password, CAFile: c.CAFile, Logger: log, Wait: c.Timeout})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -105,6 +106,13 @@ var envelopeKeys = map[string]bool{
 	"dest_record_id": true, "dag": true, "full": true, "reason": true, "taken_at": true,
 }
 
+// structureKeys are the columns of a record's rows that say which event and
+// repeat instance a row is: an operator needs them to act, and they are the
+// project's design, not a participant's data.
+var structureKeys = map[string]bool{
+	"redcap_event_name": true, "redcap_repeat_instrument": true, "redcap_repeat_instance": true,
+}
+
 // Redacted marks a removed value.
 const Redacted = "[redacted]"
 
@@ -136,6 +144,9 @@ func redact(v any) any {
 	switch x := v.(type) {
 	case map[string]any:
 		for k, y := range x {
+			if structureKeys[k] {
+				continue
+			}
 			x[k] = redact(y)
 		}
 		return x
@@ -260,7 +271,7 @@ func WriteDLQTable(w io.Writer, es []DeadLetterEntry) error {
 	fmt.Fprintln(tw, "SEQ\tWHEN\tSTAGE\tSITE\tRUN\tRECORD\tATTEMPTS\tERROR")
 	for _, e := range es {
 		l := e.Letter
-		msg := l.Error
+		msg := oneLine(l.Error)
 		if e.Unreadable {
 			msg = "(unreadable dead letter)"
 		}
@@ -277,4 +288,14 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// oneLine folds a multi-line error (a policy refusal lists one problem a
+// line) into one table cell; `relay dlq show` prints it whole.
+func oneLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	for i := range lines {
+		lines[i] = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(lines[i]), "- "))
+	}
+	return strings.Join(lines, "; ")
 }

@@ -329,3 +329,37 @@ func dlqCell(m map[string]uint64) string {
 	}
 	return strings.Join(parts, " ")
 }
+
+// KnownSites lists every site the pipeline's streams and state know of.
+func KnownSites(ctx context.Context, js jetstream.JetStream) ([]string, error) {
+	known := map[string]bool{}
+	if audit, err := js.Stream(ctx, messages.StreamAudit); err == nil {
+		if info, err := audit.Info(ctx, jetstream.WithSubjectFilter(messages.SubjectRun+".*")); err == nil {
+			for subj := range info.State.Subjects {
+				known[messages.SiteFromSubject(subj)] = true
+			}
+		}
+	}
+	if dlq, err := js.Stream(ctx, messages.StreamDLQ); err == nil {
+		if info, err := dlq.Info(ctx, jetstream.WithSubjectFilter(messages.SubjectDLQ+".>")); err == nil {
+			for subj := range info.State.Subjects {
+				if _, site, ok := parseDLQSubject(subj); ok {
+					known[site] = true
+				}
+			}
+		}
+	}
+	if kv, err := js.KeyValue(ctx, messages.BucketSiteState); err == nil {
+		if lister, err := kv.ListKeys(ctx); err == nil {
+			for k := range lister.Keys() {
+				known[k] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(known))
+	for s := range known {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out, nil
+}

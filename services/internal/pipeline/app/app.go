@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -37,6 +40,28 @@ const (
 // All lists every service in pipeline order.
 var All = topology.Services
 
+// DefaultDataDir is where `relay all` keeps its embedded JetStream store
+// when neither --data nor the network file's nats.store_dir says.
+const DefaultDataDir = ".relay-data"
+
+// EmbeddedURLFile, in the data folder, holds the client URL of a running
+// embedded server, so the operator's tools find it without copying it from
+// the banner.
+const EmbeddedURLFile = "nats.url"
+
+// ReadEmbeddedURL reads the URL a running embedded server wrote into dir.
+func ReadEmbeddedURL(dir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, EmbeddedURLFile))
+	if err != nil {
+		return "", err
+	}
+	u := strings.TrimSpace(string(b))
+	if u == "" {
+		return "", fmt.Errorf("%s is empty", filepath.Join(dir, EmbeddedURLFile))
+	}
+	return u, nil
+}
+
 // Options configures a process.
 type Options struct {
 	Network *config.Network
@@ -49,6 +74,10 @@ type Options struct {
 	// TransformerParallel is messages handled at once by the transformer.
 	TransformerParallel int
 	MetricsAddr         string
+	// Services are the services this process will run: Start checks
+	// that every secret they read can be read, and refuses to start with
+	// the full list otherwise.
+	Services []string
 	// NoProvision skips creating streams, consumers and buckets: a
 	// deployment whose service NATS users may not manage JetStream (compose)
 	// provisions once with an admin user (`relay provision`).
@@ -63,6 +92,52 @@ type Stack struct {
 	URL    string
 	Kit    *sitekit.Kit
 	opts   Options
+
+	urlFile string // the embedded server's URL file, removed on Close
+
+	mu       sync.Mutex
+	running  []chan struct{} // one per Run call, closed when it returns
+	notReady string          // why /readyz fails ("" once connected)
+}
+
+// Needs is what the named services read of the network file's secrets.
+func Needs(services ...string) config.Needs {
+	var n config.Needs
+	for _, s := range services {
+		switch s {
+		case Exporter:
+			n.SiteTokens, n.PseudonymKey, n.NATSPassword = true, true, true
+		case Transformer:
+			n.PseudonymKey, n.NATSPassword = true, true
+		case Importer:
+			n.DestinationToken, n.NATSPassword = true, true
+		case Checker:
+			n.SiteTokens, n.NATSPassword = true, true
+		case Ticker:
+			n.NATSPassword = true
+		}
+	}
+	return n
+}
+
+func (s *Stack) setNotReady(why string) {
+	s.mu.Lock()
+	s.notReady = why
+	s.mu.Unlock()
+}
+
+// ready is the /readyz check: connected to NATS and provisioned.
+func (s *Stack) ready() error {
+	s.mu.Lock()
+	why := s.notReady
+	s.mu.Unlock()
+	if why != "" {
+		return errors.New(why)
+	}
+	if s.NC == nil || !s.NC.IsConnected() {
+		return errors.New("NATS is not connected")
+	}
+	return nil
 }
 
 // Start starts the embedded server if asked, connects and provisions.
@@ -70,14 +145,26 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	s := &Stack{opts: o, URL: o.Network.NATS.URL, Kit: sitekit.New(o.Network, o.Logger)}
+	s := &Stack{opts: o, URL: o.Network.NATS.URL, Kit: sitekit.New(o.Network, o.Logger), notReady: "starting"}
+	if ps := o.Network.CheckSecretsOf(Needs(o.Services...)); len(ps) > 0 {
+		return nil, &config.Error{Path: o.Network.Path(), Problems: ps}
+	}
+	if o.MetricsAddr != "" {
+		// Up before NATS, so an orchestrator sees "not ready: cannot reach
+		// NATS" rather than a dead port.
+		go func() {
+			if err := telemetry.Serve(ctx, o.MetricsAddr, o.Logger, s.ready); err != nil {
+				o.Logger.Error("metrics endpoint", "addr", o.MetricsAddr, "err", err)
+			}
+		}()
+	}
 	if o.Embedded {
 		dir := o.DataDir
 		if dir == "" {
 			dir = o.Network.NATS.StoreDir
 		}
 		if dir == "" {
-			return nil, errors.New("the embedded NATS server needs a data folder (--data)")
+			dir = DefaultDataDir
 		}
 		port := o.NATSPort
 		if port == 0 {
@@ -88,6 +175,10 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			return nil, err
 		}
 		s.Server, s.URL = srv, srv.ClientURL()
+		s.urlFile = filepath.Join(dir, EmbeddedURLFile)
+		if err := os.WriteFile(s.urlFile, []byte(s.URL+"\n"), 0o600); err != nil {
+			o.Logger.Warn("the embedded server's URL is not written for the operator's tools", "file", s.urlFile, "err", err)
+		}
 	}
 	if s.URL == "" {
 		return nil, fmt.Errorf("%s: nats.url is empty: give the NATS server URL, or run `relay all` for an embedded one", o.Network.Path())
@@ -101,7 +192,9 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		}
 		password = p
 	}
-	nc, err := broker.Connect(ctx, s.URL, broker.ConnectOptions{Name: "relay", User: o.Network.NATS.User, Password: password, CAFile: o.Network.NATS.CAFile, Logger: o.Logger})
+	s.setNotReady("connecting to NATS")
+	nc, err := broker.Connect(ctx, s.URL, broker.ConnectOptions{Name: "relay", User: o.Network.NATS.User, Password: password, CAFile: o.Network.NATS.CAFile, Logger: o.Logger,
+		OnAttempt: func(n int, err error) { s.setNotReady(fmt.Sprintf("cannot reach NATS (attempt %d: %v)", n, err)) }})
 	if err != nil {
 		s.Close()
 		return nil, err
@@ -111,18 +204,33 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		s.Close()
 		return nil, err
 	}
-	if o.NoProvision {
-		return s, nil
+	if !o.NoProvision {
+		s.setNotReady("provisioning streams")
+		if err := broker.Provision(ctx, s.JS, o.Network.Streams); err != nil {
+			s.Close()
+			return nil, err
+		}
 	}
-	if err := broker.Provision(ctx, s.JS, o.Network.Streams); err != nil {
-		s.Close()
-		return nil, err
-	}
+	s.setNotReady("")
 	return s, nil
 }
 
-// Close disconnects and stops the embedded server.
+// Close waits for Run to return (its context must be done), disconnects
+// and stops the embedded server.
 func (s *Stack) Close() {
+	s.mu.Lock()
+	running := s.running
+	s.mu.Unlock()
+	for _, r := range running {
+		select {
+		case <-r:
+		case <-time.After(time.Minute):
+			s.opts.Logger.Warn("services did not stop within a minute; closing anyway")
+		}
+	}
+	if s.urlFile != "" {
+		_ = os.Remove(s.urlFile)
+	}
 	if s.NC != nil {
 		s.NC.Drain()
 	}
@@ -134,7 +242,11 @@ func (s *Stack) Close() {
 
 // Run runs the named services until ctx ends or one fails.
 func (s *Stack) Run(ctx context.Context, names ...string) error {
-	o := s.opts
+	done := make(chan struct{})
+	defer close(done)
+	s.mu.Lock()
+	s.running = append(s.running, done)
+	s.mu.Unlock()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -148,16 +260,6 @@ func (s *Stack) Run(ctx context.Context, names ...string) error {
 				cancel()
 			}
 		}()
-	}
-	if o.MetricsAddr != "" {
-		run("metrics", func(ctx context.Context) error {
-			return telemetry.Serve(ctx, o.MetricsAddr, o.Logger, func() error {
-				if !s.NC.IsConnected() {
-					return errors.New("NATS is not connected")
-				}
-				return nil
-			})
-		})
 	}
 	for _, name := range names {
 		f, err := s.service(name)

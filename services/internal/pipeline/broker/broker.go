@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -102,20 +104,40 @@ type ConnectOptions struct {
 	Password string
 	CAFile   string
 	Logger   *slog.Logger
+	// Wait bounds the first connection: an operator's tool says quickly
+	// that the server is unreachable. 0 waits for ever (services: a
+	// container started before the broker waits for it, retrying with
+	// backoff and saying so, instead of crash-looping).
+	Wait time.Duration
+	// OnAttempt is told about every failed attempt to reach the server
+	// (the service's readiness reports it).
+	OnAttempt func(attempt int, err error)
 }
 
 // Connect dials NATS and keeps reconnecting for ever: a broker restart must
-// not kill the services. The first connection is retried too, so services
-// started before the broker (compose) wait for it and say so.
+// not kill the services. The first connection is retried too, with backoff,
+// and every failed attempt is logged.
 func Connect(ctx context.Context, url string, o ConnectOptions) (*nats.Conn, error) {
 	log := o.Logger
 	if log == nil {
 		log = slog.Default()
 	}
+	var attempts atomic.Int64
+	failed := func(err error) {
+		n := int(attempts.Add(1))
+		if o.OnAttempt != nil {
+			o.OnAttempt(n, err)
+		}
+		// Every attempt for the first ten, then every tenth: the wait
+		// grows to 10 s, so a long outage logs a line every ~2 minutes.
+		if n <= 10 || n%10 == 0 {
+			log.Warn("cannot reach NATS; retrying", "url", redactedURL(url), "attempt", n, "next_in", reconnectDelay(n).String(), "err", err)
+		}
+	}
 	opts := []nats.Option{
 		nats.Name("relay-" + o.Name),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(500 * time.Millisecond),
+		nats.CustomReconnectDelay(reconnectDelay),
 		nats.ReconnectBufSize(64 << 20),
 		nats.RetryOnFailedConnect(true),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -123,7 +145,11 @@ func Connect(ctx context.Context, url string, o ConnectOptions) (*nats.Conn, err
 				log.Warn("nats disconnected; reconnecting", "err", err)
 			}
 		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) { failed(err) }),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			attempts.Store(0)
+			log.Info("nats reconnected", "url", c.ConnectedUrlRedacted())
+		}),
 	}
 	if o.User != "" {
 		opts = append(opts, nats.UserInfo(o.User, o.Password))
@@ -133,22 +159,44 @@ func Connect(ctx context.Context, url string, o ConnectOptions) (*nats.Conn, err
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("nats %s: %w", url, err)
+		return nil, fmt.Errorf("nats %s: %w", redactedURL(url), err)
 	}
-	// Wait for the first connection so that provisioning errors are clear.
-	deadline := time.Now().Add(60 * time.Second)
+	start := time.Now()
 	for !nc.IsConnected() {
-		if ctx.Err() != nil || time.Now().After(deadline) {
+		if ctx.Err() != nil || (o.Wait > 0 && time.Since(start) >= o.Wait) {
 			err := nc.LastError()
 			nc.Close()
 			if err == nil {
 				err = errors.New("no answer")
 			}
-			return nil, fmt.Errorf("nats %s: cannot connect within 60s: %w (is the server running, and the user/password right?)", url, err)
+			if ctx.Err() != nil && (o.Wait == 0 || time.Since(start) < o.Wait) {
+				return nil, fmt.Errorf("nats %s: not connected: %w", redactedURL(url), ctx.Err())
+			}
+			return nil, fmt.Errorf("nats %s: cannot connect within %s: %w (is the server running, and the user/password right?)", redactedURL(url), o.Wait.Round(time.Second), err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 	return nc, nil
+}
+
+// reconnectDelay grows from half a second to 10 s: quick after a broker
+// restart, quiet during a long outage.
+func reconnectDelay(attempt int) time.Duration {
+	d := 500 * time.Millisecond
+	for i := 1; i < attempt && d < 10*time.Second; i++ {
+		d *= 2
+	}
+	return min(d, 10*time.Second)
+}
+
+// redactedURL drops a password from a URL for messages.
+func redactedURL(u string) string {
+	if i := strings.Index(u, "@"); i >= 0 {
+		if j := strings.Index(u, "://"); j >= 0 && j < i {
+			return u[:j+3] + "***" + u[i:]
+		}
+	}
+	return u
 }
 
 // PublishAckTimeout bounds the wait for JetStream's ack of an async

@@ -161,14 +161,22 @@ func randomHex(n int) string {
 }
 
 func networkYAML(simURL string, sites []SiteSpec) string {
-	return networkYAMLFor(simURL, simURL, "reports", sites)
+	return networkYAMLFor(simURL, simURL, "reports", "nats", sites)
 }
 
-func networkYAMLFor(siteURL, destURL, reports string, sites []SiteSpec) string {
+// networkYAMLFor writes the demo's network file. The sites' schedules run in
+// their own time zones, but the simulator's clock (dateRangeBegin, the
+// change log) is UTC: server_time_zone says so, or every changed-since
+// window would be hours off.
+func networkYAMLFor(siteURL, destURL, reports, storeDir string, sites []SiteSpec) string {
 	var b strings.Builder
+	store := ""
+	if storeDir != "" {
+		store = "\n  store_dir: " + storeDir + "   # the embedded server's store; relay status, sync, dlq find its URL here"
+	}
 	fmt.Fprintf(&b, `# REDCap Relay demo network (written by relay demo). Paths are relative to this file.
 nats:
-  url: ""            # empty: relay all / relay demo run an embedded NATS server
+  url: ""            # empty: relay all / relay demo run an embedded NATS server%s
 destination:
   url: %s
   token: {file: secrets/destination.token}
@@ -176,7 +184,7 @@ destination:
 pseudonym_key: {file: secrets/pseudonym.key}
 reports_dir: %s
 sites:
-`, destURL, reports)
+`, store, destURL, reports)
 	for _, s := range sites {
 		fmt.Fprintf(&b, `  - id: %s
     name: %s
@@ -184,6 +192,7 @@ sites:
     token: {file: secrets/%s.token}
     schedule: "%s"
     time_zone: %s
+    server_time_zone: UTC   # the simulator's clock
     policy: policies/heal-core.yaml
     namespace: %s
     dag: %s

@@ -66,7 +66,7 @@ func Run(ctx context.Context, o RunOptions) error {
 	if err != nil {
 		return err
 	}
-	stack, err := app.Start(ctx, app.Options{Network: net, Embedded: true, DataDir: filepath.Join(o.DataDir, "nats"), NATSPort: -1, Logger: o.Logger, MetricsAddr: o.Metrics})
+	stack, err := app.Start(ctx, app.Options{Network: net, Embedded: true, NATSPort: -1, Logger: o.Logger, MetricsAddr: o.Metrics})
 	if err != nil {
 		return err
 	}
@@ -100,6 +100,7 @@ func Run(ctx context.Context, o RunOptions) error {
 		return sum.err()
 	}
 	fmt.Fprintf(o.Out, "\nserving: the schedules in %s keep running; Ctrl-C stops.\n", setup.NetworkFile)
+	fmt.Fprintf(o.Out, "operator tools (another terminal):\n  relay status -n %[1]s\n  relay sync -n %[1]s --site %[2]s\n  relay dlq list -n %[1]s\n", setup.NetworkFile, Sites[0].ID)
 	select {
 	case <-ctx.Done():
 		return nil

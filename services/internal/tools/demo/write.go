@@ -66,7 +66,7 @@ func Write(ctx context.Context, o WriteOptions) error {
 	if reports == "" {
 		reports = "reports"
 	}
-	net := networkYAMLFor(o.SiteURL, o.DestinationURL, reports, Sites)
+	net := networkYAMLFor(o.SiteURL, o.DestinationURL, reports, "", Sites)
 	return os.WriteFile(st.NetworkFile, []byte(net), 0o644)
 }
 
