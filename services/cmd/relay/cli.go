@@ -133,7 +133,7 @@ func (e *exitError) ExitCode() int { return e.code }
 // file an embedded server (`relay all`, `relay demo --serve`) writes.
 type natsFlags struct {
 	network, url, user, passwordFile, caFile, data string
-	json                                         bool
+	json                                           bool
 }
 
 func (f *natsFlags) add(c *cobra.Command) { f.addTo(c.Flags()) }
