@@ -8,6 +8,7 @@ package vlmd
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 )
 
 // SchemaVersion is the version of HEAL's VLMD schema this package writes and
@@ -134,7 +135,7 @@ func (f *Field) Cons() *Constraints {
 }
 
 // WriteJSON writes the dictionary as indented JSON.
-func (d *Dictionary) WriteJSON(w interface{ Write([]byte) (int, error) }) error {
+func (d *Dictionary) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)
