@@ -28,8 +28,7 @@ type layout struct {
 	exportFields []string
 	idField      string
 	dags         bool
-	// mapped counts released columns per core instrument; unmapped names
-	// instruments whose columns carry no mapping for want of a CDE id.
+	// mapped counts released columns per core-library instrument.
 	mapped   map[string]int
 	warnings []string
 }
@@ -60,6 +59,7 @@ func buildLayout(p *protocol.Protocol, dest *messages.MetadataSnapshot, dags []m
 	for _, f := range dest.Fields {
 		byName[f.FieldName] = f
 	}
+	multiRow := dest.Project.IsLongitudinal == 1 || len(dest.Events) > 0 || dest.Project.HasRepeatingInstrumentsOrEvents == 1 || len(dest.Repeating) > 0
 	have := map[string]bool{}
 	exportSeen := map[string]bool{}
 	noCDE := map[string]int{}
@@ -69,14 +69,20 @@ func buildLayout(p *protocol.Protocol, dest *messages.MetadataSnapshot, dags []m
 			continue
 		}
 		base := checkboxBase(f.Name)
+		if multiRow && f.Name != L.idField && f.Constraints != nil && f.Constraints.Required {
+			// REDCap's "required" holds where the form is entered; with a row
+			// per event or repeat, other rows leave it empty.
+			f.Constraints.Required = false
+			f.Custom.Set("redcapRequired", "y")
+		}
 		if f.Name == L.idField {
 			f.Cons().Required = true
 			f.Description += " (destination record ID: see README.md for how IDs were assigned)"
 		}
 		if it, ok := cde[f.Name]; ok {
+			L.mapped[it.inst.Name]++
 			if m := it.mapping(p); m != nil {
 				f.StandardsMappings = []vlmd.StandardsMapping{*m}
-				L.mapped[it.inst.Name]++
 			} else {
 				noCDE[it.inst.Name]++
 			}

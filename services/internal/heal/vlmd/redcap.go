@@ -139,6 +139,7 @@ func mapField(f messages.Field, section string) ([]Field, []Warning) {
 			if base.Constraints != nil {
 				cons := *base.Constraints
 				cons.MaxLength = nil
+				cons.Required = false // every choice column holds 0 or 1
 				cf.Constraints = &cons
 			}
 			cf.Custom = append(Pairs{}, base.Custom...)

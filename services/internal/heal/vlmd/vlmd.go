@@ -8,6 +8,7 @@ package vlmd
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 )
 
@@ -96,6 +97,28 @@ func (ps Pairs) MarshalJSON() ([]byte, error) {
 	}
 	b.WriteByte('}')
 	return b.Bytes(), nil
+}
+
+// UnmarshalJSON reads an object of strings, keeping the key order.
+func (ps *Pairs) UnmarshalJSON(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return fmt.Errorf("vlmd: expected an object of strings")
+	}
+	*ps = nil
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		var v string
+		if err := dec.Decode(&v); err != nil {
+			return fmt.Errorf("vlmd: key %v: %w", k, err)
+		}
+		*ps = append(*ps, Pair{k.(string), v})
+	}
+	_, err := dec.Token()
+	return err
 }
 
 // Get returns the value of key.
