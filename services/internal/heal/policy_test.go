@@ -273,7 +273,7 @@ func TestValidateCatchesBrokenPackages(t *testing.T) {
 			return strings.Replace(s, `"enum": [`, `"minimum": 0.5, "enum": [`, 1)
 		}, []string{"got number, want integer", "the manifest says"}},
 		"one value changed": {res.DataFile, func(s string) string { return strings.Replace(s, ",2\n", ",1\n", 1) }, []string{"has MD5"}},
-		"bad type": {FileDictCSV, func(s string) string { return strings.Replace(s, ",integer,", ",decimal,", 1) }, []string{"column type", "value must be one of"}},
+		"bad type":          {FileDictCSV, func(s string) string { return strings.Replace(s, ",integer,", ",decimal,", 1) }, []string{"column type", "value must be one of"}},
 		"column dropped from the data": {res.DataFile, func(s string) string {
 			lines := strings.Split(s, "\n")
 			for i, l := range lines {
