@@ -373,7 +373,7 @@ func noLeak(t *testing.T, d *demoNet, dir string, header []string, rows [][]stri
 
 // compileSite compiles a site's policy against its dictionary as the
 // pipeline does.
-func compileSite(t *testing.T, n *config.Network, st *config.Site) *policy.Compiled {
+func compileSite(t testing.TB, n *config.Network, st *config.Site) *policy.Compiled {
 	t.Helper()
 	cl, err := dryrun.SiteClient(st, nil)
 	if err != nil {
