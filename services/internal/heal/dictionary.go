@@ -28,6 +28,7 @@ type layout struct {
 	exportFields []string
 	idField      string
 	dags         bool
+	multiRow     bool // a row per event or repeat instance
 	// mapped counts released columns per core-library instrument.
 	mapped   map[string]int
 	warnings []string
@@ -60,6 +61,7 @@ func buildLayout(p *protocol.Protocol, dest *messages.MetadataSnapshot, dags []m
 		byName[f.FieldName] = f
 	}
 	multiRow := dest.Project.IsLongitudinal == 1 || len(dest.Events) > 0 || dest.Project.HasRepeatingInstrumentsOrEvents == 1 || len(dest.Repeating) > 0
+	L.multiRow = multiRow
 	have := map[string]bool{}
 	exportSeen := map[string]bool{}
 	noCDE := map[string]int{}

@@ -69,6 +69,9 @@ func writeReadme(w io.Writer, d readmeData) error {
 	p("An empty cell means the destination holds no value (not asked at that event, skipped by branching logic, not answered, or a form never saved: REDCap does not say which). " +
 		"Where the protocol's core library codes an answer as one of HEAL's missing-value categories (for example 98 \"Prefer not to answer\" = Refused, 99 \"Unknown\" = Don't know), " +
 		"the code is kept in the data and the dictionary lists it in the field's `missingValues` (with the empty cell) and names its category in `custom.missingValueCategories`. No value is recoded.\n\n")
+	if d.layout.multiRow {
+		p("With one row per event or repeat instance, a field REDCap requires (where its form is entered) is empty in the record's other rows: `constraints.required` is set for the record ID only, and REDCap's flag is kept in `custom.redcapRequired`.\n\n")
+	}
 	p("## Standards mappings\n\n")
 	p("Every variable of a core-library instrument carries `standardsMappings`: the instrument (source `heal-cde`, the HEAL CDE id and CRF name from HEAL's CRF table) and the item (the library's variable name). "+
 		"The instrument holding each variable is found by the protocol check of the destination's dictionary; a variable a site's policy renamed to a library name maps to that library item. Variables outside the library carry none. "+
