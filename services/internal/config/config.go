@@ -115,6 +115,9 @@ func (s *Streams) applyDefaults() {
 type Destination struct {
 	URL   string `yaml:"url"`
 	Token Secret `yaml:"token"`
+	// ExportToken is an optional read-only token (API Export right only)
+	// for `relay export heal`; unset, that command uses Token.
+	ExportToken Secret `yaml:"export_token"`
 	// CAFile adds a trusted CA (PEM) for a private TLS certificate.
 	CAFile string `yaml:"ca_file"`
 	// BatchSize is the number of records per Import Records call.
@@ -126,6 +129,21 @@ type Destination struct {
 	OverwriteBlanks bool     `yaml:"overwrite_blanks"`
 	CallsPerMinute  int      `yaml:"calls_per_minute"`
 	Timeout         Duration `yaml:"timeout"`
+}
+
+// ReadExportToken returns the token `relay export heal` reads the
+// destination with: ExportToken when set, else Token. The error names the
+// setting and the source, never the value.
+func (d Destination) ReadExportToken() (string, error) {
+	setting, s := "destination.export_token", d.ExportToken
+	if !s.IsSet() {
+		setting, s = "destination.token", d.Token
+	}
+	v, err := s.Read()
+	if err != nil {
+		return "", fmt.Errorf("%s (%s): %w", setting, s, err)
+	}
+	return v, nil
 }
 
 // Site is one remote REDCap project.
@@ -414,6 +432,7 @@ func (n *Network) resolvePaths() {
 	abs(&n.NATS.CAFile)
 	abs(&n.NATS.StoreDir)
 	abs(&n.Destination.Token.File)
+	abs(&n.Destination.ExportToken.File)
 	abs(&n.Destination.CAFile)
 	for i := range n.Sites {
 		s := &n.Sites[i]
@@ -465,6 +484,9 @@ func (n *Network) validate() []Problem {
 	}
 	checkURL("destination.url", n.Destination.URL)
 	checkSecret("destination.token", n.Destination.Token, "the destination's API token")
+	if n.Destination.ExportToken.File != "" && n.Destination.ExportToken.Env != "" {
+		add("destination.export_token", "give either file or env, not both")
+	}
 	checkFile("destination.ca_file", n.Destination.CAFile)
 	if n.Destination.BatchSize < 1 || n.Destination.BatchSize > 5000 {
 		add("destination.batch_size", "%d is out of range 1..5000", n.Destination.BatchSize)
@@ -541,12 +563,12 @@ func (n *Network) validate() []Problem {
 // Needs says which secrets a process reads: each service reads only its
 // own (a transformer container holds no token at all).
 type Needs struct {
-	SiteTokens, DestinationToken, PseudonymKey, NATSPassword bool
+	SiteTokens, DestinationToken, ExportToken, PseudonymKey, NATSPassword bool
 }
 
 // AllSecrets is every secret the network file names (`relay all`, `relay
 // config validate`).
-var AllSecrets = Needs{SiteTokens: true, DestinationToken: true, PseudonymKey: true, NATSPassword: true}
+var AllSecrets = Needs{SiteTokens: true, DestinationToken: true, ExportToken: true, PseudonymKey: true, NATSPassword: true}
 
 // CheckSecrets reads every secret the network file names and reports those
 // that cannot be read (never their values).
@@ -567,6 +589,9 @@ func (n *Network) CheckSecretsOf(need Needs) []Problem {
 	}
 	if need.DestinationToken {
 		check("destination.token", n.Destination.Token)
+	}
+	if need.ExportToken {
+		check("destination.export_token", n.Destination.ExportToken)
 	}
 	if need.PseudonymKey {
 		check("pseudonym_key", n.PseudonymKey)
