@@ -147,17 +147,27 @@ const (
 
 // RunEvent is one step of a site run's lifecycle, on relay.run.<site>.
 type RunEvent struct {
-	V         int       `json:"v"`
-	Site      string    `json:"site"`
-	RunID     string    `json:"run_id"`
-	Phase     string    `json:"phase"`
-	Full      bool      `json:"full"`
-	Exported  int       `json:"exported"` // records published
-	Deleted   int       `json:"deleted"`  // deletions published
-	Unchanged int       `json:"unchanged,omitempty"`
-	Calls     int       `json:"calls"`           // REDCap API calls made
-	Error     string    `json:"error,omitempty"` // never values or tokens
-	At        time.Time `json:"at"`
+	V         int    `json:"v"`
+	Site      string `json:"site"`
+	RunID     string `json:"run_id"`
+	Phase     string `json:"phase"`
+	Full      bool   `json:"full"`
+	Exported  int    `json:"exported"` // records published
+	Deleted   int    `json:"deleted"`  // deletions published
+	Unchanged int    `json:"unchanged,omitempty"`
+	Calls     int    `json:"calls"`           // REDCap API calls made
+	Error     string `json:"error,omitempty"` // never values or tokens
+	// Deletions not carried out in this run: pending (waiting for the
+	// site's deletion delay) and held (waiting for an operator).
+	DeletionsPending int `json:"deletions_pending,omitempty"`
+	DeletionsHeld    int `json:"deletions_held,omitempty"`
+	// ShortAnswers counts REDCap answers that lacked records or rows the
+	// run asked for (retried until complete).
+	ShortAnswers int `json:"short_answers,omitempty"`
+	// Warnings are what the operator should know of a run that succeeded
+	// (held deletions, a record-ID list that answered incompletely).
+	Warnings []string  `json:"warnings,omitempty"`
+	At       time.Time `json:"at"`
 }
 
 func (m RunEvent) MsgID() string { return "run." + m.RunID + "." + m.Phase }

@@ -89,4 +89,9 @@ type SiteState struct {
 	PolicyVersion string    `json:"policy_version"`
 	LastRun       string    `json:"last_run"`
 	Records       int       `json:"records"`
+	// DAGAccess is what the site's token saw of the project's data access
+	// groups at the last measure: "all <hash of the DAG list>", or
+	// "restricted" (the token is assigned to a DAG and sees only its
+	// records). A change holds the run's deletions.
+	DAGAccess string `json:"dag_access,omitempty"`
 }

@@ -86,10 +86,15 @@ type netOpts struct {
 	// REDCap rejects other values at import.
 	destScoreCodes string
 	deletions      bool
-	timing         timing
-	batchSize      int
-	importBatch    int
-	natsPort       int
+	// dags puts each site's records in two data access groups (east, west).
+	dags bool
+	// siteExtra is appended to every site's entry in the network file
+	// (YAML lines indented by four spaces), e.g. "    max_deletions_per_run: 10\n".
+	siteExtra   string
+	timing      timing
+	batchSize   int
+	importBatch int
+	natsPort    int
 }
 
 // testNet is one simulated network: a simulator (behind the faults
@@ -148,11 +153,19 @@ func newNet(t *testing.T, o netOpts) *testNet {
 
 	os.MkdirAll(filepath.Join(n.dir, "secrets"), 0o700)
 	for i, site := range o.sites {
-		pid, err := sim.CreateProject(redcapsim.ProjectSpec{Title: site, Fields: surveyFields})
+		spec := redcapsim.ProjectSpec{Title: site, Fields: surveyFields}
+		rows := siteRows(o.records, i)
+		if o.dags {
+			spec.DAGs = []messages.DAG{{Name: "East", Unique: "east"}, {Name: "West", Unique: "west"}}
+			for j, r := range rows {
+				r["redcap_data_access_group"] = []string{"east", "west"}[j%2]
+			}
+		}
+		pid, err := sim.CreateProject(spec)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := sim.ImportRows(pid, siteRows(o.records, i), false); err != nil {
+		if err := sim.ImportRows(pid, rows, false); err != nil {
 			t.Fatalf("seed %s: %v", site, err)
 		}
 		n.sites[site] = pid
@@ -202,6 +215,7 @@ func (n *testNet) writeNetwork(natsURL string) *config.Network {
 	for _, s := range n.opts.sites {
 		fmt.Fprintf(&b, "  - id: %s\n    url: %s\n    token: {file: secrets/%s.token}\n    schedule: \"@yearly\"\n    policy: policy.yaml\n    propagate_deletions: %v\n    batch_size: %d\n    calls_per_minute: -1\n    overlap: 1s\n",
 			s, n.simURL, s, n.opts.deletions, n.opts.batchSize)
+		b.WriteString(n.opts.siteExtra)
 	}
 	path := filepath.Join(n.dir, "network.yaml")
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {

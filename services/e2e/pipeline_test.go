@@ -84,8 +84,12 @@ func TestIncrementalRunsAndDeletions(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev = n.sync(false, t0.Add(4*time.Second))["alpha"]
-	if ev.Exported != 2 || ev.Deleted != 1 {
-		t.Fatalf("run after changes exported %d and deleted %d, want 2 and 1", ev.Exported, ev.Deleted)
+	if ev.Exported != 2 || ev.Deleted != 0 || ev.DeletionsPending != 1 {
+		t.Fatalf("run after changes exported %d, deleted %d, pending %d; want 2, 0 and 1 (a deletion waits for the next run)", ev.Exported, ev.Deleted, ev.DeletionsPending)
+	}
+	ev = n.sync(false, t0.Add(6*time.Second))["alpha"]
+	if ev.Exported != 0 || ev.Deleted != 1 || ev.DeletionsPending != 0 {
+		t.Fatalf("next run exported %d, deleted %d, pending %d; want 0, 1 and 0", ev.Exported, ev.Deleted, ev.DeletionsPending)
 	}
 	if got := n.rawCount("alpha"); got != before+3 {
 		t.Errorf("raw stream grew by %d messages, want 3 (2 changed, 1 deletion)", got-before)

@@ -47,7 +47,8 @@ func (e *Exporter) Export(ctx context.Context, req messages.ExportRequested) err
 		log.Info("run interrupted; it is redone when an exporter takes the request again", "cause", context.Cause(ctx))
 		return err
 	}
-	ev := messages.RunEvent{Site: site.ID, RunID: req.RunID, Full: res.full, Exported: res.exported, Deleted: res.deleted, Unchanged: res.unchanged, Calls: res.calls}
+	ev := messages.RunEvent{Site: site.ID, RunID: req.RunID, Full: res.full, Exported: res.exported, Deleted: res.deleted, Unchanged: res.unchanged, Calls: res.calls,
+		DeletionsPending: res.pending, DeletionsHeld: res.held, ShortAnswers: res.short, Warnings: res.warnings}
 	if err != nil {
 		ev.Phase, ev.Error = messages.PhaseFailed, err.Error()
 		e.runEvent(ctx, ev)
@@ -61,10 +62,15 @@ func (e *Exporter) Export(ctx context.Context, req messages.ExportRequested) err
 	}
 	ev.Phase = messages.PhaseExported
 	e.runEvent(ctx, ev)
-	telemetry.Runs.WithLabelValues(site.ID, "exported").Inc()
+	result := "exported"
+	if res.held > 0 {
+		result = "deletions_held"
+	}
+	telemetry.Runs.WithLabelValues(site.ID, result).Inc()
 	telemetry.LastRun.WithLabelValues(site.ID).SetToCurrentTime()
 	log.Info("run exported", "full", res.full, "records", res.exported, "unchanged", res.unchanged,
-		"deleted", res.deleted, "api_calls", res.calls, "seconds", time.Since(start).Round(time.Millisecond).Seconds())
+		"deleted", res.deleted, "deletions_pending", res.pending, "deletions_held", res.held, "short_answers", res.short,
+		"api_calls", res.calls, "seconds", time.Since(start).Round(time.Millisecond).Seconds())
 	return nil
 }
 

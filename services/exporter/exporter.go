@@ -69,6 +69,7 @@ type REDCap interface {
 	sitemeta.Source
 	ExportRecordIDs(ctx context.Context, idField string, since time.Time) ([]string, error)
 	ExportRecords(ctx context.Context, p redcap.ExportParams) ([]messages.Row, error)
+	ExportDAGs(ctx context.Context) ([]messages.DAG, error)
 	Calls() int64
 }
 

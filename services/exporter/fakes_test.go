@@ -46,6 +46,15 @@ type fakeSite struct {
 	calls   int64
 	// failExport makes every record export fail with this error.
 	failExport error
+	// hide leaves these records out of every answer (a DAG-restricted token,
+	// or a server answering incompletely); omitFromList leaves them out of
+	// full record-ID lists only, for the next omitAnswers answers.
+	hide         map[string]bool
+	omitFromList map[string]bool
+	omitAnswers  int
+	// dropRows drops every n-th row of record exports (1 in n).
+	dropEvery, dropped int
+	dagRestricted      bool
 }
 
 func newFakeSite(n int, at time.Time) *fakeSite {
@@ -87,7 +96,17 @@ func (s *fakeSite) ExportInstruments(context.Context) ([]messages.Instrument, er
 	s.call()
 	return []messages.Instrument{{InstrumentName: "survey", InstrumentLabel: "Survey"}}, nil
 }
-func (s *fakeSite) ExportArms(context.Context) ([]messages.Arm, error)     { s.call(); return nil, nil }
+func (s *fakeSite) ExportArms(context.Context) ([]messages.Arm, error) { s.call(); return nil, nil }
+func (s *fakeSite) ExportDAGs(context.Context) ([]messages.DAG, error) {
+	s.call()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dagRestricted {
+		return nil, &redcap.Error{Site: "alpha", Call: "export DAGs", Status: 403, Kind: redcap.KindPermanent,
+			Message: "You do not have permission to export or import Data Access Groups because you are assigned to a Data Access Group."}
+	}
+	return []messages.DAG{{Name: "A", Unique: "a", ID: 1}}, nil
+}
 func (s *fakeSite) ExportEvents(context.Context) ([]messages.Event, error) { s.call(); return nil, nil }
 func (s *fakeSite) ExportFormEventMapping(context.Context) ([]messages.FormEvent, error) {
 	s.call()
@@ -104,6 +123,9 @@ func (s *fakeSite) ExportRecordIDs(_ context.Context, _ string, since time.Time)
 	defer s.mu.Unlock()
 	var ids []string
 	for id, at := range s.changed {
+		if s.hide[id] {
+			continue
+		}
 		if since.IsZero() || !at.Before(since) {
 			ids = append(ids, id)
 		}
@@ -119,9 +141,35 @@ func (s *fakeSite) ExportRecords(_ context.Context, p redcap.ExportParams) ([]me
 	if s.failExport != nil {
 		return nil, s.failExport
 	}
+	ids := p.Records
+	listing := len(p.Fields) == 1 && p.Fields[0] == "record_id"
+	if len(ids) == 0 {
+		for id := range s.rows {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		if listing && s.omitAnswers > 0 {
+			s.omitAnswers--
+			var kept []string
+			for _, id := range ids {
+				if !s.omitFromList[id] {
+					kept = append(kept, id)
+				}
+			}
+			ids = kept
+		}
+	}
 	var out []messages.Row
-	for _, id := range p.Records {
+	for _, id := range ids {
+		if s.hide[id] {
+			continue
+		}
 		for _, r := range s.rows[id] {
+			if s.dropEvery > 0 {
+				if s.dropped++; s.dropped%s.dropEvery == 0 {
+					continue
+				}
+			}
 			row := messages.Row{}
 			for k, v := range r {
 				if len(p.Fields) == 0 || slices.Contains(p.Fields, k) || strings.HasSuffix(k, "_complete") {
@@ -161,6 +209,8 @@ func (f *fakeSites) Policy(site string, snap *messages.MetadataSnapshot) (*polic
 // fakeStore is JetStream in memory.
 type fakeStore struct {
 	mu        sync.Mutex
+	deletions map[string]messages.DeletionState
+	decisions map[string]*messages.DeletionDecision
 	state     map[string]messages.SiteState
 	known     map[string]Known
 	snaps     map[string]*messages.MetadataSnapshot
@@ -172,7 +222,7 @@ type fakeStore struct {
 }
 
 func newFakeStore() *fakeStore {
-	return &fakeStore{state: map[string]messages.SiteState{}, known: map[string]Known{}, snaps: map[string]*messages.MetadataSnapshot{}, leased: map[string]string{}}
+	return &fakeStore{deletions: map[string]messages.DeletionState{}, decisions: map[string]*messages.DeletionDecision{}, state: map[string]messages.SiteState{}, known: map[string]Known{}, snaps: map[string]*messages.MetadataSnapshot{}, leased: map[string]string{}}
 }
 
 func (f *fakeStore) Lease(_ context.Context, site, run string) (func(), error) {
@@ -227,6 +277,25 @@ func (f *fakeStore) PublishSnapshot(_ context.Context, snap *messages.MetadataSn
 	cp := *snap
 	f.snaps[messages.MetadataKey(snap.Site, snap.Hash)] = &cp
 	return nil
+}
+
+func (f *fakeStore) Deletions(_ context.Context, site string) (messages.DeletionState, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.deletions[site], nil
+}
+
+func (f *fakeStore) SaveDeletions(_ context.Context, site string, st messages.DeletionState) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.deletions[site] = st
+	return nil
+}
+
+func (f *fakeStore) Decision(_ context.Context, site, run string) (*messages.DeletionDecision, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.decisions[messages.DeletionDecisionKey(site, run)], nil
 }
 
 func (f *fakeStore) Publisher() Publisher { return &fakePublisher{store: f} }
@@ -294,7 +363,8 @@ func newUnit(t *testing.T, records int, mutate func(*config.Site)) *unit {
 	u := &unit{t: t, now: time.Date(2026, 11, 1, 2, 0, 0, 0, time.UTC), store: newFakeStore()}
 	u.site = newFakeSite(records, u.now.Add(-time.Hour))
 	st := config.Site{ID: "alpha", Namespace: "alpha", BatchSize: 7, ExportConcurrency: 2, FullEvery: config.Duration(7 * 24 * time.Hour),
-		Overlap: config.Duration(time.Minute), TimeZone: "UTC", ServerTimeZone: "UTC"}
+		Overlap: config.Duration(time.Minute), TimeZone: "UTC", ServerTimeZone: "UTC",
+		DeletionDelay: config.DeletionDelay{Mode: config.DelayRun}, MaxDeletionsPerRun: config.Limit{Percent: 2, AtLeast: 5}}
 	if mutate != nil {
 		mutate(&st)
 	}

@@ -46,7 +46,7 @@ func unchanged(prev Known, id, hash string, force bool) bool {
 }
 
 // gone lists the IDs known before that the site no longer lists.
-func gone(prev Known, current map[string]struct{}) []string {
+func gone[V any](prev Known, current map[string]V) []string {
 	var out []string
 	for id := range prev {
 		if _, ok := current[id]; !ok {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,6 +24,8 @@ type result struct {
 	full                         bool
 	exported, deleted, unchanged int
 	calls                        int
+	pending, held, short         int
+	warnings                     []string
 }
 
 // siteRun is one run's working set.
@@ -36,6 +38,8 @@ type siteRun struct {
 	compiled *policy.Compiled
 	plan     runPlan
 	pub      Publisher
+	short    int    // answers that lacked records or rows
+	access   string // the token's DAG access measured this run ("" = not measured)
 }
 
 func (r *siteRun) version() int64 { return r.req.RequestedAt.UnixMilli() }
@@ -64,34 +68,56 @@ func (e *Exporter) run(ctx context.Context, site *config.Site, req messages.Expo
 		return res, err
 	}
 
-	// 2. Full or changed-since.
+	// 2. Full or changed-since, and the record-ID list checked against
+	// what is known.
 	r.plan = planRun(req, st, r.snap.Hash, r.compiled.Version(), r.start, site.FullEvery.D())
 	res.full = r.plan.Full
-	all, todo, err := e.listIDs(ctx, r, st)
-	if err != nil {
-		return res, err
-	}
 	prev, err := e.d.Store.Known(ctx, site.ID)
 	if err != nil {
 		return res, err
 	}
-	next, current := carryKnown(prev, all)
-
-	// 3. Records, batch by batch.
-	if res.exported, res.unchanged, err = e.exportRecords(ctx, r, todo, prev, next, current); err != nil {
+	list, todo, err := e.listIDs(ctx, r, st, prev)
+	if err != nil {
 		return res, err
 	}
+	absent, err := e.absentRecords(ctx, r, prev, list, &todo)
+	if err != nil {
+		return res, err
+	}
+	next, current := carryKnown(prev, list.order)
 
-	// 4. Deletions: known before, gone now.
-	for _, id := range gone(prev, current) {
-		if site.PropagateDeletions {
-			m := messages.RecordExported{V: messages.V, Site: site.ID, RunID: req.RunID, RecordID: id, Version: r.version(),
-				Hash: "deleted", MetadataHash: r.snap.Hash, Deleted: true, ExportedAt: r.start}
-			if err := r.pub.Add(ctx, messages.RecordsRawSubject(site.ID), m.MsgID(), broker.Route{Site: site.ID, Run: req.RunID, Record: id}, m); err != nil {
-				return res, err
-			}
+	// 3. Records, batch by batch.
+	var short atomic.Int64
+	if res.exported, res.unchanged, err = e.exportRecords(ctx, r, todo, list, prev, next, current, &short); err != nil {
+		return res, err
+	}
+	r.short += int(short.Load())
+
+	// 4. Deletions: known before, gone now, and confirmed gone.
+	del, err := e.deletions(ctx, r, st, absent)
+	if err != nil {
+		return res, err
+	}
+	for _, id := range del.Delete {
+		m := messages.RecordExported{V: messages.V, Site: site.ID, RunID: req.RunID, RecordID: id, Version: r.version(),
+			Hash: "deleted", MetadataHash: r.snap.Hash, Deleted: true, ExportedAt: r.start}
+		if err := r.pub.Add(ctx, messages.RecordsRawSubject(site.ID), m.MsgID(), broker.Route{Site: site.ID, Run: req.RunID}, m); err != nil {
+			return res, err
 		}
-		res.deleted++
+	}
+	res.deleted = len(del.Delete)
+	// Records waiting or held stay known (they are candidates again next
+	// run); records carried out, rejected or no longer propagated do not.
+	for id := range del.State.Pending {
+		next[id] = prev[id]
+	}
+	res.pending, res.short = len(del.State.Pending), r.short
+	if del.State.Held != nil {
+		res.held = len(del.State.Held.Records)
+		res.warnings = append(res.warnings, del.Warn+": confirm with `relay deletions approve --site "+site.ID+" --run "+del.State.Held.Run+"`, or `reject`")
+	}
+	if r.short > 0 {
+		res.warnings = append(res.warnings, fmt.Sprintf("%d REDCap answer(s) lacked records or rows and were asked again", r.short))
 	}
 
 	// 5. Only when everything is stored does the site's state move on.
@@ -101,14 +127,22 @@ func (e *Exporter) run(ctx context.Context, site *config.Site, req messages.Expo
 	if err := e.d.Store.SaveKnown(ctx, site.ID, next); err != nil {
 		return res, err
 	}
+	if err := e.d.Store.SaveDeletions(ctx, site.ID, del.State); err != nil {
+		return res, err
+	}
 	st.Cursor, st.FieldsHash, st.SnapshotHash = r.start, sitemeta.FieldsHash(r.snap.Fields), r.snap.Hash
-	st.PolicyVersion, st.LastRun, st.Records = r.compiled.Version(), req.RunID, len(all)
+	st.PolicyVersion, st.LastRun, st.Records = r.compiled.Version(), req.RunID, len(list.order)
+	if r.access != "" {
+		st.DAGAccess = r.access
+	}
 	if res.full {
 		st.LastFull = r.start
 	}
 	telemetry.Records.WithLabelValues(messages.StageExport, site.ID, "exported").Add(float64(res.exported))
 	telemetry.Records.WithLabelValues(messages.StageExport, site.ID, "unchanged").Add(float64(res.unchanged))
 	telemetry.Records.WithLabelValues(messages.StageExport, site.ID, "deleted").Add(float64(res.deleted))
+	telemetry.DeletionsHeld.WithLabelValues(site.ID).Set(float64(res.held))
+	telemetry.DeletionsPending.WithLabelValues(site.ID).Set(float64(res.pending))
 	return res, e.d.Store.SaveState(ctx, site.ID, st)
 }
 
@@ -151,37 +185,129 @@ func (e *Exporter) compile(ctx context.Context, r *siteRun) (*policy.Compiled, e
 	return compiled, nil
 }
 
-// listIDs asks for every record ID and, on an incremental run, for those
-// changed since the cursor (minus the overlap, in the server's time zone:
-// REDCap reads dateRangeBegin as server-local time).
-func (e *Exporter) listIDs(ctx context.Context, r *siteRun, st messages.SiteState) (all, todo []string, err error) {
+// listIDs lists every record ID (with the rows each has) and, on an
+// incremental run, those changed since the cursor (minus the overlap, in
+// the server's time zone: REDCap reads dateRangeBegin as server-local time),
+// checking the answers against each other. The records to export are every
+// record on a full run; on an incremental one the changed records and those
+// the known set lacks (new, or wrongly dropped earlier: exported again
+// whatever their content hash).
+func (e *Exporter) listIDs(ctx context.Context, r *siteRun, st messages.SiteState, prev Known) (*idList, []string, error) {
 	idField := r.compiled.RecordIDField()
-	all, err = retry.Value(ctx, e.retry, func() ([]string, error) { return r.client.ExportRecordIDs(ctx, idField, time.Time{}) })
-	if err != nil || r.plan.Full {
-		return all, all, err
+	list := newIDList()
+	rows, err := e.exportIDRows(ctx, r, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	list.add(rows, idField)
+	if r.plan.Full {
+		// A second answer costs one call per full run and is the only
+		// evidence the first one was complete.
+		second, err := e.exportIDRows(ctx, r, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		if list.add(second, idField) > 0 || distinctIDs(second, idField) != len(list.order) {
+			r.short++
+			if err := e.stabilise(ctx, r, list); err != nil {
+				return nil, nil, err
+			}
+		}
+		return list, list.order, nil
 	}
 	since := st.Cursor.Add(-r.site.Overlap.D()).In(r.site.ServerLocation())
-	todo, err = retry.Value(ctx, e.retry, func() ([]string, error) { return r.client.ExportRecordIDs(ctx, idField, since) })
-	return all, todo, err
+	changed, err := retry.Value(ctx, e.retry, func() ([]string, error) { return r.client.ExportRecordIDs(ctx, idField, since) })
+	if err != nil {
+		return nil, nil, err
+	}
+	if list.addIDs(changed) > 0 {
+		// Changed records missing from the full list: it was short.
+		r.short++
+		if err := e.stabilise(ctx, r, list); err != nil {
+			return nil, nil, err
+		}
+	}
+	todo := append([]string(nil), changed...)
+	seen := make(map[string]bool, len(changed))
+	for _, id := range changed {
+		seen[id] = true
+	}
+	for _, id := range list.order {
+		if _, known := prev[id]; !known && !seen[id] {
+			todo = append(todo, id)
+		}
+	}
+	return list, todo, nil
+}
+
+func distinctIDs(rows []messages.Row, idField string) int {
+	seen := make(map[string]struct{}, len(rows))
+	for _, r := range rows {
+		seen[r[idField]] = struct{}{}
+	}
+	return len(seen)
+}
+
+// absentRecords are the known records the list lacks and a direct export
+// does not find either. Those it does find were missing from the list: they
+// join it (and the records to export), and the list is stabilised.
+func (e *Exporter) absentRecords(ctx context.Context, r *siteRun, prev Known, list *idList, todo *[]string) ([]string, error) {
+	var candidates []string
+	for _, id := range gone(prev, list.rows) {
+		candidates = append(candidates, id)
+	}
+	if len(candidates) == 0 || !r.site.PropagateDeletions {
+		return nil, nil // without propagation a vanished record is only forgotten
+	}
+	found, err := e.confirmCandidates(ctx, r, candidates)
+	if err != nil {
+		return nil, err
+	}
+	var absent []string
+	idField := r.compiled.RecordIDField()
+	for _, id := range candidates {
+		rows, ok := found[id]
+		if !ok {
+			absent = append(absent, id)
+			continue
+		}
+		list.add(rows, idField)
+		*todo = append(*todo, id)
+	}
+	if len(found) > 0 {
+		r.short++
+		e.log.Warn("the record-ID list lacked records that exist at the site; asking again", "site", r.site.ID, "run", r.req.RunID, "missing_from_list", len(found))
+		if err := e.stabilise(ctx, r, list); err != nil {
+			return nil, err
+		}
+		var still []string
+		for _, id := range absent {
+			if !list.has(id) {
+				still = append(still, id)
+			} else {
+				*todo = append(*todo, id)
+			}
+		}
+		absent = still
+	}
+	return absent, nil
 }
 
 // exportRecords exports the records to do in batches (up to
 // ExportConcurrency calls at once: REDCap's per-call overhead dominates
-// small batches) and publishes those whose content changed.
-func (e *Exporter) exportRecords(ctx context.Context, r *siteRun, todo []string, prev, next Known, current map[string]struct{}) (exported, same int, err error) {
-	site, idField := r.site, r.compiled.RecordIDField()
-	fields, events := r.compiled.ExportFields(), r.compiled.ExportEvents()
-	results := exportBatches(ctx, todo, site.BatchSize, site.ExportConcurrency, func(ids []string) ([]messages.Row, error) {
-		return retry.Value(ctx, e.retry, func() ([]messages.Row, error) {
-			return r.client.ExportRecords(ctx, redcap.ExportParams{Records: ids, Fields: fields, Events: events})
-		})
+// small batches), each answer checked against the ID list, and publishes
+// those whose content changed.
+func (e *Exporter) exportRecords(ctx context.Context, r *siteRun, todo []string, list *idList, prev, next Known, current map[string]struct{}, short *atomic.Int64) (exported, same int, err error) {
+	site := r.site
+	results := exportBatches(ctx, todo, site.BatchSize, site.ExportConcurrency, func(ids []string) ([]redcap.Record, error) {
+		return e.fetchComplete(ctx, r, ids, list, short)
 	})
 	done := 0
 	for b := range results {
 		if b.err != nil {
 			return exported, same, fmt.Errorf("site %s: export batch %d (records %d-%d of %d): %w", site.ID, b.index+1, b.from+1, b.from+b.count, len(todo), b.err)
 		}
-		for _, rec := range redcap.GroupRecords(b.rows, idField) {
+		for _, rec := range b.records {
 			if _, ok := current[rec.ID]; !ok {
 				continue // created after the ID list; the next run takes it
 			}
@@ -211,48 +337,6 @@ func (e *Exporter) exportRecords(ctx context.Context, r *siteRun, todo []string,
 		}
 	}
 	return exported, same, nil
-}
-
-type batchResult struct {
-	index, from, count int
-	rows               []messages.Row
-	err                error
-}
-
-// exportBatches fetches the batches with at most conc calls in flight and
-// delivers each result on the channel (in completion order). After the
-// first error it starts no new call.
-func exportBatches(ctx context.Context, ids []string, size, conc int, fetch func([]string) ([]messages.Row, error)) <-chan batchResult {
-	out := make(chan batchResult, conc)
-	ctx, cancel := context.WithCancel(ctx)
-	go func() {
-		defer close(out)
-		defer cancel()
-		sem := make(chan struct{}, max(conc, 1))
-		var wg sync.WaitGroup
-		for i, n := 0, 0; i < len(ids); i, n = i+size, n+1 {
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-			}
-			if ctx.Err() != nil {
-				break
-			}
-			wg.Add(1)
-			go func(i, n int) {
-				defer wg.Done()
-				defer func() { <-sem }()
-				part := ids[i:min(i+size, len(ids))]
-				rows, err := fetch(part)
-				if err != nil {
-					cancel()
-				}
-				out <- batchResult{index: n, from: i, count: len(part), rows: rows, err: err}
-			}(i, n)
-		}
-		wg.Wait()
-	}()
-	return out
 }
 
 // checkRawStream fails the run while RECORDS_RAW or the transformers'

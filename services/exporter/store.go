@@ -33,6 +33,11 @@ type Store interface {
 	// PublishSnapshot stores the run's snapshot by its hash and announces it
 	// on relay.metadata.<site> (the checker's input).
 	PublishSnapshot(ctx context.Context, snap *messages.MetadataSnapshot) error
+	// Deletions is the site's pending and held deletions.
+	Deletions(ctx context.Context, site string) (messages.DeletionState, error)
+	SaveDeletions(ctx context.Context, site string, st messages.DeletionState) error
+	// Decision is an operator's decision on a held run (nil: none yet).
+	Decision(ctx context.Context, site, run string) (*messages.DeletionDecision, error)
 	// Publisher queues the run's messages and waits for their acks.
 	Publisher() Publisher
 	// RunEvent publishes a run's lifecycle step.
@@ -189,4 +194,59 @@ func (s JetStreamStore) RunEvent(ctx context.Context, ev messages.RunEvent) erro
 
 func (s JetStreamStore) RawBacklog(ctx context.Context) (uint64, error) {
 	return broker.Backlog(ctx, s.JS, topology.Transform)
+}
+
+func (s JetStreamStore) Deletions(ctx context.Context, site string) (messages.DeletionState, error) {
+	var st messages.DeletionState
+	obs, err := s.JS.ObjectStore(ctx, messages.BucketDeletions)
+	if err != nil {
+		return st, err
+	}
+	b, err := obs.GetBytes(ctx, site)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return st, nil
+	}
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("site %s: deletion state in %s is unreadable: %w", site, messages.BucketDeletions, err)
+	}
+	return st, nil
+}
+
+func (s JetStreamStore) SaveDeletions(ctx context.Context, site string, st messages.DeletionState) error {
+	obs, err := s.JS.ObjectStore(ctx, messages.BucketDeletions)
+	if err != nil {
+		return err
+	}
+	if len(st.Pending) == 0 && st.Held == nil {
+		err := obs.Delete(ctx, site)
+		if errors.Is(err, jetstream.ErrObjectNotFound) {
+			return nil
+		}
+		return err
+	}
+	b, _ := json.Marshal(st)
+	_, err = obs.PutBytes(ctx, site, b)
+	return err
+}
+
+func (s JetStreamStore) Decision(ctx context.Context, site, run string) (*messages.DeletionDecision, error) {
+	kv, err := s.JS.KeyValue(ctx, messages.BucketDeletionDecisions)
+	if err != nil {
+		return nil, err
+	}
+	e, err := kv.Get(ctx, messages.DeletionDecisionKey(site, run))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var d messages.DeletionDecision
+	if err := json.Unmarshal(e.Value(), &d); err != nil {
+		return nil, fmt.Errorf("site %s: decision on run %s is unreadable: %w", site, run, err)
+	}
+	return &d, nil
 }

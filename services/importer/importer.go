@@ -45,6 +45,7 @@ type Destination interface {
 	sitemeta.Source
 	ImportRecords(ctx context.Context, rows []messages.Row, p redcap.ImportParams) (redcap.ImportResult, error)
 	DeleteRecords(ctx context.Context, ids []string) (int, error)
+	ExportRecords(ctx context.Context, p redcap.ExportParams) ([]messages.Row, error)
 }
 
 // Importer holds the destination client and the latest-wins versions.

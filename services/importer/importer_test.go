@@ -108,6 +108,18 @@ func (d *fakeDest) ImportRecords(_ context.Context, rows []messages.Row, _ redca
 	return res, nil
 }
 
+func (d *fakeDest) ExportRecords(_ context.Context, p redcap.ExportParams) ([]messages.Row, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []messages.Row
+	for _, id := range p.Records {
+		if r, ok := d.records[id]; ok {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
 func (d *fakeDest) DeleteRecords(_ context.Context, ids []string) (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -123,11 +135,19 @@ func (d *fakeDest) DeleteRecords(_ context.Context, ids []string) (int, error) {
 	return n, nil
 }
 
-// fakeStore keeps versions and audits in memory.
+// fakeStore keeps versions, audits and deleted records in memory.
 type fakeStore struct {
 	mu       sync.Mutex
 	versions map[string]int64
 	audits   []messages.ImportDone
+	kept     []messages.DeletedRecord
+}
+
+func (s *fakeStore) KeepDeleted(_ context.Context, rec messages.DeletedRecord) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.kept = append(s.kept, rec)
+	return nil
 }
 
 func (s *fakeStore) Versions(context.Context) (map[string]int64, error) {
@@ -268,6 +288,9 @@ func TestDeletingARecordAlreadyGoneCountsAsDeleted(t *testing.T) {
 	sort.Strings(deleted)
 	if fmt.Sprint(deleted) != "[a-1 a-9]" {
 		t.Fatalf("audited deletions %v, want a-1 and a-9", deleted)
+	}
+	if len(st.kept) != 1 || st.kept[0].DestRecordID != "a-1" || st.kept[0].Rows[0]["score"] != "1" {
+		t.Fatalf("kept %+v: want a-1's destination rows kept before it was deleted (and nothing for a-9, which was not there)", st.kept)
 	}
 }
 

@@ -136,9 +136,14 @@ func splitConfirmed(items []*item, ids []string) (done, missing []*item) {
 }
 
 // deleteItems deletes records the site deleted (propagation is the site's
-// setting; the exporter only sends deletions when it is on).
+// setting; the exporter sends a deletion only once it is confirmed). Each
+// record's destination rows are kept first, for streams.deleted_retention,
+// so an operator can restore it.
 func (im *Importer) deleteItems(ctx context.Context, items []*item) {
 	for _, it := range items {
+		if !im.keepBeforeDeleting(ctx, it) {
+			continue
+		}
 		for ctx.Err() == nil {
 			_, err := im.d.Destination.DeleteRecords(ctx, []string{it.rec.DestRecordID})
 			if err == nil || isMissingRecord(err) {
@@ -153,6 +158,37 @@ func (im *Importer) deleteItems(ctx context.Context, items []*item) {
 			im.waitForDestination(ctx, err)
 		}
 	}
+}
+
+// keepBeforeDeleting exports the record's rows from the destination and
+// keeps them. It reports false when the deletion must wait (the delivery is
+// then handed back).
+func (im *Importer) keepBeforeDeleting(ctx context.Context, it *item) bool {
+	p := redcap.ExportParams{Records: []string{it.rec.DestRecordID}, ExportDataAccessGroups: it.rec.DAG != ""}
+	for ctx.Err() == nil {
+		rows, err := im.d.Destination.ExportRecords(ctx, p)
+		if err != nil && p.ExportDataAccessGroups && redcap.IsPermanent(err) {
+			// A token without DAG rights: keep the rows without their DAG.
+			p.ExportDataAccessGroups = false
+			continue
+		}
+		if err != nil {
+			im.waitForDestination(ctx, err)
+			continue
+		}
+		im.markUp()
+		if len(rows) == 0 {
+			return true // not at the destination: nothing to keep
+		}
+		rec := messages.DeletedRecord{V: messages.V, Site: it.rec.Site, DestRecordID: it.rec.DestRecordID, Run: it.rec.RunID, DeletedAt: time.Now().UTC(), Rows: rows}
+		if err := im.d.Store.KeepDeleted(ctx, rec); err != nil {
+			im.log.Warn("deleted record's rows not kept yet; the deletion waits", "site", it.rec.Site, "record", it.rec.DestRecordID, "err", err)
+			it.msg.Retry(5 * time.Second)
+			return false
+		}
+		return true
+	}
+	return false
 }
 
 // finish records versions, writes the audit (one record per site and run,

@@ -25,6 +25,9 @@ type Store interface {
 	Audit(ctx context.Context, id string, a messages.ImportDone) error
 	// PutSnapshot stores the destination's metadata snapshot.
 	PutSnapshot(ctx context.Context, key string, snap *messages.MetadataSnapshot) error
+	// KeepDeleted keeps a record's destination rows, just before it is
+	// deleted there, for `relay deletions restore`.
+	KeepDeleted(ctx context.Context, rec messages.DeletedRecord) error
 }
 
 // JetStreamStore is the Store on a JetStream connection.
@@ -93,6 +96,16 @@ func (s JetStreamStore) PutSnapshot(ctx context.Context, key string, snap *messa
 	}
 	b, _ := json.Marshal(snap)
 	_, err = kv.Put(ctx, key, b)
+	return err
+}
+
+func (s JetStreamStore) KeepDeleted(ctx context.Context, rec messages.DeletedRecord) error {
+	obs, err := s.JS.ObjectStore(ctx, messages.BucketDeletedRecords)
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(rec)
+	_, err = obs.PutBytes(ctx, messages.DeletedRecordName(rec.Site, rec.DestRecordID), b)
 	return err
 }
 

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -71,6 +72,9 @@ type Streams struct {
 	TransformAckWait Duration `yaml:"transform_ack_wait"`
 	ImportAckWait    Duration `yaml:"import_ack_wait"`
 	CheckAckWait     Duration `yaml:"check_ack_wait"`
+	// DeletedRetention is how long a record deleted at the destination is
+	// kept (its destination rows) for `relay deletions restore`.
+	DeletedRetention Duration `yaml:"deleted_retention"`
 }
 
 // DefaultStreams is every stream and timing setting at its default: the
@@ -103,6 +107,7 @@ func (s *Streams) applyDefaults() {
 	// importer's batches come back quickly.
 	def(&s.ImportAckWait, time.Minute)
 	def(&s.CheckAckWait, 10*time.Minute)
+	def(&s.DeletedRetention, 30*24*time.Hour)
 	if s.MetadataPerSite == 0 {
 		s.MetadataPerSite = 10
 	}
@@ -171,6 +176,14 @@ type Site struct {
 	DAG string `yaml:"dag"`
 	// PropagateDeletions deletes at the destination what the site deleted.
 	PropagateDeletions bool `yaml:"propagate_deletions"`
+	// DeletionDelay is how long a record must stay gone before it is
+	// deleted at the destination: "run" (absent in the next run as well,
+	// the default), "none", or a duration such as 24h.
+	DeletionDelay DeletionDelay `yaml:"deletion_delay"`
+	// MaxDeletionsPerRun holds every deletion of a run that would delete
+	// more records than this (a number, or a share such as "2%" of the
+	// site's records); default 2%, at least 5.
+	MaxDeletionsPerRun Limit `yaml:"max_deletions_per_run"`
 	// BatchSize is the number of records per Export Records call.
 	BatchSize int `yaml:"batch_size"`
 	// ExportConcurrency is how many Export Records calls run at once for
@@ -243,6 +256,83 @@ func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(),
 // D returns the time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
+// Deletion delay modes.
+const (
+	DelayRun  = "run"  // absent in a later run too
+	DelayNone = "none" // carried out once a direct export confirms it
+	DelayFor  = "for"  // absent for at least DeletionDelay.For
+)
+
+// DeletionDelay is a site's deletion_delay.
+type DeletionDelay struct {
+	Mode string
+	For  time.Duration
+}
+
+func (d *DeletionDelay) UnmarshalYAML(n *yaml.Node) error {
+	switch v := strings.TrimSpace(n.Value); v {
+	case DelayRun, "":
+		*d = DeletionDelay{Mode: DelayRun}
+	case DelayNone, "0":
+		*d = DeletionDelay{Mode: DelayNone}
+	default:
+		t, err := time.ParseDuration(v)
+		if err != nil || t <= 0 {
+			return fmt.Errorf("line %d: %q is not a deletion delay (use run, none, or a duration such as 24h)", n.Line, v)
+		}
+		*d = DeletionDelay{Mode: DelayFor, For: t}
+	}
+	return nil
+}
+
+func (d DeletionDelay) String() string {
+	if d.Mode == DelayFor {
+		return d.For.String()
+	}
+	return d.Mode
+}
+
+// Limit is a count, or a share of a total with a floor ("2%": 2 percent,
+// and never fewer than AtLeast).
+type Limit struct {
+	Count   int
+	Percent float64
+	AtLeast int
+}
+
+func (l *Limit) UnmarshalYAML(n *yaml.Node) error {
+	v := strings.TrimSpace(n.Value)
+	if p, ok := strings.CutSuffix(v, "%"); ok {
+		f, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
+		if err != nil || f <= 0 || f > 100 {
+			return fmt.Errorf("line %d: %q is not a share of records (use e.g. 2%%)", n.Line, v)
+		}
+		*l = Limit{Percent: f, AtLeast: 1}
+		return nil
+	}
+	c, err := strconv.Atoi(v)
+	if err != nil || c < 0 {
+		return fmt.Errorf("line %d: %q is not a number of records or a share such as 2%%", n.Line, v)
+	}
+	*l = Limit{Count: c}
+	return nil
+}
+
+// Of is the limit for a total.
+func (l Limit) Of(total int) int {
+	if l.Percent == 0 {
+		return l.Count
+	}
+	return max(l.AtLeast, int(float64(total)*l.Percent/100))
+}
+
+func (l Limit) String() string {
+	if l.Percent == 0 {
+		return strconv.Itoa(l.Count)
+	}
+	return strconv.FormatFloat(l.Percent, 'f', -1, 64) + "% (at least " + strconv.Itoa(l.AtLeast) + ")"
+}
+
 // Defaults, applied to zero values after loading.
 const (
 	// REDCapR exports 100 records a call; every REDCap call costs a fixed
@@ -303,6 +393,12 @@ func (n *Network) applyDefaults() {
 		def(&st.Timeout, 5*time.Minute)
 		def(&st.Overlap, 5*time.Minute)
 		def(&st.FullEvery, 7*24*time.Hour)
+		if st.DeletionDelay.Mode == "" {
+			st.DeletionDelay.Mode = DelayRun
+		}
+		if st.MaxDeletionsPerRun == (Limit{}) {
+			st.MaxDeletionsPerRun = Limit{Percent: 2, AtLeast: 5}
+		}
 	}
 }
 

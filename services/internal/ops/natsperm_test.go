@@ -134,6 +134,8 @@ func TestServiceUsersPublishOnlyOnTheirSubjects(t *testing.T) {
 		{"exporter", "relay.records.clean.a", messages.StreamRecordsClean, false}, // the importer's input
 		{"exporter", "relay.import.done.a", messages.StreamAudit, false},          // the importer's output
 		{"exporter", "relay.dlq.import.a", messages.StreamDLQ, false},
+		{"exporter", "$KV.relay_deletion_decisions.a.run", "KV_relay_deletion_decisions", false}, // only an operator decides
+		{"admin", "relay.deletions.a", messages.StreamAudit, true},
 		{"exporter", "relay.export.requested.a", messages.StreamExportRequests, false},
 		{"transformer", "relay.records.clean.a", messages.StreamRecordsClean, true},
 		{"transformer", "relay.dlq.transform.a", messages.StreamDLQ, true},
@@ -258,6 +260,32 @@ func TestServiceUsersCanDoTheirWork(t *testing.T) {
 	if b, err := obs.GetBytes(c, "a"); err != nil || len(b) != 150000 {
 		t.Fatalf("exporter object get: %d %v", len(b), err)
 	}
+	dels, err := ejs.ObjectStore(c, messages.BucketDeletions)
+	if err != nil {
+		t.Fatalf("exporter deletions store: %v", err)
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := dels.PutBytes(c, "a", []byte(`{"v":1}`)); err != nil {
+			t.Fatalf("exporter deletions put: %v", err)
+		}
+	}
+	if _, err := dels.GetBytes(c, "a"); err != nil {
+		t.Fatalf("exporter deletions get: %v", err)
+	}
+	if err := dels.Delete(c, "a"); err != nil {
+		t.Fatalf("exporter deletions delete: %v", err)
+	}
+	adminDecisions, _ := admin.KeyValue(c, messages.BucketDeletionDecisions)
+	if _, err := adminDecisions.Put(c, "a.run", []byte(`{"v":1}`)); err != nil {
+		t.Fatalf("admin decision put: %v", err)
+	}
+	decisions, err := ejs.KeyValue(c, messages.BucketDeletionDecisions)
+	if err != nil {
+		t.Fatalf("exporter decisions KV: %v", err)
+	}
+	if _, err := decisions.Get(c, "a.run"); err != nil {
+		t.Fatalf("exporter decision get: %v", err)
+	}
 	mustPub(ejs, messages.RecordsRawSubject("a"))
 	mustPub(ejs, messages.MetadataSubject("a"))
 	mustPub(ejs, messages.RunSubject("a"))
@@ -302,6 +330,13 @@ func TestServiceUsersCanDoTheirWork(t *testing.T) {
 	imeta, _ := ijs.KeyValue(c, messages.BucketMetadata)
 	if _, err := imeta.Put(c, messages.DestinationMetadataKey, []byte("{}")); err != nil {
 		t.Fatalf("importer destination snapshot: %v", err)
+	}
+	kept, err := ijs.ObjectStore(c, messages.BucketDeletedRecords)
+	if err != nil {
+		t.Fatalf("importer deleted-records store: %v", err)
+	}
+	if _, err := kept.PutBytes(c, "a/a-1", []byte(`{"v":1}`)); err != nil {
+		t.Fatalf("importer keeps a deleted record: %v", err)
 	}
 	mustPub(ijs, messages.ImportDoneSubject("a"))
 

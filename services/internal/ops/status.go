@@ -266,6 +266,9 @@ func (s SiteStatus) Result() string {
 	case messages.PhaseStarted:
 		return "running"
 	case messages.PhaseExported:
+		if s.LastRun.DeletionsHeld > 0 {
+			return "deletions held"
+		}
 		return "exported"
 	}
 	return s.LastRun.Phase
@@ -290,6 +293,14 @@ func (st *Status) WriteTable(w io.Writer) error {
 	for _, s := range st.Sites {
 		if s.LastRun != nil && s.LastRun.Error != "" {
 			fmt.Fprintf(w, "  %s: %s\n", s.Site, s.LastRun.Error)
+		}
+		if s.LastRun != nil {
+			for _, warn := range s.LastRun.Warnings {
+				fmt.Fprintf(w, "  %s: %s\n", s.Site, warn)
+			}
+			if n := s.LastRun.DeletionsPending; n > 0 {
+				fmt.Fprintf(w, "  %s: %d record(s) gone at the site, deleted at the destination once they stay gone (deletion_delay)\n", s.Site, n)
+			}
 		}
 		for _, n := range s.Notes {
 			fmt.Fprintf(w, "  %s: %s\n", s.Site, n)

@@ -342,6 +342,13 @@ func (c *Client) statusError(call string, status int, body []byte) *Error {
 	}
 	e.Message = msg
 	switch {
+	case status >= 400 && status < 500 && cutOff(body):
+		// Only a complete, well-formed error answer is matched against
+		// REDCap's texts: a cut one ("... do not exis") could read as
+		// another error, or as none.
+		e.Kind = KindTransient
+		e.Message = fmt.Sprintf("REDCap's error answer was cut off or malformed (%d bytes); the call is tried again", len(body))
+		e.Problems = nil
 	case status == http.StatusTooManyRequests:
 		e.Kind = KindTransient
 		e.Message = "REDCap has banned this client's IP address for suspected abuse (too many calls per minute)"
@@ -404,6 +411,22 @@ func badRequestHint(msg string) string {
 		return "check the event names against the project's unique event names"
 	}
 	return ""
+}
+
+// cutOff reports an error body that began as REDCap's JSON or XML error
+// and did not end as one: truncated on the way.
+func cutOff(body []byte) bool {
+	s := strings.TrimSpace(string(body))
+	switch {
+	case strings.HasPrefix(s, "{"):
+		var v struct {
+			Error *string `json:"error"`
+		}
+		return jsonUnmarshal([]byte(s), &v) != nil || v.Error == nil
+	case strings.HasPrefix(s, "<?xml"):
+		return !strings.Contains(s, "</error>") && !strings.Contains(s, "</hash>")
+	}
+	return false
 }
 
 // errorText extracts the message of a REDCap error body in any of its three

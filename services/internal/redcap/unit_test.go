@@ -219,3 +219,17 @@ func FuzzDecodeRows(f *testing.F) {
 		}
 	})
 }
+
+func TestACutOffErrorAnswerIsNeverReadAsREDCapsText(t *testing.T) {
+	c := &Client{site: "destination"}
+	full := `{"error":"One or more of the records provided cannot be deleted because they do not exist in the project. The following records do not exist: alpha-3"}`
+	if e := c.statusError("delete records", 400, []byte(full)); e.Kind != KindPermanent || !strings.Contains(e.Message, "do not exist") {
+		t.Fatalf("a complete answer: %+v", e)
+	}
+	for _, cut := range []string{full[:60], full[:len(full)-2], `<?xml version="1.0" encoding="UTF-8" ?><hash><error>One or more of the rec`} {
+		e := c.statusError("delete records", 400, []byte(cut))
+		if e.Kind != KindTransient || strings.Contains(e.Message, "do not") || strings.Contains(e.Message, "records provided") {
+			t.Errorf("cut answer %q: %+v, want a transient error that quotes nothing of it", cut, e)
+		}
+	}
+}

@@ -49,7 +49,20 @@ var (
 	}, []string{"site"})
 )
 
+var (
+	// DeletionsHeld is the deletions of a site waiting for an operator
+	// (`relay deletions approve|reject`).
+	DeletionsHeld = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "relay", Name: "deletions_held", Help: "Deletions of a site held for an operator's decision (over the limit, or the token's access changed).",
+	}, []string{"site"})
+	// DeletionsPending is the deletions waiting for the site's deletion delay.
+	DeletionsPending = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "relay", Name: "deletions_pending", Help: "Records absent at a site, waiting for the deletion delay before they are deleted at the destination.",
+	}, []string{"site"})
+)
+
 func init() {
+	Registry.MustRegister(DeletionsHeld, DeletionsPending)
 	Registry.MustRegister(Records, Runs, REDCapCalls, DeadLetters, DestinationUp, LastRun,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }

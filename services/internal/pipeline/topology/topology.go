@@ -171,8 +171,8 @@ var Streams = []StreamSpec{
 		config: func(c config.Streams) jetstream.StreamConfig {
 			return jetstream.StreamConfig{MaxAge: c.CleanMaxAge.D(), Discard: jetstream.DiscardNew, MaxBytes: orUnlimited(c.CleanMaxBytes)}
 		}},
-	{Name: messages.StreamAudit, Subjects: []string{messages.SubjectImportDone + ".*", messages.SubjectRun + ".*"},
-		Holds:      "what was imported (IDs, field names, policy version) and the runs' lifecycle; never values",
+	{Name: messages.StreamAudit, Subjects: []string{messages.SubjectImportDone + ".*", messages.SubjectRun + ".*", messages.SubjectDeletions + ".*"},
+		Holds:      "what was imported (IDs, field names, policy version), the runs' lifecycle and the operators' decisions on deletions; never values",
 		Publishers: []string{Importer, Exporter},
 		config: func(c config.Streams) jetstream.StreamConfig {
 			return jetstream.StreamConfig{MaxAge: c.AuditMaxAge.D(), Discard: jetstream.DiscardOld}
@@ -254,6 +254,18 @@ var Buckets = []Bucket{
 	{Name: messages.BucketRecordIDs, Object: true, Holds: "per-site record IDs and content hashes (deletions, unchanged detection)", Writers: []string{Exporter},
 		config: func(config.Streams) (jetstream.KeyValueConfig, jetstream.ObjectStoreConfig) {
 			return obj(jetstream.ObjectStoreConfig{})
+		}},
+	{Name: messages.BucketDeletions, Object: true, Holds: "per-site pending and held deletions", Writers: []string{Exporter},
+		config: func(config.Streams) (jetstream.KeyValueConfig, jetstream.ObjectStoreConfig) {
+			return obj(jetstream.ObjectStoreConfig{})
+		}},
+	{Name: messages.BucketDeletionDecisions, Holds: "operators' decisions on held deletions (written by relay deletions)", Readers: []string{Exporter},
+		config: func(config.Streams) (jetstream.KeyValueConfig, jetstream.ObjectStoreConfig) {
+			return kv(jetstream.KeyValueConfig{History: 1})
+		}},
+	{Name: messages.BucketDeletedRecords, Object: true, Holds: "destination rows of deleted records, for relay deletions restore", Writers: []string{Importer},
+		config: func(c config.Streams) (jetstream.KeyValueConfig, jetstream.ObjectStoreConfig) {
+			return obj(jetstream.ObjectStoreConfig{TTL: c.DeletedRetention.D()})
 		}},
 }
 
