@@ -140,6 +140,7 @@ type ImportDone struct {
 // Run phases.
 const (
 	PhaseStarted   = "started"
+	PhaseRetrying  = "retrying" // a call failed and is retried (Error, Attempt, NextAt)
 	PhaseExported  = "exported"
 	PhaseCompleted = "completed"
 	PhaseFailed    = "failed"
@@ -164,13 +165,21 @@ type RunEvent struct {
 	// ShortAnswers counts REDCap answers that lacked records or rows the
 	// run asked for (retried until complete).
 	ShortAnswers int `json:"short_answers,omitempty"`
+	// Attempt and NextAt describe a retrying run's latest failed attempt.
+	Attempt int       `json:"attempt,omitempty"`
+	NextAt  time.Time `json:"next_at,omitzero"`
 	// Warnings are what the operator should know of a run that succeeded
 	// (held deletions, a record-ID list that answered incompletely).
 	Warnings []string  `json:"warnings,omitempty"`
 	At       time.Time `json:"at"`
 }
 
-func (m RunEvent) MsgID() string { return "run." + m.RunID + "." + m.Phase }
+func (m RunEvent) MsgID() string {
+	if m.Phase == PhaseRetrying {
+		return fmt.Sprintf("run.%s.%s.%d", m.RunID, m.Phase, m.Attempt)
+	}
+	return "run." + m.RunID + "." + m.Phase
+}
 
 // DeadLetter is a message a stage could not process, with the reason.
 // Payload is the original body: it may hold PHI (raw records), so the DLQ

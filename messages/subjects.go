@@ -74,8 +74,30 @@ const BucketMetadata = "relay_metadata"
 func MetadataKey(site, hash string) string { return site + "." + hash }
 
 // DestinationMetadataKey holds the destination's latest snapshot; the
-// importer (which alone has the destination token) keeps it fresh.
+// importer (which alone has the destination token) writes it.
 const DestinationMetadataKey = "destination.latest"
+
+// SubjectDestinationCheck is where an exporter asks the importer, by NATS
+// request/reply, for the destination's data dictionary as it is now: a run
+// never checks its policy against a dictionary older than the run.
+const SubjectDestinationCheck = "relay.destination.metadata"
+
+// DestinationRequest asks for a destination snapshot taken at or after
+// NotBefore.
+type DestinationRequest struct {
+	V         int       `json:"v"`
+	Site      string    `json:"site"`
+	NotBefore time.Time `json:"not_before"`
+}
+
+// DestinationReply says where the snapshot is (BucketMetadata, key
+// DestinationMetadataKey), or why the destination could not be read.
+type DestinationReply struct {
+	V       int       `json:"v"`
+	Hash    string    `json:"hash,omitempty"`
+	TakenAt time.Time `json:"taken_at,omitzero"`
+	Error   string    `json:"error,omitempty"`
+}
 
 // SiteState is the value of BucketSiteState for one site: written by the
 // exporter after each complete run, read by `relay status`.

@@ -43,7 +43,7 @@ func CheckSites(ctx context.Context, n *config.Network, p *protocol.Protocol, id
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.Retry == (retry.Policy{}) {
+	if o.Retry.MaxElapsed == 0 && o.Retry.Budget == nil {
 		o.Retry = retry.Policy{MaxElapsed: time.Minute}
 	}
 	out := make([]*messages.ProtocolReport, len(ids))

@@ -179,26 +179,38 @@ func TestSiteGarbageAnswersAreRetried(t *testing.T) {
 	}
 }
 
-// The destination is down for 20+ seconds mid-run: the backlog waits in
-// the stream and drains when it is back; nothing is dead-lettered.
+// The destination is down for 20+ seconds mid-run (after the runs checked
+// its dictionary): the backlog waits in the stream and drains when it is
+// back; nothing is dead-lettered.
 func TestDestinationOutageHoldsBacklog(t *testing.T) {
-	n := newNet(t, netOpts{sites: []string{"alpha", "beta"}, records: 100, importBatch: 10})
+	n := newNet(t, netOpts{sites: []string{"alpha", "beta"}, records: 100, importBatch: 10, batchSize: 10})
 	n.start(pipeline...)
-	if err := n.faults.Set(n.dest, faults.Faults{Outage: true}); err != nil {
-		t.Fatal(err)
+	for _, s := range n.opts.sites { // slow exports: 100 ms a call, 10 records a batch
+		if err := n.faults.Set(n.sites[s], faults.Faults{Latency: faults.Duration(100 * time.Millisecond)}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	start := time.Now()
 	runs := map[string]string{}
 	for _, s := range n.opts.sites {
 		runs[s] = requestRun(t, n, s, start)
 	}
+	waitFor(t, time.Minute, "both runs to be past their destination check", func() bool {
+		return n.rawCount("alpha") > 0 && n.rawCount("beta") > 0
+	})
+	if err := n.faults.Set(n.dest, faults.Faults{Outage: true}); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Now()
 	// Wait until the exports are done: the backlog is then in the stream.
 	waitFor(t, time.Minute, "exports to finish during the outage", func() bool {
 		return n.rawCount("alpha") == 100 && n.rawCount("beta") == 100
 	})
-	time.Sleep(time.Until(start.Add(20 * time.Second)))
-	if got := len(n.destination()); got != 0 {
-		t.Fatalf("destination has %d records during the outage", got)
+	time.Sleep(time.Second) // an import call in flight when the outage began
+	during := len(n.destination())
+	time.Sleep(time.Until(down.Add(20 * time.Second)))
+	if got := len(n.destination()); got != during || got == 200 {
+		t.Fatalf("destination went from %d to %d records during the outage, want it unchanged and short of 200", during, got)
 	}
 	n.faults.Clear(n.dest)
 	n.waitRuns(runs, 2*time.Minute)

@@ -81,7 +81,7 @@ func (e *Exporter) fetchComplete(ctx context.Context, r *siteRun, ids []string, 
 	order := make(map[string][]rowKey, len(ids)) // rows in the order REDCap first gave them
 	ask := ids
 	for try := 1; len(ask) > 0; try++ {
-		rows, err := retry.Value(ctx, e.retry, func() ([]messages.Row, error) {
+		rows, err := retry.Value(ctx, r.retry, func() ([]messages.Row, error) {
 			return r.client.ExportRecords(ctx, redcap.ExportParams{Records: ask, Fields: fields, Events: events})
 		})
 		if err != nil {

@@ -19,7 +19,6 @@ import (
 
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/config"
-	"github.com/redcap-relay/relay/services/internal/pipeline/retry"
 	"github.com/redcap-relay/relay/services/internal/pipeline/router"
 	"github.com/redcap-relay/relay/services/internal/pipeline/sitekit"
 	"github.com/redcap-relay/relay/services/internal/pipeline/sitemeta"
@@ -36,9 +35,6 @@ type Deps struct {
 	Sites   Sites
 	Store   Store // default: JetStreamStore on JS
 	Logger  *slog.Logger
-	// RetryFor bounds how long one REDCap call is retried on transient errors
-	// before the run gives up (and the request is redelivered later).
-	RetryFor time.Duration
 	// MaxRawBacklog pauses exports while more raw records than this wait
 	// for the transformers (default 20,000).
 	MaxRawBacklog int
@@ -88,9 +84,8 @@ func (s kitSites) Client(site string) (REDCap, error) {
 
 // Exporter handles export requests.
 type Exporter struct {
-	d     Deps
-	log   *slog.Logger
-	retry retry.Policy
+	d   Deps
+	log *slog.Logger
 
 	backpressureOffUntil atomic.Int64 // Unix ns; set when the backlog cannot be read
 }
@@ -101,13 +96,10 @@ func New(d Deps) *Exporter {
 		d.Logger = slog.Default()
 	}
 	if d.Store == nil {
-		d.Store = JetStreamStore{JS: d.JS, LeaseRenew: d.Streams.ExportAckWait.D() / 4}
+		d.Store = JetStreamStore{NC: d.NC, JS: d.JS, LeaseRenew: d.Streams.ExportAckWait.D() / 4}
 	}
 	if d.MaxRawBacklog == 0 {
 		d.MaxRawBacklog = 20000
-	}
-	if d.RetryFor == 0 {
-		d.RetryFor = 10 * time.Minute
 	}
 	if d.Now == nil {
 		d.Now = time.Now
@@ -115,7 +107,7 @@ func New(d Deps) *Exporter {
 	if d.Parallel == 0 {
 		d.Parallel = Parallelism(1)
 	}
-	return &Exporter{d: d, log: d.Logger.With("service", topology.Exporter), retry: retry.Policy{MaxElapsed: d.RetryFor}}
+	return &Exporter{d: d, log: d.Logger.With("service", topology.Exporter)}
 }
 
 // Run consumes export requests until ctx ends.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -187,5 +188,27 @@ func TestPlanRun(t *testing.T) {
 		if p.Full != c.full || p.Force != c.force {
 			t.Errorf("%s: plan %+v, want full=%v force=%v", c.name, p, c.full, c.force)
 		}
+	}
+}
+
+func TestAnUnreachableSiteIsRetriedVisiblyThenFails(t *testing.T) {
+	u := newUnit(t, 5, nil)
+	u.site.failAll = &redcap.Error{Site: "alpha", Call: "export metadata", Kind: redcap.KindTransient, Message: "cannot reach the REDCap server",
+		Err: errors.New("dial tcp 127.0.0.1:9: connect: connection refused")}
+	err := u.runAt(u.now, false)
+	if err == nil || !retry.IsPermanent(err) || !errors.Is(err, retry.ErrBudgetSpent) || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("an unreachable site: %v, want a permanent failure after the retry budget, naming the cause", err)
+	}
+	var retrying []messages.RunEvent
+	for _, ev := range u.store.events {
+		if ev.Phase == messages.PhaseRetrying {
+			retrying = append(retrying, ev)
+		}
+	}
+	if len(retrying) == 0 || retrying[0].Attempt != 1 || retrying[0].NextAt.IsZero() || !strings.Contains(retrying[0].Error, "connection refused") {
+		t.Fatalf("retrying events %+v: want the attempt, the next try and the cause", retrying)
+	}
+	if ev := u.store.lastEvent(); ev.Phase != messages.PhaseFailed {
+		t.Fatalf("last event %+v, want the run failed", ev)
 	}
 }

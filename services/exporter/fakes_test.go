@@ -55,6 +55,8 @@ type fakeSite struct {
 	// dropRows drops every n-th row of record exports (1 in n).
 	dropEvery, dropped int
 	dagRestricted      bool
+	// failAll makes every call fail (an unreachable site).
+	failAll error
 }
 
 func newFakeSite(n int, at time.Time) *fakeSite {
@@ -81,6 +83,8 @@ func (s *fakeSite) remove(id string) {
 
 func (s *fakeSite) call() { s.mu.Lock(); s.calls++; s.mu.Unlock() }
 
+func (s *fakeSite) down() error { s.mu.Lock(); defer s.mu.Unlock(); return s.failAll }
+
 func (s *fakeSite) Calls() int64 { s.mu.Lock(); defer s.mu.Unlock(); return s.calls }
 
 func (s *fakeSite) ExportVersion(context.Context) (string, error) { s.call(); return "14.7.3", nil }
@@ -90,6 +94,9 @@ func (s *fakeSite) ExportProjectInfo(context.Context) (messages.ProjectInfo, err
 }
 func (s *fakeSite) ExportMetadata(context.Context, ...string) ([]messages.Field, error) {
 	s.call()
+	if err := s.down(); err != nil {
+		return nil, err
+	}
 	return s.fields, nil
 }
 func (s *fakeSite) ExportInstruments(context.Context) ([]messages.Instrument, error) {
@@ -210,6 +217,8 @@ func (f *fakeSites) Policy(site string, snap *messages.MetadataSnapshot) (*polic
 type fakeStore struct {
 	mu        sync.Mutex
 	deletions map[string]messages.DeletionState
+	dest      *messages.MetadataSnapshot // the destination's dictionary (default: the site's)
+	destErr   error
 	decisions map[string]*messages.DeletionDecision
 	state     map[string]messages.SiteState
 	known     map[string]Known
@@ -298,6 +307,18 @@ func (f *fakeStore) Decision(_ context.Context, site, run string) (*messages.Del
 	return f.decisions[messages.DeletionDecisionKey(site, run)], nil
 }
 
+func (f *fakeStore) Destination(context.Context, string, time.Time) (*messages.MetadataSnapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.destErr != nil {
+		return nil, f.destErr
+	}
+	if f.dest == nil {
+		return &messages.MetadataSnapshot{Fields: testFields}, nil
+	}
+	return f.dest, nil
+}
+
 func (f *fakeStore) Publisher() Publisher { return &fakePublisher{store: f} }
 
 func (f *fakeStore) RunEvent(_ context.Context, ev messages.RunEvent) error {
@@ -364,13 +385,13 @@ func newUnit(t *testing.T, records int, mutate func(*config.Site)) *unit {
 	u.site = newFakeSite(records, u.now.Add(-time.Hour))
 	st := config.Site{ID: "alpha", Namespace: "alpha", BatchSize: 7, ExportConcurrency: 2, FullEvery: config.Duration(7 * 24 * time.Hour),
 		Overlap: config.Duration(time.Minute), TimeZone: "UTC", ServerTimeZone: "UTC",
-		DeletionDelay: config.DeletionDelay{Mode: config.DelayRun}, MaxDeletionsPerRun: config.Limit{Percent: 2, AtLeast: 5}}
+		DeletionDelay: config.DeletionDelay{Mode: config.DelayRun}, MaxDeletionsPerRun: config.Limit{Percent: 2, AtLeast: 5},
+		RetryFor: config.Duration(2 * time.Second)}
 	if mutate != nil {
 		mutate(&st)
 	}
 	u.sites = &fakeSites{sites: map[string]*config.Site{"alpha": &st}, redcap: map[string]*fakeSite{"alpha": u.site}, policy: testPolicy}
-	u.exp = New(Deps{Sites: u.sites, Store: u.store, Streams: config.DefaultStreams(), Now: func() time.Time { return u.now },
-		RetryFor: time.Second})
+	u.exp = New(Deps{Sites: u.sites, Store: u.store, Streams: config.DefaultStreams(), Now: func() time.Time { return u.now }})
 	return u
 }
 

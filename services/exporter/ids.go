@@ -108,7 +108,7 @@ const (
 // exportIDRows is one ID-list answer.
 func (e *Exporter) exportIDRows(ctx context.Context, r *siteRun, records []string) ([]messages.Row, error) {
 	idField := r.compiled.RecordIDField()
-	rows, err := retry.Value(ctx, e.retry, func() ([]messages.Row, error) {
+	rows, err := retry.Value(ctx, r.retry, func() ([]messages.Row, error) {
 		return r.client.ExportRecords(ctx, redcap.ExportParams{Records: records, Fields: []string{idField}})
 	})
 	if err != nil {

@@ -40,6 +40,9 @@ type siteRun struct {
 	pub      Publisher
 	short    int    // answers that lacked records or rows
 	access   string // the token's DAG access measured this run ("" = not measured)
+	// retry retries each call within the run's budget (site.retry_for),
+	// saying so in the log and the run's status.
+	retry retry.Policy
 }
 
 func (r *siteRun) version() int64 { return r.req.RequestedAt.UnixMilli() }
@@ -58,6 +61,7 @@ func (e *Exporter) run(ctx context.Context, site *config.Site, req messages.Expo
 		return res, err
 	}
 	r := &siteRun{site: site, req: req, client: client, start: e.d.Now().UTC(), pub: e.d.Store.Publisher()}
+	r.retry = e.runRetry(ctx, r)
 
 	// 1. Metadata, and the transfer policy compiled against this very
 	// dictionary.
@@ -149,7 +153,7 @@ func (e *Exporter) run(ctx context.Context, site *config.Site, req messages.Expo
 // snapshot takes the site's metadata. One call tells whether the dictionary
 // changed; only then (or on a full run) is the whole snapshot taken again.
 func (e *Exporter) snapshot(ctx context.Context, r *siteRun, st messages.SiteState) (*messages.MetadataSnapshot, error) {
-	fields, err := retry.Value(ctx, e.retry, func() ([]messages.Field, error) { return r.client.ExportMetadata(ctx) })
+	fields, err := retry.Value(ctx, r.retry, func() ([]messages.Field, error) { return r.client.ExportMetadata(ctx) })
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +162,7 @@ func (e *Exporter) snapshot(ctx context.Context, r *siteRun, st messages.SiteSta
 		snap, _ = e.d.Store.Snapshot(ctx, messages.MetadataKey(r.site.ID, st.SnapshotHash))
 	}
 	if snap == nil {
-		if snap, err = sitemeta.Fetch(ctx, r.client, r.site.ID, e.retry); err != nil {
+		if snap, err = sitemeta.Fetch(ctx, r.client, r.site.ID, r.retry); err != nil {
 			return nil, err
 		}
 	}
@@ -177,10 +181,17 @@ func (e *Exporter) compile(ctx context.Context, r *siteRun) (*policy.Compiled, e
 	if err != nil {
 		return nil, retry.Permanent(err) // names the site, the policy file and every field
 	}
-	if dest, err := e.d.Store.Snapshot(ctx, messages.DestinationMetadataKey); err == nil && dest != nil {
-		if err := compiled.CheckDestination(dest.Fields); err != nil {
-			return nil, retry.Permanent(fmt.Errorf("site %s: the destination cannot take what policy %s writes: %w", r.site.ID, r.site.Policy, err))
-		}
+	// Never on a dictionary older than the run: the importer reads it now.
+	// While it cannot (no importer, the destination down) the run waits,
+	// within its retry budget.
+	dest, err := retry.Value(ctx, r.retry, func() (*messages.MetadataSnapshot, error) {
+		return e.d.Store.Destination(ctx, r.site.ID, r.start)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("site %s: %w", r.site.ID, err)
+	}
+	if err := compiled.CheckDestination(dest.Fields); err != nil {
+		return nil, retry.Permanent(fmt.Errorf("site %s: the destination cannot take what policy %s writes: %w", r.site.ID, r.site.Policy, err))
 	}
 	return compiled, nil
 }
@@ -216,7 +227,7 @@ func (e *Exporter) listIDs(ctx context.Context, r *siteRun, st messages.SiteStat
 		return list, list.order, nil
 	}
 	since := st.Cursor.Add(-r.site.Overlap.D()).In(r.site.ServerLocation())
-	changed, err := retry.Value(ctx, e.retry, func() ([]string, error) { return r.client.ExportRecordIDs(ctx, idField, since) })
+	changed, err := retry.Value(ctx, r.retry, func() ([]string, error) { return r.client.ExportRecordIDs(ctx, idField, since) })
 	if err != nil {
 		return nil, nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/redcap-relay/relay/messages"
@@ -33,6 +34,9 @@ type Store interface {
 	// PublishSnapshot stores the run's snapshot by its hash and announces it
 	// on relay.metadata.<site> (the checker's input).
 	PublishSnapshot(ctx context.Context, snap *messages.MetadataSnapshot) error
+	// Destination is the destination's data dictionary read for this run
+	// (after notBefore), through the importer, which holds its token.
+	Destination(ctx context.Context, site string, notBefore time.Time) (*messages.MetadataSnapshot, error)
 	// Deletions is the site's pending and held deletions.
 	Deletions(ctx context.Context, site string) (messages.DeletionState, error)
 	SaveDeletions(ctx context.Context, site string, st messages.DeletionState) error
@@ -61,6 +65,7 @@ type Known map[string]string
 
 // JetStreamStore is the Store on a JetStream connection.
 type JetStreamStore struct {
+	NC *nats.Conn // the destination check's request/reply
 	JS jetstream.JetStream
 	// LeaseRenew is how often a held lease is renewed (a quarter of the
 	// export ack wait: the lease expires one ack wait after its last write).
@@ -249,4 +254,41 @@ func (s JetStreamStore) Decision(ctx context.Context, site, run string) (*messag
 		return nil, fmt.Errorf("site %s: decision on run %s is unreadable: %w", site, run, err)
 	}
 	return &d, nil
+}
+
+// destinationCheckWait bounds the wait for the importer's answer: it reads
+// the destination's dictionary (one call, retried for up to 30 s).
+const destinationCheckWait = 60 * time.Second
+
+func (s JetStreamStore) Destination(ctx context.Context, site string, notBefore time.Time) (*messages.MetadataSnapshot, error) {
+	if s.NC == nil {
+		return nil, errors.New("no NATS connection for the destination check")
+	}
+	b, _ := json.Marshal(messages.DestinationRequest{V: messages.V, Site: site, NotBefore: notBefore})
+	rctx, cancel := context.WithTimeout(ctx, destinationCheckWait)
+	defer cancel()
+	m, err := s.NC.RequestWithContext(rctx, messages.SubjectDestinationCheck, b)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return nil, fmt.Errorf("destination check: no importer answers on %s (is the importer running?); the run waits for it", messages.SubjectDestinationCheck)
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
+		return nil, fmt.Errorf("destination check: the importer did not answer within %s", destinationCheckWait)
+	case err != nil:
+		return nil, fmt.Errorf("destination check: %w", err)
+	}
+	var reply messages.DestinationReply
+	if err := json.Unmarshal(m.Data, &reply); err != nil {
+		return nil, fmt.Errorf("destination check: the importer's answer is unreadable")
+	}
+	if reply.Error != "" {
+		return nil, fmt.Errorf("destination check: %s", reply.Error)
+	}
+	snap, err := sitemeta.Load(ctx, s.JS, messages.DestinationMetadataKey)
+	if err != nil {
+		return nil, fmt.Errorf("destination check: read the destination's dictionary: %w", err)
+	}
+	if snap.Hash != reply.Hash {
+		return nil, fmt.Errorf("destination check: the destination's dictionary changed while it was read; trying again")
+	}
+	return snap, nil
 }

@@ -10,11 +10,13 @@ package importer
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/redcap-relay/relay/messages"
@@ -29,6 +31,7 @@ import (
 
 // Deps is what the importer needs.
 type Deps struct {
+	NC          *nats.Conn // for the exporters' destination check (request/reply)
 	JS          jetstream.JetStream
 	Streams     config.Streams
 	Destination Destination        // the destination's client (sitekit.Kit's)
@@ -57,6 +60,11 @@ type Importer struct {
 	mu       sync.Mutex
 	inflight map[string]bool // destination record IDs being imported by a worker
 	up       bool
+
+	snapMu    sync.Mutex
+	snap      *messages.MetadataSnapshot // the destination's dictionary, last read
+	snapFetch chan struct{}              // closed when the read in progress ends
+	snapErr   error
 }
 
 // Run imports until ctx ends.
@@ -96,27 +104,99 @@ const fetchLinger = 20 * time.Millisecond
 // so at most Concurrency calls reach the destination at once.
 func (im *Importer) Run(ctx context.Context) error {
 	telemetry.DestinationUp.Set(1)
-	go im.refreshDestinationSnapshot(ctx)
+	if im.d.NC != nil {
+		sub, err := im.d.NC.QueueSubscribe(messages.SubjectDestinationCheck, topology.Importer, func(m *nats.Msg) {
+			go im.answerDestinationCheck(ctx, m)
+		})
+		if err != nil {
+			return fmt.Errorf("importer: answer destination checks on %s: %w", messages.SubjectDestinationCheck, err)
+		}
+		defer sub.Unsubscribe()
+	}
 	return router.RunBatch(ctx, im.d.JS, topology.Import, im.d.Streams, router.BatchOptions{
 		Workers: im.d.Settings.Concurrency, Batch: im.d.Settings.BatchSize, Linger: fetchLinger, Logger: im.log,
 	}, im.process)
 }
 
-// refreshDestinationSnapshot publishes the destination's data dictionary
-// for the exporters' destination check (they have no destination token).
-func (im *Importer) refreshDestinationSnapshot(ctx context.Context) {
-	for ctx.Err() == nil {
-		snap, err := sitemeta.Fetch(ctx, im.d.Destination, "destination", retry.Policy{MaxElapsed: time.Minute})
-		if err == nil {
-			err = im.d.Store.PutSnapshot(ctx, messages.DestinationMetadataKey, snap)
-		}
-		wait := time.Hour
-		if err != nil {
-			im.log.Warn("destination metadata not refreshed", "err", err)
-			wait = 30 * time.Second
-		}
-		sleep(ctx, wait)
+// answerDestinationCheck answers an exporter's request for the
+// destination's dictionary as it is now (the exporters have no destination
+// token): read after the request arrived, stored in the metadata bucket.
+func (im *Importer) answerDestinationCheck(ctx context.Context, m *nats.Msg) {
+	var req messages.DestinationRequest
+	reply := messages.DestinationReply{V: messages.V}
+	if err := json.Unmarshal(m.Data, &req); err != nil {
+		reply.Error = "malformed destination check request"
+	} else if snap, err := im.destinationSnapshot(ctx, time.Now()); err != nil {
+		reply.Error = err.Error()
+	} else {
+		reply.Hash, reply.TakenAt = snap.Hash, snap.TakenAt
 	}
+	b, _ := json.Marshal(reply)
+	if err := m.Respond(b); err != nil {
+		im.log.Warn("destination check not answered", "site", req.Site, "err", err)
+	}
+}
+
+// destinationSnapshot reads the destination's data dictionary unless a
+// read started at or after notBefore is done or in progress; concurrent
+// requests share one read.
+func (im *Importer) destinationSnapshot(ctx context.Context, notBefore time.Time) (*messages.MetadataSnapshot, error) {
+	for {
+		im.snapMu.Lock()
+		if im.snap != nil && !im.snap.TakenAt.Before(notBefore) {
+			s := im.snap
+			im.snapMu.Unlock()
+			return s, nil
+		}
+		if wait := im.snapFetch; wait != nil {
+			im.snapMu.Unlock()
+			<-wait
+			im.snapMu.Lock()
+			err := im.snapErr
+			im.snapMu.Unlock()
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		done := make(chan struct{})
+		im.snapFetch = done
+		im.snapMu.Unlock()
+
+		started := time.Now().UTC()
+		snap, err := im.readDestination(ctx, started)
+		im.snapMu.Lock()
+		im.snapFetch, im.snapErr = nil, err
+		if err == nil {
+			im.snap = snap
+		}
+		im.snapMu.Unlock()
+		close(done)
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// readDestination exports the destination's data dictionary (the check
+// needs nothing else) and stores it.
+func (im *Importer) readDestination(ctx context.Context, at time.Time) (*messages.MetadataSnapshot, error) {
+	fields, err := retry.Value(ctx, retry.Policy{MaxElapsed: 30 * time.Second}, func() ([]messages.Field, error) {
+		return im.d.Destination.ExportMetadata(ctx)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("the destination's data dictionary could not be read: %w", err)
+	}
+	if len(fields) == 0 {
+		return nil, fmt.Errorf("the destination's data dictionary is empty (does the destination token have design rights?)")
+	}
+	im.markUp()
+	snap := &messages.MetadataSnapshot{V: messages.V, Site: "destination", TakenAt: at, Fields: fields}
+	snap.ComputeHash()
+	if err := im.d.Store.PutSnapshot(ctx, messages.DestinationMetadataKey, snap); err != nil {
+		return nil, fmt.Errorf("the destination's data dictionary was read but not stored: %w", err)
+	}
+	return snap, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -197,6 +197,10 @@ type Site struct {
 	Overlap Duration `yaml:"overlap"`
 	// FullEvery forces a full export when the last full one is older.
 	FullEvery Duration `yaml:"full_every"`
+	// RetryFor is how long one run may spend retrying failed calls to the
+	// site (or the destination check) before it fails with the cause; the
+	// next scheduled run tries again.
+	RetryFor Duration `yaml:"retry_for"`
 }
 
 // Secret is read from a file or an environment variable, never written in
@@ -393,6 +397,7 @@ func (n *Network) applyDefaults() {
 		def(&st.Timeout, 5*time.Minute)
 		def(&st.Overlap, 5*time.Minute)
 		def(&st.FullEvery, 7*24*time.Hour)
+		def(&st.RetryFor, 15*time.Minute)
 		if st.DeletionDelay.Mode == "" {
 			st.DeletionDelay.Mode = DelayRun
 		}

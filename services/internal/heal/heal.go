@@ -211,7 +211,7 @@ func (o *Options) defaults() error {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.Retry == (retry.Policy{}) {
+	if o.Retry.MaxElapsed == 0 && o.Retry.Budget == nil {
 		o.Retry = retry.Policy{MaxElapsed: 2 * time.Minute}
 	}
 	if o.Now == nil {

@@ -339,6 +339,17 @@ func TestServiceUsersCanDoTheirWork(t *testing.T) {
 		t.Fatalf("importer keeps a deleted record: %v", err)
 	}
 	mustPub(ijs, messages.ImportDoneSubject("a"))
+	// The destination check: the exporter asks, the importer answers.
+	inc, _ := connectAs(t, url, "importer", pw["importer"])
+	sub, err := inc.QueueSubscribe(messages.SubjectDestinationCheck, topology.Importer, func(m *nats.Msg) { m.Respond([]byte(`{"v":1}`)) })
+	if err != nil {
+		t.Fatalf("importer answers destination checks: %v", err)
+	}
+	inc.Flush()
+	if _, err := enc.Request(messages.SubjectDestinationCheck, []byte(`{"v":1}`), 5*time.Second); err != nil {
+		t.Fatalf("exporter's destination check: %v", err)
+	}
+	sub.Unsubscribe()
 
 	// checker
 	_, cjs, cerr := as("checker")

@@ -265,6 +265,8 @@ func (s SiteStatus) Result() string {
 	switch s.LastRun.Phase {
 	case messages.PhaseStarted:
 		return "running"
+	case messages.PhaseRetrying:
+		return "retrying"
 	case messages.PhaseExported:
 		if s.LastRun.DeletionsHeld > 0 {
 			return "deletions held"
@@ -291,7 +293,11 @@ func (st *Status) WriteTable(w io.Writer) error {
 		return err
 	}
 	for _, s := range st.Sites {
-		if s.LastRun != nil && s.LastRun.Error != "" {
+		switch {
+		case s.LastRun != nil && s.LastRun.Phase == messages.PhaseRetrying:
+			next := time.Until(s.LastRun.NextAt).Round(time.Second)
+			fmt.Fprintf(w, "  %s: retrying: %s (attempt %d, next in %s)\n", s.Site, s.LastRun.Error, s.LastRun.Attempt, max(next, 0))
+		case s.LastRun != nil && s.LastRun.Error != "":
 			fmt.Fprintf(w, "  %s: %s\n", s.Site, s.LastRun.Error)
 		}
 		if s.LastRun != nil {

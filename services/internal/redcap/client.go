@@ -313,8 +313,8 @@ func (c *Client) netError(call string, ctx context.Context, err error) *Error {
 	switch {
 	case errors.As(err, &unknownCA), errors.As(err, &hostErr), errors.As(err, &invalidCert), errors.As(err, &verifyErr):
 		return c.newError(call, 0, KindPermanent, "the server's TLS certificate is not trusted", "set ca_file to the CA that signed it, or fix the server's certificate", err)
-	case errors.As(err, &recordErr):
-		return c.newError(call, 0, KindPermanent, "the server does not speak TLS", "check whether the URL should start with http:// or https://", err)
+	case errors.As(err, &recordErr), strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		return c.newError(call, 0, KindPermanent, "the server does not speak TLS (it answers plain HTTP on an https:// URL)", "check whether the URL should start with http:// or https://, and the port", err)
 	case errors.Is(err, context.DeadlineExceeded) || (ctx.Err() == context.DeadlineExceeded):
 		return c.newError(call, 0, KindTransient, fmt.Sprintf("no complete answer within %s", c.timeout), "the server is slow or the batch is too big", err)
 	case errors.Is(err, context.Canceled):

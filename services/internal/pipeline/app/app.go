@@ -305,7 +305,7 @@ func (s *Stack) service(name string) (func(context.Context) error, error) {
 			if err != nil {
 				return err
 			}
-			return importer.Run(ctx, importer.Deps{JS: s.JS, Streams: net.Streams, Destination: dest, Settings: net.Destination, Logger: log})
+			return importer.Run(ctx, importer.Deps{NC: s.NC, JS: s.JS, Streams: net.Streams, Destination: dest, Settings: net.Destination, Logger: log})
 		}, nil
 	case Checker:
 		return func(ctx context.Context) error { return runChecker(ctx, s, o) }, nil

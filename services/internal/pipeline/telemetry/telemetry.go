@@ -61,8 +61,13 @@ var (
 	}, []string{"site"})
 )
 
+// Retries counts failed REDCap calls that a run retries, by site.
+var Retries = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Namespace: "relay", Name: "retries_total", Help: "Failed calls a site's run retries (site unreachable, REDCap errors, the destination check).",
+}, []string{"site"})
+
 func init() {
-	Registry.MustRegister(DeletionsHeld, DeletionsPending)
+	Registry.MustRegister(DeletionsHeld, DeletionsPending, Retries)
 	Registry.MustRegister(Records, Runs, REDCapCalls, DeadLetters, DestinationUp, LastRun,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
