@@ -3,12 +3,15 @@ package policy
 import (
 	"strings"
 	"testing"
+
+	"github.com/redcap-relay/relay/messages"
+	"github.com/redcap-relay/relay/services/internal/testfixtures"
 )
 
 // REDCap's own validation-suite project flags 2 of 62 fields; every SSN,
 // MRN, phone, e-mail, ZIP/postal and date field must be caught anyway.
 func TestDetectProject1xmlUnflaggedIdentifiers(t *testing.T) {
-	fields := loadDictionaryCSV(t, "testdata/Project1xml_DataDictionary.csv")
+	fields := project1xml(t)
 	if len(fields) != 62 {
 		t.Fatalf("fixture has %d fields, want 62", len(fields))
 	}
@@ -57,7 +60,7 @@ func TestDetectProject1xmlUnflaggedIdentifiers(t *testing.T) {
 // An "approve everything" policy with no rules is refused, and the refusal
 // names every unflagged identifier and the rule it needs.
 func TestCompileRefusesProject1xmlWithoutRules(t *testing.T) {
-	fields := loadDictionaryCSV(t, "testdata/Project1xml_DataDictionary.csv")
+	fields := project1xml(t)
 	p := mustParse(t, `
 name: everything
 approved:
@@ -114,9 +117,11 @@ func TestNameTokens(t *testing.T) {
 	for name, want := range map[string]bool{
 		"first_name": true, "pt_last": true, "home_city": true, "ethnicity": false, "capacity": false, "lastly": false,
 		"dob": true, "dob_2": true, "adobe": false, "home_phone": true, "zip5": true, "email_addr": true, "page": false,
+		"mobile": true, "cell": true, "cell_count": false, "ssn_int": true, "mrn_number": true, "last_dose": false,
 	} {
-		if got := nameMatch(name) != ""; got != want {
-			t.Errorf("nameMatch(%s) = %v, want %v", name, got, want)
+		f := fld(name, "f", "text", "integer")
+		if got := hasCategory(Detect(f), CatName); got != want {
+			t.Errorf("name detection of %s = %v, want %v (%v)", name, got, want, Detect(f))
 		}
 	}
 	for name, want := range map[string]bool{"age": true, "age_yrs": true, "pt_age": true, "page": false, "stage": false, "age2": true} {
@@ -124,6 +129,25 @@ func TestNameTokens(t *testing.T) {
 		if got := hasCategory(Detect(f), CatAge); got != want {
 			t.Errorf("age detection of %s = %v, want %v", name, got, want)
 		}
+	}
+}
+
+// A field named like an SSN or MRN is an identifier whatever its
+// validation, and the detection names its Safe Harbor category.
+func TestNamedIdentifiersNeedARule(t *testing.T) {
+	m := snap(fld("record_id", "f", "text"), fld("pt_ssn", "f", "text", "integer"), fld("mrn", "f", "text", "integer"),
+		fld("cell", "f", "text", "integer"), fld("score", "f", "text", "integer"))
+	_, err := Compile(mustParse(t, "name: x\napproved:\n  forms: [f]\n"), m, opts())
+	if err == nil {
+		t.Fatal("compile accepted unruled identifiers")
+	}
+	for _, want := range []string{"field pt_ssn:", "(G) social security numbers", "field mrn:", "(H) medical record numbers", "field cell:", "(D) telephone numbers"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("refusal lacks %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "field score:") {
+		t.Errorf("score refused: %v", err)
 	}
 }
 
@@ -140,4 +164,13 @@ func TestCodedFieldNames(t *testing.T) {
 	if !hasCategory(Detect(fld("age_group", "f", "radio", "", "1, <50 | 2, 50+")), CatAge) {
 		t.Error("coded age not detected")
 	}
+}
+
+func project1xml(t testing.TB) []messages.Field {
+	t.Helper()
+	b, err := testfixtures.Read("Project1xml_DataDictionary.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parseDictionaryCSV(t, b)
 }

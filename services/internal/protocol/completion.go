@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/redcap-relay/relay/messages"
+	"github.com/redcap-relay/relay/services/internal/phi"
 )
 
 // StatusFields lists what to export from a site to measure completion: the
@@ -45,7 +46,7 @@ func ItemFields(p *Protocol, meta *messages.MetadataSnapshot) []string {
 			if sf == nil || !isItem(*sf) || strings.EqualFold(sf.Identifier, "y") {
 				continue
 			}
-			if r, _ := IdentifierReason(*sf); r != "" {
+			if len(phi.Detect(*sf)) > 0 { // any sign of an identifier, ages and free text too
 				continue
 			}
 			out = append(out, sf.FieldName)

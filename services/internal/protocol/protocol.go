@@ -170,14 +170,25 @@ var tablesFS embed.FS
 //go:embed library
 var libraryFS embed.FS
 
-// HEALAdult returns the shipped HEAL adult core library (an embedded copy of
-// deploy/protocol/heal-adult.yaml and its dictionaries).
+// HEALAdult returns the built-in HEAL adult core library (library/ in this
+// package: heal-adult.yaml and its dictionaries; `relay protocol write`
+// copies it out for editing).
 func HEALAdult() (*Protocol, error) {
+	p, err := LoadFS(LibraryFS(), "heal-adult.yaml")
+	if p != nil {
+		p.Source = "built-in HEAL adult core library"
+	}
+	return p, err
+}
+
+// LibraryFS holds the built-in library's files: heal-adult.yaml and the
+// dictionaries under heal-adult/.
+func LibraryFS() fs.FS {
 	sub, err := fs.Sub(libraryFS, "library")
 	if err != nil {
-		return nil, err
+		panic("protocol: embedded library missing: " + err.Error())
 	}
-	return LoadFS(sub, "heal-adult.yaml")
+	return sub
 }
 
 // Load reads a protocol file; paths in it resolve against its folder.
