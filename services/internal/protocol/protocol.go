@@ -4,7 +4,8 @@
 // variable-name corrections, and the planned events at which each instrument
 // is collected.
 //
-// The protocol file is YAML (see deploy/protocol/heal-adult.yaml):
+// The protocol file is YAML (see library/heal-adult.yaml; `relay protocol
+// write DIR` writes the built-in library out):
 //
 //	name: HEAL adult core library
 //	version: "1.0.0"
