@@ -100,7 +100,7 @@ var lexicon = []entry{
 	{seq: seq("year of birth"), cats: []Category{Dates}, coded: true},
 	{seq: seq("month of birth"), cats: []Category{Dates}, coded: true},
 	{seq: seq("birth"), cats: []Category{Dates}, coded: true,
-		notBefore: words("of at sex gender assigned"),
+		notBefore: words("of at sex gender assigned given gave giving give"),
 		notAfter:  words("weight order control rank defect defects length height place country state sex gender")},
 	{seq: seq("death date"), cats: []Category{Dates}, coded: true},
 	{seq: seq("deathdate"), cats: []Category{Dates}, coded: true},

@@ -85,7 +85,7 @@ func TestLookAlikesAreNotIdentifiers(t *testing.T) {
 		"med_name_code", "med_name", "drug_name", "study_name", "site_name", "event_name", "form_name",
 		"ethnicity", "capacity", "lastly", "last_dose", "first_visit", "last_visit_type", "stage", "page", "dosage", "average_pain",
 		"cell_count", "white_cell", "mobile_app_use", "ip_visits", "iptime", "adobe", "phq_interest", "gad2feelnervscl",
-		"sex_at_birth", "birth_weight", "birth_order", "country_of_birth", "state", "country", "record_id", "recordid", "study_id",
+		"sex_at_birth", "given_birth", "birth_weight", "birth_order", "country_of_birth", "state", "country", "record_id", "recordid", "study_id",
 		"subject_id", "participant_id", "insurance_type", "account_type", "card_sort", "member_of_team", "serial7s_score",
 		"voice_quality", "face_pain_scale", "image_rating", "plate_count", "initial_visit", "dem_gender", "dem_sex",
 		"pegavgpainscl", "sd6a_sleep109", "whoqol_qol", "opioid_mme_daily", "taps1drugscl", "url_clicked_yn",

@@ -91,13 +91,19 @@ type PlannedEvent struct {
 	Name  string `yaml:"name"`
 	Label string `yaml:"label"`
 	// Day is the target day after baseline; WindowBefore/After the allowed
-	// days either side.
+	// days either side. They document the schedule; sites are not checked
+	// against them (REDCap 14's event export has no day offsets).
 	Day          int `yaml:"day"`
 	WindowBefore int `yaml:"window_before"`
 	WindowAfter  int `yaml:"window_after"`
 	// Match lists site event names that mean this timepoint (compared
 	// without case and punctuation, with or without the _arm_N suffix).
 	Match []string `yaml:"match"`
+	// Arm and Position (1-based, within the arm) pin a planned event of a
+	// reference project (FromSnapshot), so that a site event with its
+	// label in its place is recognised as renamed.
+	Arm      int `yaml:"-"`
+	Position int `yaml:"-"`
 }
 
 // Instrument is a required instrument or a substitute.

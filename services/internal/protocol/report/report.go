@@ -41,6 +41,17 @@ func FileBase(site string) string {
 // <site>.csv (atomically); last it rebuilds index.html from every
 // <site>.json in dir, so the page always shows the whole network.
 func Write(dir string, reports ...*messages.ProtocolReport) error {
+	return WriteWith(dir, Options{}, reports...)
+}
+
+// Options of the HTML pages.
+type Options struct {
+	// Location is the time zone times are shown in (nil: UTC).
+	Location *time.Location
+}
+
+// WriteWith is Write with page options.
+func WriteWith(dir string, o Options, reports ...*messages.ProtocolReport) error {
 	writeMu.Lock()
 	defer writeMu.Unlock()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
