@@ -1,6 +1,8 @@
 package phi
 
 import (
+	"slices"
+	"sort"
 	"strings"
 
 	"github.com/redcap-relay/relay/messages"
@@ -181,7 +183,8 @@ func byName(f messages.Field) []Detection {
 	coded := Coded(f.FieldType)
 	var out []Detection
 	seen := map[Category]bool{}
-	for _, e := range lexicon {
+	for _, i := range candidates(toks) {
+		e := lexicon[i]
 		if coded && !e.coded {
 			continue
 		}
@@ -208,6 +211,17 @@ func byName(f messages.Field) []Detection {
 		out = append(out, d)
 	}
 	return out
+}
+
+// candidates are the lexicon entries whose first word is one of the
+// tokens, in lexicon order.
+func candidates(toks []string) []int {
+	var out []int
+	for _, t := range toks {
+		out = append(out, byFirst[t]...)
+	}
+	sort.Ints(out)
+	return slices.Compact(out)
 }
 
 func (e entry) matches(toks []string) bool {

@@ -266,6 +266,15 @@ var vocabulary, heads = func() (map[string]bool, map[string]bool) {
 	return v, h
 }()
 
+// byFirst indexes the lexicon by an entry's first word.
+var byFirst = func() map[string][]int {
+	m := map[string][]int{}
+	for i, e := range lexicon {
+		m[e.seq[0]] = append(m[e.seq[0]], i)
+	}
+	return m
+}()
+
 func in(w string, list []string) bool {
 	for _, x := range list {
 		if x == w {

@@ -80,6 +80,7 @@ func CheckWith(p *Protocol, site string, meta *messages.MetadataSnapshot, comple
 	c := newChecker(p, x, r)
 	c.eventsUnknown = o.EventsUnknown && !x.longitudinal
 	matches := c.matchInstruments()
+	c.renames = renamesOf(matches)
 	var scores []float64
 	for i := range p.Instruments {
 		pi, s, ok := c.checkInstrument(&p.Instruments[i], matches[i])
@@ -141,6 +142,7 @@ type checker struct {
 	reported      map[string]bool   // event findings already made (once per planned event)
 	defs          map[*Instrument]*defMatch
 	idx           *contentIndex
+	renames       map[string]string // site field -> library name, for reading the site's logic
 	notLongDone   bool
 	eventsUnknown bool
 }
@@ -148,6 +150,22 @@ type checker struct {
 func newChecker(p *Protocol, x *siteIndex, r *Report) *checker {
 	return &checker{p: p, x: x, r: r, claimed: map[string]bool{}, contentOwner: map[string]string{},
 		reported: map[string]bool{}, defs: map[*Instrument]*defMatch{}}
+}
+
+// renamesOf lists the site fields the matches found under other names.
+func renamesOf(ms []*instMatch) map[string]string {
+	out := map[string]string{}
+	for _, m := range ms {
+		if m == nil {
+			continue
+		}
+		for lib, sm := range m.fm.found {
+			if sm.f.FieldName != lib {
+				out[sm.f.FieldName] = lib
+			}
+		}
+	}
+	return out
 }
 
 func (c *checker) add(f messages.ProtocolFinding) { c.r.Findings = append(c.r.Findings, f) }
@@ -374,7 +392,7 @@ func (c *checker) checkField(in *Instrument, m *instMatch, pf messages.Field, ba
 		c.add(f)
 	}
 	errs := 0
-	for _, f := range compareField(pf, *sf, def.CompareLabels) {
+	for _, f := range compareField(pf, *sf, def.CompareLabels, func(l string) string { return translateLogic(l, c.renames) }) {
 		g := base
 		g.Severity, g.Kind, g.Expected, g.Actual, g.Message, g.Match = f.Severity, f.Kind, f.Expected, f.Actual, f.Message, f.Match
 		if g.Severity == messages.SeverityError {

@@ -9,7 +9,9 @@ import (
 )
 
 // compareField lists the differences of a site field from the protocol's.
-func compareField(pf, sf messages.Field, labels bool) []messages.ProtocolFinding {
+// Logic in the site's field (branching, formulas) is read through tr,
+// which gives the site's renamed variables their library names.
+func compareField(pf, sf messages.Field, labels bool, tr func(string) string) []messages.ProtocolFinding {
 	var out []messages.ProtocolFinding
 	add := func(sev, kind, exp, act, msg string) {
 		out = append(out, messages.ProtocolFinding{Severity: sev, Kind: kind, Expected: exp, Actual: act, Message: msg})
@@ -54,7 +56,7 @@ func compareField(pf, sf messages.Field, labels bool) []messages.ProtocolFinding
 				fmt.Sprintf("field %s uses the protocol's codes with different answer labels", name))
 		}
 	case pt == "calc" && st == "calc":
-		if normLogic(pf.SelectChoicesOrCalculations) != normLogic(sf.SelectChoicesOrCalculations) {
+		if normLogic(pf.SelectChoicesOrCalculations) != normLogic(tr(sf.SelectChoicesOrCalculations)) {
 			add(messages.SeverityWarning, KindCalcDiffers, pf.SelectChoicesOrCalculations, sf.SelectChoicesOrCalculations,
 				fmt.Sprintf("calculated field %s uses a different formula", name))
 		}
@@ -82,7 +84,7 @@ func compareField(pf, sf messages.Field, labels bool) []messages.ProtocolFinding
 		add(messages.SeverityWarning, KindRequired, yesNo(isReq(pf.RequiredField)), yesNo(isReq(sf.RequiredField)),
 			fmt.Sprintf("field %s required flag differs from the protocol", name))
 	}
-	if normLogic(pf.BranchingLogic) != normLogic(sf.BranchingLogic) {
+	if normLogic(pf.BranchingLogic) != normLogic(tr(sf.BranchingLogic)) {
 		add(messages.SeverityWarning, KindBranching, pf.BranchingLogic, sf.BranchingLogic,
 			fmt.Sprintf("field %s has different branching logic", name))
 	}
@@ -163,11 +165,14 @@ func sameCodes(a, b []Choice) bool {
 	}
 	// same set of codes, but a code that now means another answer is a recode
 	la := labelsByCode(a)
+	codeOf := make(map[string]string, len(la))
+	for code, l := range la {
+		codeOf[l] = code
+	}
 	for _, c := range b {
-		for code, l := range la {
-			if code != c.Code && l == squash(c.Label) && la[c.Code] != l {
-				return false
-			}
+		l := squash(c.Label)
+		if code, ok := codeOf[l]; ok && code != c.Code && la[c.Code] != l {
+			return false
 		}
 	}
 	return true
@@ -297,4 +302,32 @@ func recodeString(rec map[string]string) string {
 		parts[i] = k + " → " + rec[k]
 	}
 	return strings.Join(parts, ", ")
+}
+
+// translateLogic replaces the variable names in REDCap logic ([name],
+// [name(code)], [name:value], [event][name]) that renames maps.
+func translateLogic(s string, renames map[string]string) string {
+	if len(renames) == 0 || !strings.Contains(s, "[") {
+		return s
+	}
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(s, '[')
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		b.WriteString(s[:i+1])
+		s = s[i+1:]
+		j := 0
+		for j < len(s) && (s[j] == '_' || (s[j] >= 'a' && s[j] <= 'z') || (s[j] >= '0' && s[j] <= '9') || (s[j] >= 'A' && s[j] <= 'Z')) {
+			j++
+		}
+		if to, ok := renames[s[:j]]; ok && j < len(s) && strings.IndexByte("]():", s[j]) >= 0 {
+			b.WriteString(to)
+		} else {
+			b.WriteString(s[:j])
+		}
+		s = s[j:]
+	}
 }

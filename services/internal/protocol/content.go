@@ -25,24 +25,21 @@ const (
 	tieMargin    = 0.02 // scores this close are a tie: ambiguous
 )
 
-var (
-	tagRe = regexp.MustCompile(`<[^>]*>`)
-	// leading numbering: "1.", "1)", "(1)", "Q1:", "Question 1:", "a)",
-	// "Item 3:", "PCS item 1:", "PFA11:", "Sleep109:"
-	numberingRe = regexp.MustCompile(`^\s*(\(?(q|question|item|no\.?|#)?\s*[0-9]{1,3}[a-z]?\s*[\.\):\-]|\(?[a-z][\.\)]|[a-z]{1,10}\s+item\s+[0-9]{1,3}\s*[:\.]|[a-z]{1,10}[0-9]{1,4}[a-z]?\s*:)\s*`)
-)
+var tagRe = regexp.MustCompile(`<[^>]*>`)
 
 // normWording reduces a question to its words: no HTML, entities, case,
 // punctuation, spacing or leading item number.
 func normWording(s string) string {
-	s = html.UnescapeString(tagRe.ReplaceAllString(s, " "))
+	if strings.ContainsAny(s, "<&") {
+		s = html.UnescapeString(tagRe.ReplaceAllString(s, " "))
+	}
 	s = strings.ToLower(s)
 	for i := 0; i < 3; i++ {
-		loc := numberingRe.FindStringIndex(s)
-		if loc == nil || loc[1] == 0 || loc[1] >= len(s) {
+		rest, ok := cutNumbering(s)
+		if !ok {
 			break
 		}
-		s = s[loc[1]:]
+		s = rest
 	}
 	var b strings.Builder
 	b.Grow(len(s))
@@ -58,6 +55,76 @@ func normWording(s string) string {
 	}
 	return strings.TrimSpace(b.String())
 }
+
+// cutNumbering removes one leading item number from a lower-cased
+// question: "1.", "1)", "(1)", "q1:", "question 1:", "item 3 -", "a)",
+// "pcs item 1:", "pfa11:", "sleep109:". It leaves the text alone when
+// nothing would remain.
+func cutNumbering(s string) (string, bool) {
+	t := strings.TrimLeft(s, " \t\n\r")
+	t = strings.TrimPrefix(t, "(")
+	letters := func(t string) int {
+		i := 0
+		for i < len(t) && t[i] >= 'a' && t[i] <= 'z' {
+			i++
+		}
+		return i
+	}
+	digits := func(t string) int {
+		i := 0
+		for i < len(t) && t[i] >= '0' && t[i] <= '9' {
+			i++
+		}
+		return i
+	}
+	done := func(rest string) (string, bool) {
+		rest = strings.TrimLeft(rest, " ")
+		if strings.TrimSpace(rest) == "" {
+			return s, false
+		}
+		return rest, true
+	}
+	n := letters(t)
+	word, after := t[:n], t[n:]
+	// "pcs item 1:" / "item 3:" / "question 2." / "q1:" / "pfa11:" / "sleep109:"
+	if n > 0 && n <= 10 {
+		rest := after
+		if strings.HasPrefix(rest, " item ") {
+			rest = rest[len(" item "):]
+		} else if word == "item" || word == "question" || word == "no" {
+			rest = strings.TrimLeft(strings.TrimPrefix(rest, "."), " ")
+		}
+		if d := digits(rest); d > 0 && d <= 4 {
+			rest = rest[d:]
+			if len(rest) > 0 && rest[0] >= 'a' && rest[0] <= 'z' && (len(rest) == 1 || !isLetter(rest[1])) {
+				rest = rest[1:]
+			}
+			rest = strings.TrimLeft(rest, " ")
+			if len(rest) > 0 && strings.IndexByte(":.)-", rest[0]) >= 0 && (word == "item" || word == "question" || word == "q" || word == "no" || rest[0] == ':' || strings.HasPrefix(after, " item ")) {
+				return done(rest[1:])
+			}
+		}
+		// "a) " / "b. "
+		if n == 1 && len(after) > 1 && (after[0] == ')' || after[0] == '.') && after[1] == ' ' {
+			return done(after[1:])
+		}
+		return s, false
+	}
+	// "1." / "1)" / "12a:" / "3 -"
+	if d := digits(t); d > 0 && d <= 3 {
+		rest := t[d:]
+		if len(rest) > 0 && rest[0] >= 'a' && rest[0] <= 'z' && (len(rest) == 1 || !isLetter(rest[1])) {
+			rest = rest[1:]
+		}
+		rest = strings.TrimLeft(rest, " ")
+		if len(rest) > 0 && strings.IndexByte(".):-", rest[0]) >= 0 {
+			return done(rest[1:])
+		}
+	}
+	return s, false
+}
+
+func isLetter(b byte) bool { return b >= 'a' && b <= 'z' }
 
 // itemFeatures is what content matching compares of one item.
 type itemFeatures struct {

@@ -23,7 +23,7 @@ func TestHEALAdultLoadsAndSelfConforms(t *testing.T) {
 		t.Fatalf("instruments %d substitutes %d events %d", len(p.Instruments), len(p.Substitutes), len(p.Events))
 	}
 	r := Check(p, "site-a", SiteSnapshot(p, "site-a"), nil)
-	if r.Status != messages.ProtocolConformant || *r.Score != 100 {
+	if r.Status != messages.ProtocolConformant || *r.Score != 100 || len(r.Findings) != 0 {
 		for _, f := range r.Findings {
 			t.Logf("%+v", f)
 		}
