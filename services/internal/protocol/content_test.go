@@ -134,15 +134,15 @@ func equalCounts(a, b map[string]int) bool {
 func TestNormWording(t *testing.T) {
 	for in, want := range map[string]string{
 		"<b>1.</b> Little interest or pleasure in doing things?": "little interest or pleasure in doing things",
-		"Q2: Feeling down,&nbsp;depressed, or hopeless":         "feeling down depressed or hopeless",
-		"PFA11: household chores":                               "household chores",
-		"PCS item 1: worry whether pain will end":               "worry whether pain will end",
-		"(3) Trouble   relaxing":                                "trouble relaxing",
-		"a) Trouble relaxing":                                   "trouble relaxing",
-		"Sleep109: sleep quality, past 7 days":                  "sleep quality past 7 days",
-		"3 months: pain":                                        "3 months pain",
-		"Age in years":                                          "age in years",
-		"12":                                                    "12",
+		"Q2: Feeling down,&nbsp;depressed, or hopeless":          "feeling down depressed or hopeless",
+		"PFA11: household chores":                                "household chores",
+		"PCS item 1: worry whether pain will end":                "worry whether pain will end",
+		"(3) Trouble   relaxing":                                 "trouble relaxing",
+		"a) Trouble relaxing":                                    "trouble relaxing",
+		"Sleep109: sleep quality, past 7 days":                   "sleep quality past 7 days",
+		"3 months: pain":                                         "3 months pain",
+		"Age in years":                                           "age in years",
+		"12":                                                     "12",
 	} {
 		if got := normWording(in); got != want {
 			t.Errorf("normWording(%q) = %q, want %q", in, got, want)
