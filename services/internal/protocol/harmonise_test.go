@@ -6,6 +6,7 @@ import (
 
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/policy"
+	"github.com/redcap-relay/relay/services/internal/testfixtures"
 )
 
 // transform compiles a site policy (its approved forms plus the check's
@@ -38,7 +39,7 @@ func transform(t *testing.T, meta *messages.MetadataSnapshot, head string, s *Su
 // names (the items and the form status).
 func TestSuggestedRenamesHarmonisePHQ8(t *testing.T) {
 	p := heal(t)
-	fields, err := ParseDictionary(strings.NewReader(PHQ8Export))
+	fields, err := ParseDictionary(strings.NewReader(testfixtures.PHQ8Export))
 	if err != nil {
 		t.Fatal(err)
 	}
