@@ -160,7 +160,7 @@ func (s *service) handle(ctx context.Context, msg jetstream.Msg) {
 			Message: "completion could not be measured: " + cerr.Error()})
 		r.Infos++
 	}
-	if err := report.Write(s.dir, r); err != nil {
+	if err := report.WriteWith(s.dir, report.Options{Location: NetworkLocation(s.deps.Network)}, r); err != nil {
 		log.Error("write reports", "err", err)
 		_ = msg.NakWithDelay(s.retry)
 		return
