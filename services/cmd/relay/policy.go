@@ -5,13 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/internal/ops/dryrun"
+	"github.com/redcap-relay/relay/services/internal/phi"
 	"github.com/redcap-relay/relay/services/internal/policy"
 )
 
@@ -57,7 +60,8 @@ func init() {
 			if asJSON {
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
-				if err := enc.Encode(map[string]any{"site": site, "policy": pol.File(), "policy_version": pol.Version(), "fields": ds}); err != nil {
+				if err := enc.Encode(map[string]any{"site": site, "policy": pol.File(), "policy_version": pol.Version(), "fields": ds,
+					"hipaa_categories": hipaaByField(ds)}); err != nil {
 					return err
 				}
 			} else {
@@ -65,6 +69,7 @@ func init() {
 				if err := policy.WriteTable(out, ds); err != nil {
 					return err
 				}
+				writeCategories(out, ds)
 			}
 			if cerr != nil {
 				return policyRefused{cerr}
@@ -104,4 +109,52 @@ func init() {
 	}
 	pc.AddCommand(explain, validate)
 	rootCmd.AddCommand(pc)
+}
+
+// hipaaByField lists, per field, the HIPAA Safe Harbor categories its
+// detections come from (the same detector as the protocol check's).
+func hipaaByField(ds []policy.Decision) map[string][]string {
+	out := map[string][]string{}
+	for _, d := range ds {
+		for _, c := range categoriesOf(d) {
+			out[d.Field] = append(out[d.Field], string(c))
+		}
+	}
+	return out
+}
+
+func categoriesOf(d policy.Decision) []phi.Category {
+	seen := map[phi.Category]bool{}
+	for _, x := range d.Detected {
+		for _, c := range x.HIPAA {
+			seen[c] = true
+		}
+	}
+	var out []phi.Category
+	for _, c := range phi.Categories {
+		if seen[c] {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// writeCategories prints which fields each Safe Harbor category was
+// detected in.
+func writeCategories(w io.Writer, ds []policy.Decision) {
+	byCat := map[phi.Category][]string{}
+	for _, d := range ds {
+		for _, c := range categoriesOf(d) {
+			byCat[c] = append(byCat[c], d.Field)
+		}
+	}
+	if len(byCat) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nIdentifiers detected, by HIPAA Safe Harbor category:")
+	for _, c := range phi.Categories {
+		if fs := byCat[c]; len(fs) > 0 {
+			fmt.Fprintf(w, "  %s: %s\n", c.Label(), strings.Join(fs, ", "))
+		}
+	}
 }

@@ -174,3 +174,38 @@ func project1xml(t testing.TB) []messages.Field {
 	}
 	return parseDictionaryCSV(t, b)
 }
+
+// The shipped sample policy still decides every identifier of a site that
+// has the forms and fields it names, with the shared detector's wider
+// lexicon: nothing it approves is refused as undecided.
+func TestShippedPolicyDecidesItsIdentifiers(t *testing.T) {
+	pol, err := Load("../../../deploy/policies/heal-core.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := []messages.Field{fld("record_id", "demographics", "text")}
+	for _, n := range []string{"first_name", "last_name", "middle_name", "street_address", "city", "phone_number", "email_address", "dem_gender_other"} {
+		fields = append(fields, fld(n, "demographics", "text"))
+	}
+	fields = append(fields, fld("dob", "demographics", "text", "date_ymd"), fld("zip_code", "demographics", "text", "zipcode"),
+		fld("age", "demographics", "text", "integer"), fld("dem_sex", "demographics", "radio", "", "1, Male | 2, Female | 3, Prefer not to say"),
+		fld("dem_email", "demographics", "text", "email"), fld("dem_cell", "demographics", "text", "phone"))
+	for _, form := range pol.Approved.Forms[1:] {
+		fields = append(fields, fld(form+"_score", form, "text", "integer"), fld(form+"_date", form, "text", "date_ymd"))
+	}
+	fields = append(fields, fld("consent_version", "consent", "text", "integer"))
+	m := snap(fields...)
+	m.Project.IsLongitudinal = 1
+	for _, e := range pol.Approved.Events {
+		m.Events = append(m.Events, messages.Event{UniqueEventName: e, ArmNum: 1, EventName: e})
+	}
+	ds := Explain(pol, m, opts())
+	if _, err := Compile(pol, m, opts()); err != nil {
+		t.Fatalf("the shipped policy is refused: %v", err)
+	}
+	for _, d := range ds {
+		if d.Approved && hasStrong(d.Detected) && d.Action == Keep && d.Justification == "" {
+			t.Errorf("%s: an identifier kept without a justification", d.Field)
+		}
+	}
+}
