@@ -64,6 +64,17 @@ func answerField(m *messages.MetadataSnapshot, f messages.Field) bool {
 	return f.FieldName != m.Fields[0].FieldName && f.FieldType != "descriptive"
 }
 
+// formItems are the indexes of a form's answer fields.
+func formItems(m *messages.MetadataSnapshot, form string) []int {
+	var out []int
+	for i, f := range m.Fields {
+		if f.FormName == form && answerField(m, f) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
 // designated lists the events a form is designated at, in mapping order.
 func designated(m *messages.MetadataSnapshot, form string) []string {
 	var out []string
@@ -169,12 +180,7 @@ func moveItem(p *Protocol, m *messages.MetadataSnapshot) ([]string, string) {
 		if len(evA) == 0 || !cleanForm(p, m, a) {
 			continue
 		}
-		var items []int
-		for i, f := range m.Fields {
-			if f.FormName == a && answerField(m, f) {
-				items = append(items, i)
-			}
-		}
+		items := formItems(m, a)
 		if len(items) < 2 {
 			continue
 		}
@@ -221,12 +227,7 @@ func splitInstrument(p *Protocol, m *messages.MetadataSnapshot) ([]string, strin
 		if len(evA) == 0 || !cleanForm(p, m, a) {
 			continue
 		}
-		var items []int
-		for i, f := range m.Fields {
-			if f.FormName == a && answerField(m, f) {
-				items = append(items, i)
-			}
-		}
+		items := formItems(m, a)
 		if len(items) < 2 {
 			continue
 		}

@@ -137,43 +137,16 @@ func TestCSVDefusesFormulas(t *testing.T) {
 // TestHTMLInChromium renders the page in a real headless browser, keeps a
 // screenshot, and reads the summary table back from the browser's DOM.
 func TestHTMLInChromium(t *testing.T) {
-	bin := ""
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "headless_shell"} {
-		if p, err := exec.LookPath(name); err == nil {
-			bin = p
-			break
-		}
-	}
-	if bin == "" {
-		t.Skip("chromium not installed (apt-get install -y chromium): skipping the browser rendering test")
-	}
+	bin := chromium(t)
 	_, rs := network(t)
 	dir := t.TempDir()
 	if err := Write(dir, rs...); err != nil {
 		t.Fatal(err)
 	}
-	art := os.Getenv("RELAY_ARTIFACTS")
-	if art == "" {
-		art = t.TempDir()
-	}
-	if err := os.MkdirAll(art, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	art := artifacts(t)
 	shot := filepath.Join(art, "protocol-report.png")
 	page := "file://" + filepath.Join(dir, "index.html")
-	profile := t.TempDir()
-	run := func(args ...string) []byte {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--user-data-dir=" + profile}
-		cmd := exec.CommandContext(ctx, bin, append(base, args...)...)
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("chromium %v: %v\n%s", args, err, errb.String())
-		}
-		return out.Bytes()
-	}
+	run := func(args ...string) []byte { return runChromium(t, bin, args...) }
 	run("--screenshot="+shot, "--window-size=1280,2000", "--hide-scrollbars", page)
 	st, err := os.Stat(shot)
 	if err != nil || st.Size() < 10000 {
@@ -221,6 +194,18 @@ func forwardedSite(t *testing.T, p *protocol.Protocol) *messages.MetadataSnapsho
 		m.Fields = append(m.Fields, f)
 	}
 	return m
+}
+
+// artifacts is where screenshots and PDFs are kept ($RELAY_ARTIFACTS).
+func artifacts(t *testing.T) string {
+	art := os.Getenv("RELAY_ARTIFACTS")
+	if art == "" {
+		art = t.TempDir()
+	}
+	if err := os.MkdirAll(art, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return art
 }
 
 func chromium(t *testing.T) string {
@@ -373,11 +358,7 @@ func TestSitePageForwardsAndPrints(t *testing.T) {
 	marked, tables := markTables(page)
 	mp := filepath.Join(dir, "marked.html")
 	os.WriteFile(mp, marked, 0o644)
-	art := os.Getenv("RELAY_ARTIFACTS")
-	if art == "" {
-		art = t.TempDir()
-	}
-	os.MkdirAll(art, 0o755)
+	art := artifacts(t)
 	pdfPath := filepath.Join(art, "protocol-site-page.pdf")
 	runChromium(t, bin, "--no-pdf-header-footer", "--print-to-pdf="+pdfPath, "file://"+mp)
 	pdf, err := os.ReadFile(pdfPath)
