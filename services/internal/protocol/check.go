@@ -137,9 +137,8 @@ type checker struct {
 	p             *Protocol
 	x             *siteIndex
 	r             *Report
-	claimed       map[string]bool   // site fields that implement a protocol field
-	contentOwner  map[string]string // site field -> the instrument whose item it is by content
-	reported      map[string]bool   // event findings already made (once per planned event)
+	claimed       map[string]bool // site fields that implement a protocol field
+	reported      map[string]bool // event findings already made (once per planned event)
 	defs          map[*Instrument]*defMatch
 	idx           *contentIndex
 	renames       map[string]string // site field -> library name, for reading the site's logic
@@ -148,8 +147,7 @@ type checker struct {
 }
 
 func newChecker(p *Protocol, x *siteIndex, r *Report) *checker {
-	return &checker{p: p, x: x, r: r, claimed: map[string]bool{}, contentOwner: map[string]string{},
-		reported: map[string]bool{}, defs: map[*Instrument]*defMatch{}}
+	return &checker{p: p, x: x, r: r, claimed: map[string]bool{}, reported: map[string]bool{}, defs: map[*Instrument]*defMatch{}}
 }
 
 // renamesOf lists the site fields the matches found under other names.
@@ -218,7 +216,7 @@ func (c *checker) checkInstrument(in *Instrument, m *instMatch) (messages.Protoc
 			}
 			continue
 		}
-		switch c.checkField(in, m, pf, base) {
+		switch c.checkField(m, pf, base) {
 		case fieldOK:
 			ok[pf.FieldName] = true
 		case fieldMissing:
@@ -334,7 +332,7 @@ const (
 )
 
 // checkField compares one protocol field with the site field found for it.
-func (c *checker) checkField(in *Instrument, m *instMatch, pf messages.Field, base messages.ProtocolFinding) fieldState {
+func (c *checker) checkField(m *instMatch, pf messages.Field, base messages.ProtocolFinding) fieldState {
 	def := m.def
 	base.Field = pf.FieldName
 	if is, ok := m.fm.issues[pf.FieldName]; ok {
@@ -342,14 +340,6 @@ func (c *checker) checkField(in *Instrument, m *instMatch, pf messages.Field, ba
 		return fieldDiffers
 	}
 	sm, found := m.fm.found[pf.FieldName]
-	if found && sm.by == byContent {
-		if owner, taken := c.contentOwner[sm.f.FieldName]; taken && owner != in.Name {
-			c.reportIssue(def, pf, itemIssue{kind: KindFieldAmbiguous, cands: []*messages.Field{sm.f}, ps: sm.ps,
-				others: []string{owner}}, base)
-			return fieldDiffers
-		}
-		c.contentOwner[sm.f.FieldName] = in.Name
-	}
 	if !found {
 		f := base
 		f.Kind, f.Wording = KindFieldMissing, pf.FieldLabel

@@ -197,7 +197,8 @@ func uniq(sorted []string) []string {
 // wordingScore compares two sorted word sets: the Dice coefficient, or
 // the share of the shorter wording found in the longer one (a library
 // that abbreviates "Trouble concentrating on things, such as reading the
-// newspaper..."), discounted for wordings of fewer than five words.
+// newspaper..."), discounted for wordings of fewer than five words and
+// always a little below an identical wording.
 func wordingScore(a, b []string) float64 {
 	if len(a) == 0 || len(b) == 0 {
 		return 0
@@ -217,7 +218,9 @@ func wordingScore(a, b []string) float64 {
 	}
 	dice := 2 * float64(inter) / float64(len(a)+len(b))
 	short := min(len(a), len(b))
-	cont := float64(inter) / float64(short) * min(1, float64(short)/5)
+	// a wording wholly inside another is close, never the same: the item
+	// worded exactly so wins a tie
+	cont := 0.95 * float64(inter) / float64(short) * min(1, float64(short)/5)
 	return max(dice, cont)
 }
 

@@ -328,3 +328,56 @@ func TestMergedInstruments(t *testing.T) {
 		t.Errorf("findings %v: %+v", got, r.Findings)
 	}
 }
+
+// One site field that two instruments' items both fit: the better fit
+// keeps it; a tie is ambiguous for both.
+func TestSiteFieldSharedByTwoInstruments(t *testing.T) {
+	q := "How would you rate your health today?"
+	scale := "1, Poor | 2, Fair | 3, Good | 4, Very good"
+	ref := &messages.MetadataSnapshot{V: messages.V, Site: "ref", Fields: []messages.Field{
+		{FieldName: "record_id", FormName: "a", FieldType: "text", FieldLabel: "Record ID"},
+		{FieldName: "a_health", FormName: "a", FieldType: "radio", FieldLabel: q, SelectChoicesOrCalculations: scale},
+		{FieldName: "a_mood", FormName: "a", FieldType: "radio", FieldLabel: "How is your mood?", SelectChoicesOrCalculations: scale},
+		{FieldName: "b_health", FormName: "b", FieldType: "radio", FieldLabel: q, SelectChoicesOrCalculations: scale},
+		{FieldName: "b_sleep", FormName: "b", FieldType: "radio", FieldLabel: "How did you sleep?", SelectChoicesOrCalculations: scale},
+	}}
+	ref.Instruments = InstrumentsOf(ref.Fields)
+	site := func(bLabel string) *messages.MetadataSnapshot {
+		m := clone(ref)
+		var out []messages.Field
+		for _, f := range m.Fields {
+			switch f.FieldName {
+			case "a_health":
+				f.FieldName = "health"
+			case "b_health":
+				continue
+			}
+			out = append(out, f)
+		}
+		m.Fields = out
+		return m
+	}
+	p := FromSnapshot("ref", "1", ref)
+	r := Check(p, "s", site(q), nil)
+	fs := findings(r, KindFieldAmbiguous)
+	if len(fs) != 2 || len(findings(r, KindFieldRenamed)) != 0 {
+		t.Fatalf("a tie: %+v", r.Findings)
+	}
+	for _, f := range fs {
+		if strings.Join(f.Match.Candidates, ",") != "health" {
+			t.Errorf("%+v", f)
+		}
+	}
+	// b's question worded a little differently: a keeps the field, b's item is missing
+	for i := range ref.Fields {
+		if ref.Fields[i].FieldName == "b_health" {
+			ref.Fields[i].FieldLabel = "How would you rate your overall health today?"
+		}
+	}
+	p = FromSnapshot("ref", "1", ref)
+	r = Check(p, "s", site(q), nil)
+	ren, miss := findings(r, KindFieldRenamed), findings(r, KindFieldMissing)
+	if len(ren) != 1 || ren[0].Field != "a_health" || len(miss) != 1 || miss[0].Field != "b_health" || len(findings(r, KindFieldAmbiguous)) != 0 {
+		t.Fatalf("the better fit: %+v", r.Findings)
+	}
+}

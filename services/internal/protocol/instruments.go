@@ -1,5 +1,7 @@
 package protocol
 
+import "github.com/redcap-relay/relay/messages"
+
 // instMatch is how one required instrument is implemented at a site.
 type instMatch struct {
 	in    *Instrument
@@ -93,8 +95,64 @@ func (c *checker) matchInstruments() []*instMatch {
 			out[i] = c.matchByItems(in)
 		}
 	}
+	c.resolveShared(out)
 	c.classifyForms(out)
 	return out
+}
+
+// resolveShared gives a site field that the content of two instruments'
+// items fits to the better fit; a tie is ambiguous for both, and neither
+// keeps it.
+func (c *checker) resolveShared(ms []*instMatch) {
+	type claim struct {
+		m   *instMatch
+		lib string
+		ps  pairScore
+	}
+	by := map[string][]claim{}
+	for _, m := range ms {
+		if m == nil {
+			continue
+		}
+		for _, lib := range sortedKeys(m.fm.found) {
+			if sm := m.fm.found[lib]; sm.by == byContent {
+				by[sm.f.FieldName] = append(by[sm.f.FieldName], claim{m, lib, sm.ps})
+			}
+		}
+	}
+	for _, site := range sortedKeys(by) {
+		cl := by[site]
+		if len(cl) < 2 {
+			continue
+		}
+		best := 0.0
+		for _, x := range cl {
+			best = max(best, x.ps.score)
+		}
+		var win []claim
+		for _, x := range cl {
+			if x.ps.score >= best-tieMargin {
+				win = append(win, x)
+			}
+		}
+		for _, x := range cl {
+			sf := x.m.fm.found[x.lib].f
+			if len(win) == 1 && win[0].m == x.m {
+				continue
+			}
+			delete(x.m.fm.found, x.lib)
+			if len(win) == 1 {
+				continue // the item is simply not there
+			}
+			var others []string
+			for _, o := range win {
+				if o.m != x.m {
+					others = append(others, o.lib+" ("+o.m.in.Name+")")
+				}
+			}
+			x.m.fm.issues[x.lib] = itemIssue{kind: KindFieldAmbiguous, cands: []*messages.Field{sf}, others: others, ps: x.ps}
+		}
+	}
 }
 
 // matchByItems is the last resort: the definition (the instrument or an
