@@ -2,7 +2,10 @@
 // protocol: the core library of required instruments (as REDCap data
 // dictionary CSVs), their allowed substitutes, instrument aliases, known
 // variable-name corrections, and the planned events at which each instrument
-// is collected.
+// is collected. Items are found by name and by content (content.go), per
+// definition (fields.go), across forms (instruments.go); events per item
+// (events.go); type changes are graded by what REDCap stores (compare.go);
+// renamed items become transfer-policy rules (harmonise.go).
 //
 // The protocol file is YAML (see library/heal-adult.yaml; `relay protocol
 // write DIR` writes the built-in library out):
@@ -12,8 +15,9 @@
 //	tables:                        # optional; default: the embedded HEAL tables
 //	  crf_ids: heal-crf-ids.csv    # instrument aliases (CRF Name, HEAL CDE CURIE, Other Names)
 //	  corrections: heal-cde-corrections.csv
-//	events:                        # planned timepoints
-//	  - {name: baseline, day: 0, window_before: 30, window_after: 0, match: [enrollment]}
+//	events:                        # planned timepoints; day and windows document the
+//	                               # schedule (REDCap 14 exports no day offsets to check)
+//	  - {name: baseline, label: Baseline, day: 0, window_before: 30, window_after: 0, match: [enrollment]}
 //	instruments:                   # required
 //	  - name: peg
 //	    label: PEG
@@ -38,8 +42,12 @@
 //	           − 0.1 per instrument-level error (e.g. repeating setup), floored at 0
 //
 // fields_ok counts the protocol's fields present at the site (under their own
-// name or an accepted alias) without an error-level difference; the events
-// term is 1 when no events are planned. The site score is 100 × the mean of
+// name, an accepted alias, or found by content under another name) without
+// an error-level difference and collected at every planned event;
+// events_mapped counts the planned events where every form holding the
+// instrument's items is designated. The events term is 1 when no events are
+// planned or the site's events are not known (a dictionary checked
+// offline). The site score is 100 × the mean of
 // s_i, rounded to one decimal. A site is conformant when it has no
 // error-level finding (its score is then 100); warnings and infos never lower
 // the score.
