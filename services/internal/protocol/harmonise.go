@@ -97,9 +97,6 @@ func Suggest(r *Report) *Suggestion {
 	return s
 }
 
-// Empty reports whether there is nothing to suggest.
-func (s *Suggestion) Empty() bool { return len(s.Renames) == 0 && len(s.Recodes) == 0 }
-
 // YAML writes the rules as the policy file's rename: and recode: keys,
 // ready to paste into the site's policy; existing rules of that policy
 // (nil: none) are kept, and a suggestion that contradicts one is a note.

@@ -252,12 +252,3 @@ func (c *checker) answerFields(form string) int {
 func (m *instMatch) forms() []string {
 	return append([]string{m.form}, m.parts...)
 }
-
-func (m *instMatch) isPart(form string) bool {
-	for _, p := range m.parts {
-		if p == form {
-			return true
-		}
-	}
-	return false
-}
