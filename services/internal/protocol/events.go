@@ -18,7 +18,6 @@ func (c *checker) checkEvents(in *Instrument, m *instMatch, base messages.Protoc
 	if len(in.Events) == 0 {
 		return nil, notCollected
 	}
-	x := c.x
 	if c.eventsUnknown {
 		if !c.reported["events-unknown"] {
 			c.reported["events-unknown"] = true
@@ -27,7 +26,7 @@ func (c *checker) checkEvents(in *Instrument, m *instMatch, base messages.Protoc
 		}
 		return nil, notCollected
 	}
-	if !x.longitudinal {
+	if !c.x.longitudinal {
 		// a classic project has one implicit event: the first planned one
 		if len(in.Events) > 1 && !c.notLongDone {
 			c.notLongDone = true
@@ -43,61 +42,88 @@ func (c *checker) checkEvents(in *Instrument, m *instMatch, base messages.Protoc
 		if len(evs) == 0 {
 			continue
 		}
-		names := uniqueNames(evs)
-		designated := func(form string) bool {
-			for _, e := range evs {
-				if x.mapped[e.unique][form] {
-					return true
-				}
-			}
-			return false
-		}
-		ok := true
-		if !designated(m.form) {
+		at := plannedAt{pe: pe, evs: evs, names: uniqueNames(evs)}
+		ok := c.mainCollected(m, at, base)
+		if !c.partsCollected(m, at, base) {
 			ok = false
-			f := base
-			f.Severity, f.Kind, f.Event = messages.SeverityError, KindEventNotMapped, pe.Name
-			f.Expected, f.Actual = names, "not designated"
-			f.Message = fmt.Sprintf("form %s is not designated for planned event %s (%s): %s is not collected at %s; designate it in the event grid",
-				m.form, pe.Name, names, m.def.Label, pe.Label)
-			c.add(f)
 		}
-		var parts []string
-		for _, part := range m.parts {
-			if !designated(part) {
-				parts = append(parts, part)
-			}
-		}
-		if len(parts) > 0 {
-			ok = false
-			f := base
-			f.Severity, f.Kind, f.Event, f.Form = messages.SeverityError, KindPartNotMapped, pe.Name, parts[0]
-			f.Expected, f.Actual = names, strings.Join(parts, ", ")+" not designated"
-			f.Message = fmt.Sprintf("%s is split, and its part %s is not designated for planned event %s (%s): those items are not collected at %s; designate it in the event grid",
-				m.def.Name, strings.Join(parts, " and "), pe.Name, names, pe.Label)
-			c.add(f)
-		}
-		for _, lib := range sortedKeys(m.moved) {
-			form := m.moved[lib]
-			if designated(form) {
-				continue
-			}
-			notCollected[lib] = true
-			f := base
-			f.Severity, f.Kind, f.Event, f.Field, f.Form = messages.SeverityError, KindItemNotCollected, pe.Name, lib, form
-			if sf := m.fm.found[lib].f; sf.FieldName != lib {
-				f.SiteField = sf.FieldName
-			}
-			f.Expected, f.Actual = names, "form "+form+" not designated"
-			f.Message = fmt.Sprintf("item %s is in form %s, which is not designated for planned event %s (%s): it is not collected at %s; move it back to %s or designate %s",
-				m.fm.found[lib].f.FieldName, form, pe.Name, names, pe.Label, m.form, form)
-			c.add(f)
-		}
+		c.movedCollected(m, at, base, notCollected)
 		if ok {
 			mapped = append(mapped, pe.Name)
 		}
 	}
 	return mapped, notCollected
+}
+
+// plannedAt is a planned event and the site events that stand for it.
+type plannedAt struct {
+	pe    PlannedEvent
+	evs   []siteEvent
+	names string
+}
+
+func (c *checker) designated(at plannedAt, form string) bool {
+	for _, e := range at.evs {
+		if c.x.mapped[e.unique][form] {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *checker) mainCollected(m *instMatch, at plannedAt, base messages.ProtocolFinding) bool {
+	if c.designated(at, m.form) {
+		return true
+	}
+	f := base
+	f.Severity, f.Kind, f.Event = messages.SeverityError, KindEventNotMapped, at.pe.Name
+	f.Expected, f.Actual = at.names, "not designated"
+	f.Message = fmt.Sprintf("form %s is not designated for planned event %s (%s): %s is not collected at %s; designate it in the event grid",
+		m.form, at.pe.Name, at.names, m.def.Label, at.pe.Label)
+	c.add(f)
+	return false
+}
+
+// partsCollected: every part of a split instrument is designated too.
+func (c *checker) partsCollected(m *instMatch, at plannedAt, base messages.ProtocolFinding) bool {
+	var parts []string
+	for _, part := range m.parts {
+		if !c.designated(at, part) {
+			parts = append(parts, part)
+		}
+	}
+	if len(parts) == 0 {
+		return true
+	}
+	f := base
+	f.Severity, f.Kind, f.Event, f.Form = messages.SeverityError, KindPartNotMapped, at.pe.Name, parts[0]
+	f.Expected, f.Actual = at.names, strings.Join(parts, ", ")+" not designated"
+	f.Message = fmt.Sprintf("%s is split, and its part %s is not designated for planned event %s (%s): those items are not collected at %s; designate it in the event grid",
+		m.def.Name, strings.Join(parts, " and "), at.pe.Name, at.names, at.pe.Label)
+	c.add(f)
+	return false
+}
+
+// movedCollected: an item moved to another form is collected only where
+// that form is designated.
+func (c *checker) movedCollected(m *instMatch, at plannedAt, base messages.ProtocolFinding, notCollected map[string]bool) {
+	for _, lib := range sortedKeys(m.moved) {
+		form := m.moved[lib]
+		if c.designated(at, form) {
+			continue
+		}
+		notCollected[lib] = true
+		sf := m.fm.found[lib].f
+		f := base
+		f.Severity, f.Kind, f.Event, f.Field, f.Form = messages.SeverityError, KindItemNotCollected, at.pe.Name, lib, form
+		if sf.FieldName != lib {
+			f.SiteField = sf.FieldName
+		}
+		f.Expected, f.Actual = at.names, "form "+form+" not designated"
+		f.Message = fmt.Sprintf("item %s is in form %s, which is not designated for planned event %s (%s): it is not collected at %s; move it back to %s or designate %s",
+			sf.FieldName, form, at.pe.Name, at.names, at.pe.Label, m.form, form)
+		c.add(f)
+	}
 }
 
 // siteEventsFor finds a planned event at the site and reports, once per

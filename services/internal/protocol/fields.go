@@ -119,7 +119,19 @@ func (c *checker) matchByContent(dm *defMatch, pending []int) {
 	if len(idx.cands) == 0 {
 		return
 	}
-	def := dm.def
+	pairs, conflicts := scorePairs(dm.def, idx, pending)
+	libDone, siteTaken := assignPairs(dm, idx, pairs)
+	for _, li := range pending {
+		if !libDone[li] {
+			addConflict(dm, idx, li, conflicts[li], siteTaken)
+		}
+	}
+}
+
+// scorePairs scores each pending item against the site fields that share
+// a word with it: the pairs good enough for a rename, best first, and per
+// item the pairs whose wording fits but whose answers do not.
+func scorePairs(def *Instrument, idx *contentIndex, pending []int) ([]pair, map[int][]pair) {
 	var pairs []pair
 	conflicts := map[int][]pair{}
 	for _, li := range pending {
@@ -135,12 +147,19 @@ func (c *checker) matchByContent(dm *defMatch, pending []int) {
 		}
 	}
 	sort.SliceStable(pairs, func(i, j int) bool { return pairs[i].ps.score > pairs[j].ps.score })
+	return pairs, conflicts
+}
+
+// assignPairs takes the pairs best first; a pair with a rival as good (for
+// its item or for its site field) makes an ambiguity instead.
+func assignPairs(dm *defMatch, idx *contentIndex, pairs []pair) (libDone, siteTaken map[int]bool) {
+	def := dm.def
 	byLib, bySite := map[int][]int{}, map[int][]int{}
 	for k, p := range pairs {
 		byLib[p.li] = append(byLib[p.li], k)
 		bySite[p.si] = append(bySite[p.si], k)
 	}
-	libDone, siteTaken := map[int]bool{}, map[int]bool{}
+	libDone, siteTaken = map[int]bool{}, map[int]bool{}
 	for _, p := range pairs {
 		if libDone[p.li] || siteTaken[p.si] {
 			continue
@@ -179,26 +198,29 @@ func (c *checker) matchByContent(dm *defMatch, pending []int) {
 			dm.issues[def.Fields[li].FieldName] = itemIssue{kind: KindFieldAmbiguous, cands: cands, others: others, ps: p.ps}
 		}
 	}
-	for _, li := range pending {
-		cs := conflicts[li]
-		if libDone[li] || len(cs) == 0 {
-			continue
-		}
-		sort.SliceStable(cs, func(i, j int) bool { return cs[i].ps.wording > cs[j].ps.wording })
-		var cands []*messages.Field
-		for _, p := range cs {
-			if !siteTaken[p.si] && p.ps.wording >= cs[0].ps.wording-tieMargin {
-				cands = append(cands, idx.cands[p.si])
-			}
-		}
-		if len(cands) == 0 {
-			continue
-		}
-		for _, p := range cs {
-			siteTaken[p.si] = true
-		}
-		dm.issues[def.Fields[li].FieldName] = itemIssue{kind: KindFieldConflict, cands: cands, ps: cs[0].ps}
+	return libDone, siteTaken
+}
+
+// addConflict reports an unmatched item whose wording a free site field
+// has with other answers (every such field as close as the closest).
+func addConflict(dm *defMatch, idx *contentIndex, li int, cs []pair, siteTaken map[int]bool) {
+	if len(cs) == 0 {
+		return
 	}
+	sort.SliceStable(cs, func(i, j int) bool { return cs[i].ps.wording > cs[j].ps.wording })
+	var cands []*messages.Field
+	for _, p := range cs {
+		if !siteTaken[p.si] && p.ps.wording >= cs[0].ps.wording-tieMargin {
+			cands = append(cands, idx.cands[p.si])
+		}
+	}
+	if len(cands) == 0 {
+		return
+	}
+	for _, p := range cs {
+		siteTaken[p.si] = true
+	}
+	dm.issues[dm.def.Fields[li].FieldName] = itemIssue{kind: KindFieldConflict, cands: cands, ps: cs[0].ps}
 }
 
 // contentIndex holds the site fields content matching may use: those no
