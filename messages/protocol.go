@@ -51,6 +51,7 @@ const (
 const (
 	InstrumentPresent     = "present"
 	InstrumentSubstituted = "substituted"
+	InstrumentIncomplete  = "incomplete" // found, but items are missing (Substitute says by what)
 	InstrumentMissing     = "missing"
 	InstrumentError       = "error" // the protocol entry itself is broken
 )
@@ -71,9 +72,12 @@ type ProtocolInstrument struct {
 	Status     string `json:"status"`
 	// Form is the site's form that implements it ("" when missing).
 	Form string `json:"form,omitempty"`
+	// Parts are the other forms holding its items when the site split it.
+	Parts []string `json:"parts,omitempty"`
 	// Substitute names the protocol's allowed substitute the site uses.
 	Substitute string `json:"substitute,omitempty"`
-	// MatchedBy says how Form was found: name, alias, fields.
+	// MatchedBy says how Form was found: name, alias, fields (items found
+	// by name), content (items found by wording and answer codes).
 	MatchedBy      string   `json:"matched_by,omitempty"`
 	FieldsExpected int      `json:"fields_expected"`
 	FieldsOK       int      `json:"fields_ok"` // present without an error-level difference
@@ -99,6 +103,34 @@ type ProtocolFinding struct {
 	Expected   string `json:"expected,omitempty"`
 	Actual     string `json:"actual,omitempty"`
 	Message    string `json:"message"`
+	// Wording is the protocol item's question, for people who read the
+	// report without the library at hand.
+	Wording string `json:"wording,omitempty"`
+	// Match says how a site field was tied to the protocol's item when
+	// their names differ (renamed, ambiguous and conflicting matches).
+	Match *ProtocolMatch `json:"match,omitempty"`
+	// Categories are the HIPAA Safe Harbor identifier categories of an
+	// identifier finding.
+	Categories []string `json:"categories,omitempty"`
+}
+
+// ProtocolMatch is how a site field was found for a protocol item under
+// another name.
+type ProtocolMatch struct {
+	// By is "name_variant" (the corrections table or the protocol's
+	// field_aliases) or "content" (question wording, answer codes and
+	// labels, type and validation).
+	By string `json:"by"`
+	// Score is the content match's strength, 0..1 (1: the same item).
+	Score float64 `json:"score,omitempty"`
+	// Basis lists what agreed: wording, choices, codes, type, validation.
+	Basis []string `json:"basis,omitempty"`
+	// Candidates are, for an ambiguous match, every site field (or
+	// protocol item) that fits as well as the best.
+	Candidates []string `json:"candidates,omitempty"`
+	// Recode maps the site's answer codes to the protocol's where only the
+	// codes differ (same labels): the transfer policy's recode.
+	Recode map[string]string `json:"recode,omitempty"`
 }
 
 // ProtocolCompletion is form completion of one instrument at one event,

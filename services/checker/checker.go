@@ -156,7 +156,7 @@ func (s *service) handle(ctx context.Context, msg router.Msg) {
 			Message: "completion could not be measured: " + cerr.Error()})
 		r.Infos++
 	}
-	if err := report.Write(s.dir, r); err != nil {
+	if err := report.WriteWith(s.dir, report.Options{Location: NetworkLocation(s.deps.Network)}, r); err != nil {
 		log.Error("write reports", "err", err)
 		msg.Retry(s.retry)
 		return

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"time"
 
@@ -102,31 +101,6 @@ func checkOne(ctx context.Context, n *config.Network, p *protocol.Protocol, id s
 		r.Infos++
 	}
 	return r
-}
-
-// CheckFiles checks data dictionary CSVs (API or UI layout) offline, one per
-// site, e.g. a dictionary a site sends before going live. A file that cannot
-// be read or parsed gets an error report; the others are still checked.
-func CheckFiles(p *protocol.Protocol, files map[string]string, order []string) []*messages.ProtocolReport {
-	var out []*messages.ProtocolReport
-	for _, site := range order {
-		path := files[site]
-		f, err := os.Open(path)
-		if err != nil {
-			out = append(out, protocol.Failed(p, site, fmt.Errorf("dictionary file: %w", err)))
-			continue
-		}
-		fields, err := protocol.ParseDictionary(f)
-		f.Close()
-		if err != nil {
-			out = append(out, protocol.Failed(p, site, fmt.Errorf("dictionary %s: %w", path, err)))
-			continue
-		}
-		snap := &messages.MetadataSnapshot{V: messages.V, Site: site, Fields: fields, Instruments: protocol.InstrumentsOf(fields)}
-		snap.ComputeHash()
-		out = append(out, protocol.Check(p, site, snap, nil))
-	}
-	return out
 }
 
 // ExitCode is relay check's exit status for a set of reports: 2 when a site

@@ -5,21 +5,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/internal/ops/dryrun"
+	"github.com/redcap-relay/relay/services/internal/phi"
 	"github.com/redcap-relay/relay/services/internal/policy"
 )
-
-// policyRefused makes `relay policy explain` exit 1 when the site's runs
-// would be refused; the table above it already lists why.
-type policyRefused struct{ err error }
-
-func (e policyRefused) Error() string { return e.err.Error() }
-func (e policyRefused) ExitCode() int { return 1 }
 
 func init() {
 	pc := &cobra.Command{Use: "policy", Short: "transfer policies: validate files, explain what a site's policy does"}
@@ -48,7 +44,8 @@ func init() {
 			if asJSON {
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
-				if err := enc.Encode(map[string]any{"site": site, "policy": pol.File(), "policy_version": pol.Version(), "fields": ds}); err != nil {
+				if err := enc.Encode(map[string]any{"site": site, "policy": pol.File(), "policy_version": pol.Version(), "fields": ds,
+					"hipaa_categories": hipaaByField(ds)}); err != nil {
 					return err
 				}
 			} else {
@@ -56,9 +53,10 @@ func init() {
 				if err := policy.WriteTable(out, ds); err != nil {
 					return err
 				}
+				writeCategories(out, ds)
 			}
 			if cerr != nil {
-				return policyRefused{cerr}
+				return exitWith(1, cerr) // the site's runs would be refused
 			}
 			if !asJSON {
 				s := policy.Summary(ds)
@@ -68,7 +66,7 @@ func init() {
 			return nil
 		},
 	}
-	explain.Flags().StringVarP(&network, "network", "n", defaultNetworkFile(), "network file (env RELAY_NETWORK)")
+	addNetworkFlag(explain.Flags(), &network)
 	explain.Flags().StringVar(&site, "site", "", "site ID")
 	explain.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of a table")
 
@@ -88,11 +86,59 @@ func init() {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (policy %q, version %s)\n", a, p.Name, p.Version())
 			}
 			if bad > 0 {
-				return policyRefused{fmt.Errorf("%d of %d policy file(s) invalid", bad, len(args))}
+				return exitWith(1, fmt.Errorf("%d of %d policy file(s) invalid", bad, len(args)))
 			}
 			return nil
 		},
 	}
 	pc.AddCommand(explain, validate)
 	rootCmd.AddCommand(pc)
+}
+
+// hipaaByField lists, per field, the HIPAA Safe Harbor categories its
+// detections come from (the same detector as the protocol check's).
+func hipaaByField(ds []policy.Decision) map[string][]string {
+	out := map[string][]string{}
+	for _, d := range ds {
+		for _, c := range categoriesOf(d) {
+			out[d.Field] = append(out[d.Field], string(c))
+		}
+	}
+	return out
+}
+
+func categoriesOf(d policy.Decision) []phi.Category {
+	seen := map[phi.Category]bool{}
+	for _, x := range d.Detected {
+		for _, c := range x.HIPAA {
+			seen[c] = true
+		}
+	}
+	var out []phi.Category
+	for _, c := range phi.Categories {
+		if seen[c] {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// writeCategories prints which fields each Safe Harbor category was
+// detected in.
+func writeCategories(w io.Writer, ds []policy.Decision) {
+	byCat := map[phi.Category][]string{}
+	for _, d := range ds {
+		for _, c := range categoriesOf(d) {
+			byCat[c] = append(byCat[c], d.Field)
+		}
+	}
+	if len(byCat) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nIdentifiers detected, by HIPAA Safe Harbor category:")
+	for _, c := range phi.Categories {
+		if fs := byCat[c]; len(fs) > 0 {
+			fmt.Fprintf(w, "  %s: %s\n", c.Label(), strings.Join(fs, ", "))
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/redcap-relay/relay/messages"
+	"github.com/redcap-relay/relay/services/internal/phi"
 )
 
 // Options bind a policy to one site.
@@ -378,9 +379,10 @@ func btoi(b bool) int {
 
 func hasMRNLike(ds []Detection) bool {
 	for _, d := range ds {
-		l := strings.ToLower(d.Detail)
-		if strings.Contains(l, "mrn") || strings.Contains(l, "ssn") {
-			return true
+		for _, c := range d.HIPAA {
+			if c == phi.MRN || c == phi.SSN {
+				return true
+			}
 		}
 	}
 	return false

@@ -3,12 +3,15 @@ package policy
 import (
 	"strings"
 	"testing"
+
+	"github.com/redcap-relay/relay/messages"
+	"github.com/redcap-relay/relay/services/internal/testfixtures"
 )
 
 // REDCap's own validation-suite project flags 2 of 62 fields; every SSN,
 // MRN, phone, e-mail, ZIP/postal and date field must be caught anyway.
 func TestDetectProject1xmlUnflaggedIdentifiers(t *testing.T) {
-	fields := loadDictionaryCSV(t, "testdata/Project1xml_DataDictionary.csv")
+	fields := project1xml(t)
 	if len(fields) != 62 {
 		t.Fatalf("fixture has %d fields, want 62", len(fields))
 	}
@@ -57,7 +60,7 @@ func TestDetectProject1xmlUnflaggedIdentifiers(t *testing.T) {
 // An "approve everything" policy with no rules is refused, and the refusal
 // names every unflagged identifier and the rule it needs.
 func TestCompileRefusesProject1xmlWithoutRules(t *testing.T) {
-	fields := loadDictionaryCSV(t, "testdata/Project1xml_DataDictionary.csv")
+	fields := project1xml(t)
 	p := mustParse(t, `
 name: everything
 approved:
@@ -114,9 +117,11 @@ func TestNameTokens(t *testing.T) {
 	for name, want := range map[string]bool{
 		"first_name": true, "pt_last": true, "home_city": true, "ethnicity": false, "capacity": false, "lastly": false,
 		"dob": true, "dob_2": true, "adobe": false, "home_phone": true, "zip5": true, "email_addr": true, "page": false,
+		"mobile": true, "cell": true, "cell_count": false, "ssn_int": true, "mrn_number": true, "last_dose": false,
 	} {
-		if got := nameMatch(name) != ""; got != want {
-			t.Errorf("nameMatch(%s) = %v, want %v", name, got, want)
+		f := fld(name, "f", "text", "integer")
+		if got := hasCategory(Detect(f), CatName); got != want {
+			t.Errorf("name detection of %s = %v, want %v (%v)", name, got, want, Detect(f))
 		}
 	}
 	for name, want := range map[string]bool{"age": true, "age_yrs": true, "pt_age": true, "page": false, "stage": false, "age2": true} {
@@ -124,6 +129,25 @@ func TestNameTokens(t *testing.T) {
 		if got := hasCategory(Detect(f), CatAge); got != want {
 			t.Errorf("age detection of %s = %v, want %v", name, got, want)
 		}
+	}
+}
+
+// A field named like an SSN or MRN is an identifier whatever its
+// validation, and the detection names its Safe Harbor category.
+func TestNamedIdentifiersNeedARule(t *testing.T) {
+	m := snap(fld("record_id", "f", "text"), fld("pt_ssn", "f", "text", "integer"), fld("mrn", "f", "text", "integer"),
+		fld("cell", "f", "text", "integer"), fld("score", "f", "text", "integer"))
+	_, err := Compile(mustParse(t, "name: x\napproved:\n  forms: [f]\n"), m, opts())
+	if err == nil {
+		t.Fatal("compile accepted unruled identifiers")
+	}
+	for _, want := range []string{"field pt_ssn:", "(G) social security numbers", "field mrn:", "(H) medical record numbers", "field cell:", "(D) telephone numbers"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("refusal lacks %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "field score:") {
+		t.Errorf("score refused: %v", err)
 	}
 }
 
@@ -139,5 +163,49 @@ func TestCodedFieldNames(t *testing.T) {
 	}
 	if !hasCategory(Detect(fld("age_group", "f", "radio", "", "1, <50 | 2, 50+")), CatAge) {
 		t.Error("coded age not detected")
+	}
+}
+
+func project1xml(t testing.TB) []messages.Field {
+	t.Helper()
+	b, err := testfixtures.Read("Project1xml_DataDictionary.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parseDictionaryCSV(t, b)
+}
+
+// The shipped sample policy still decides every identifier of a site that
+// has the forms and fields it names, with the shared detector's wider
+// lexicon: nothing it approves is refused as undecided.
+func TestShippedPolicyDecidesItsIdentifiers(t *testing.T) {
+	pol, err := Load("../../../deploy/policies/heal-core.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := []messages.Field{fld("record_id", "demographics", "text")}
+	for _, n := range []string{"first_name", "last_name", "middle_name", "street_address", "city", "phone_number", "email_address", "dem_gender_other"} {
+		fields = append(fields, fld(n, "demographics", "text"))
+	}
+	fields = append(fields, fld("dob", "demographics", "text", "date_ymd"), fld("zip_code", "demographics", "text", "zipcode"),
+		fld("age", "demographics", "text", "integer"), fld("dem_sex", "demographics", "radio", "", "1, Male | 2, Female | 3, Prefer not to say"),
+		fld("dem_email", "demographics", "text", "email"), fld("dem_cell", "demographics", "text", "phone"))
+	for _, form := range pol.Approved.Forms[1:] {
+		fields = append(fields, fld(form+"_score", form, "text", "integer"), fld(form+"_date", form, "text", "date_ymd"))
+	}
+	fields = append(fields, fld("consent_version", "consent", "text", "integer"))
+	m := snap(fields...)
+	m.Project.IsLongitudinal = 1
+	for _, e := range pol.Approved.Events {
+		m.Events = append(m.Events, messages.Event{UniqueEventName: e, ArmNum: 1, EventName: e})
+	}
+	ds := Explain(pol, m, opts())
+	if _, err := Compile(pol, m, opts()); err != nil {
+		t.Fatalf("the shipped policy is refused: %v", err)
+	}
+	for _, d := range ds {
+		if d.Approved && hasStrong(d.Detected) && d.Action == Keep && d.Justification == "" {
+			t.Errorf("%s: an identifier kept without a justification", d.Field)
+		}
 	}
 }

@@ -1,8 +1,8 @@
 package policy
 
 import (
+	"bytes"
 	"encoding/csv"
-	"os"
 	"strings"
 	"testing"
 
@@ -60,16 +60,11 @@ func mustCompile(t testing.TB, y string, meta *messages.MetadataSnapshot, opts O
 
 func opts() Options { return Options{Site: "site_a", Namespace: "A", DAG: "site_a", Key: testKey} }
 
-// loadDictionaryCSV reads a REDCap UI data dictionary (the "Variable /
+// parseDictionaryCSV reads a REDCap UI data dictionary (the "Variable /
 // Field Name, Form Name, ..." CSV) into API metadata rows.
-func loadDictionaryCSV(t testing.TB, path string) []messages.Field {
+func parseDictionaryCSV(t testing.TB, b []byte) []messages.Field {
 	t.Helper()
-	fh, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fh.Close()
-	recs, err := csv.NewReader(fh).ReadAll()
+	recs, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,23 +5,29 @@ import (
 	"strings"
 
 	"github.com/redcap-relay/relay/messages"
+	"github.com/redcap-relay/relay/services/internal/phi"
 )
 
 // StatusFields lists what to export from a site to measure completion: the
 // record ID field and <form>_complete of every site form that implements a
-// protocol instrument. No item values, so no PHI.
+// protocol instrument (each part of a split one). No item values, so no PHI.
 func StatusFields(p *Protocol, meta *messages.MetadataSnapshot) []string {
 	if meta == nil || len(meta.Fields) == 0 {
 		return nil
 	}
 	x := indexSite(meta)
-	c := &checker{p: p, x: x, r: &Report{}}
+	c := newChecker(p, x, &Report{})
 	out := []string{x.recordID}
 	seen := map[string]bool{}
 	for _, m := range c.matchInstruments() {
-		if m != nil && !seen[m.form] {
-			seen[m.form] = true
-			out = append(out, m.form+"_complete")
+		if m == nil {
+			continue
+		}
+		for _, form := range m.forms() {
+			if !seen[form] {
+				seen[form] = true
+				out = append(out, form+"_complete")
+			}
 		}
 	}
 	return out
@@ -34,21 +40,21 @@ func ItemFields(p *Protocol, meta *messages.MetadataSnapshot) []string {
 		return nil
 	}
 	x := indexSite(meta)
-	c := &checker{p: p, x: x, r: &Report{}}
+	c := newChecker(p, x, &Report{})
 	var out []string
 	for _, m := range c.matchInstruments() {
 		if m == nil {
 			continue
 		}
 		for _, pf := range m.def.Fields {
-			sf, _ := x.lookup(pf.FieldName, m.def.FieldAliases[pf.FieldName])
-			if sf == nil || !isItem(*sf) || strings.EqualFold(sf.Identifier, "y") {
+			sm, ok := m.fm.found[pf.FieldName]
+			if !ok || !isItem(*sm.f) || strings.EqualFold(sm.f.Identifier, "y") {
 				continue
 			}
-			if r, _ := IdentifierReason(*sf); r != "" {
+			if len(phi.Detect(*sm.f)) > 0 { // any sign of an identifier, ages and free text too
 				continue
 			}
-			out = append(out, sf.FieldName)
+			out = append(out, sm.f.FieldName)
 		}
 	}
 	return out
@@ -85,7 +91,7 @@ func statusOf(v string) int {
 
 type recEvent struct{ rec, event string }
 
-func completionOf(p *Protocol, x *siteIndex, ms []*instMatch, rows []messages.Row) []messages.ProtocolCompletion {
+func completionOf(x *siteIndex, ms []*instMatch, rows []messages.Row) []messages.ProtocolCompletion {
 	var out []messages.ProtocolCompletion
 	// event order: the site's, then any seen only in rows
 	order := []string{}
@@ -104,8 +110,6 @@ func completionOf(p *Protocol, x *siteIndex, ms []*instMatch, rows []messages.Ro
 		if m == nil {
 			continue
 		}
-		form := m.form
-		statusField := form + "_complete"
 		planned := map[string]string{}
 		for _, pe := range m.in.Events {
 			evs, _ := x.eventsFor(pe)
@@ -116,93 +120,101 @@ func completionOf(p *Protocol, x *siteIndex, ms []*instMatch, rows []messages.Ro
 		if !x.longitudinal && len(m.in.Events) > 0 {
 			planned[""] = m.in.Events[0].Name
 		}
-		items := m.def.Fields
-		best := map[recEvent]int{}
-		recs := map[string]map[string]bool{} // event -> records
-		type miss struct{ missing, saved int }
-		itemMiss := map[string]map[string]*miss{} // event -> field -> counts
-		for _, r := range rows {
-			rec := r[x.recordID]
-			if rec == "" {
+		for _, form := range m.forms() {
+			var items []*messages.Field
+			for _, pf := range m.def.Fields {
+				if sm, ok := m.fm.found[pf.FieldName]; ok && sm.f.FormName == form && isItem(*sm.f) {
+					items = append(items, sm.f)
+				}
+			}
+			out = append(out, formCompletion(x, m.in.Name, form, items, planned, order, rows)...)
+		}
+	}
+	return out
+}
+
+// formCompletion counts one site form's status and its items' answers per
+// event.
+func formCompletion(x *siteIndex, inst, form string, items []*messages.Field, planned map[string]string, order []string, rows []messages.Row) []messages.ProtocolCompletion {
+	var out []messages.ProtocolCompletion
+	statusField := form + "_complete"
+	best := map[recEvent]int{}
+	recs := map[string]map[string]bool{} // event -> records
+	type miss struct{ missing, saved int }
+	itemMiss := map[string]map[string]*miss{} // event -> field -> counts
+	for _, r := range rows {
+		rec := r[x.recordID]
+		if rec == "" {
+			continue
+		}
+		ev := r["redcap_event_name"]
+		if recs[ev] == nil {
+			recs[ev] = map[string]bool{}
+		}
+		recs[ev][rec] = true
+		if ri := r["redcap_repeat_instrument"]; ri != "" && ri != form {
+			continue
+		}
+		v, ok := r[statusField]
+		if !ok {
+			continue
+		}
+		st := statusOf(v)
+		k := recEvent{rec, ev}
+		if st > best[k] {
+			best[k] = st
+		}
+		if st == stBlank {
+			continue
+		}
+		for _, sf := range items {
+			empty, present := itemEmpty(r, *sf)
+			if !present {
 				continue
 			}
-			ev := r["redcap_event_name"]
-			if recs[ev] == nil {
-				recs[ev] = map[string]bool{}
+			if itemMiss[ev] == nil {
+				itemMiss[ev] = map[string]*miss{}
 			}
-			recs[ev][rec] = true
-			if ri := r["redcap_repeat_instrument"]; ri != "" && ri != form {
-				continue
+			c := itemMiss[ev][sf.FieldName]
+			if c == nil {
+				c = &miss{}
+				itemMiss[ev][sf.FieldName] = c
 			}
-			v, ok := r[statusField]
-			if !ok {
-				continue
-			}
-			st := statusOf(v)
-			k := recEvent{rec, ev}
-			if st > best[k] {
-				best[k] = st
-			}
-			if st == stBlank {
-				continue
-			}
-			for _, pf := range items {
-				sf, _ := x.lookup(pf.FieldName, m.def.FieldAliases[pf.FieldName])
-				if sf == nil || !isItem(*sf) {
-					continue
-				}
-				empty, present := itemEmpty(r, *sf)
-				if !present {
-					continue
-				}
-				if itemMiss[ev] == nil {
-					itemMiss[ev] = map[string]*miss{}
-				}
-				c := itemMiss[ev][sf.FieldName]
-				if c == nil {
-					c = &miss{}
-					itemMiss[ev][sf.FieldName] = c
-				}
-				c.saved++
-				if empty {
-					c.missing++
-				}
+			c.saved++
+			if empty {
+				c.missing++
 			}
 		}
-		for _, ev := range order {
-			designated := !x.longitudinal || x.mapped[ev][form]
-			if !designated && planned[ev] == "" {
-				continue
-			}
-			pc := messages.ProtocolCompletion{Instrument: m.in.Name, Form: form, Event: ev, Planned: planned[ev]}
-			for rec := range recs[ev] {
-				pc.Records++
-				switch best[recEvent{rec, ev}] {
-				case stComplete:
-					pc.Complete++
-				case stUnverified:
-					pc.Unverified++
-				case stIncomplete:
-					pc.Incomplete++
-				default:
-					pc.Blank++
-				}
-			}
-			if pc.Records > 0 {
-				pc.Rate = math.Round(1000*float64(pc.Complete)/float64(pc.Records)) / 1000
-			}
-			for _, pf := range items {
-				sf, _ := x.lookup(pf.FieldName, m.def.FieldAliases[pf.FieldName])
-				if sf == nil {
-					continue
-				}
-				if c := itemMiss[ev][sf.FieldName]; c != nil {
-					pc.Items = append(pc.Items, messages.ProtocolItemMissing{Field: sf.FieldName, Missing: c.missing, Saved: c.saved,
-						Rate: math.Round(1000*float64(c.missing)/float64(c.saved)) / 1000})
-				}
-			}
-			out = append(out, pc)
+	}
+	for _, ev := range order {
+		designated := !x.longitudinal || x.mapped[ev][form]
+		if !designated && planned[ev] == "" {
+			continue
 		}
+		pc := messages.ProtocolCompletion{Instrument: inst, Form: form, Event: ev, Planned: planned[ev]}
+		for rec := range recs[ev] {
+			pc.Records++
+			switch best[recEvent{rec, ev}] {
+			case stComplete:
+				pc.Complete++
+			case stUnverified:
+				pc.Unverified++
+			case stIncomplete:
+				pc.Incomplete++
+			default:
+				pc.Blank++
+			}
+		}
+		if pc.Records > 0 {
+			pc.Rate = math.Round(1000*float64(pc.Complete)/float64(pc.Records)) / 1000
+		}
+		for _, sf := range items {
+			if c := itemMiss[ev][sf.FieldName]; c != nil {
+				pc.Items = append(pc.Items, messages.ProtocolItemMissing{Field: sf.FieldName, Missing: c.missing, Saved: c.saved,
+					Rate: math.Round(1000*float64(c.missing)/float64(c.saved)) / 1000})
+			}
+		}
+		out = append(out, pc)
 	}
 	return out
 }

@@ -431,3 +431,28 @@ func InstrumentsOf(fields []messages.Field) []messages.Instrument {
 	}
 	return out
 }
+
+// ParseRepeating reads a repeating instruments and events CSV
+// (event_name,form_name,custom_form_label, as REDCap's API exports it; a
+// blank form_name is a repeating event, a blank event_name a classic
+// project's repeating form).
+func ParseRepeating(r io.Reader) ([]messages.RepeatingForm, error) {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := readCSVOptional(b, []string{"event_name", "form_name", "custom_form_label"})
+	if err != nil {
+		return nil, fmt.Errorf("repeating instruments: %w", csvErr(err))
+	}
+	if len(recs) > 0 {
+		if _, err := readCSV(b, []string{"form_name"}); err != nil {
+			return nil, fmt.Errorf("repeating instruments: %w", err)
+		}
+	}
+	out := make([]messages.RepeatingForm, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, messages.RepeatingForm{EventName: r[0], FormName: r[1], CustomFormLabel: r[2]})
+	}
+	return out, nil
+}

@@ -2,8 +2,10 @@ package protocol
 
 import (
 	"bytes"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/redcap-relay/relay/messages"
@@ -21,7 +23,7 @@ func TestHEALAdultLoadsAndSelfConforms(t *testing.T) {
 		t.Fatalf("instruments %d substitutes %d events %d", len(p.Instruments), len(p.Substitutes), len(p.Events))
 	}
 	r := Check(p, "site-a", SiteSnapshot(p, "site-a"), nil)
-	if r.Status != messages.ProtocolConformant || *r.Score != 100 {
+	if r.Status != messages.ProtocolConformant || *r.Score != 100 || len(r.Findings) != 0 {
 		for _, f := range r.Findings {
 			t.Logf("%+v", f)
 		}
@@ -38,29 +40,40 @@ func TestHEALAdultLoadsAndSelfConforms(t *testing.T) {
 	}
 }
 
-// The embedded library must be the same as the deployable one.
-func TestEmbeddedLibraryMatchesDeploy(t *testing.T) {
-	deploy := filepath.Join("..", "..", "..", "deploy", "protocol")
-	if _, err := os.Stat(deploy); err != nil {
-		t.Skip("deploy/protocol not present")
-	}
-	err := filepath.Walk("library", func(path string, info os.FileInfo, err error) error {
-		if err != nil || info.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel("library", path)
-		a, _ := os.ReadFile(path)
-		b, err := os.ReadFile(filepath.Join(deploy, rel))
-		if err != nil {
-			t.Errorf("deploy/protocol/%s: %v", rel, err)
-			return nil
-		}
-		if !bytes.Equal(a, b) {
-			t.Errorf("deploy/protocol/%s differs from the embedded copy: copy library/ over it", rel)
-		}
-		return nil
-	})
+// relay protocol write: the written library loads and is the built-in one;
+// a second write refuses to overwrite without force.
+func TestWriteLibraryRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	files, err := WriteLibrary(dir, false)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(files) != 18 { // heal-adult.yaml + 17 dictionaries
+		t.Errorf("%d files written", len(files))
+	}
+	got, err := Load(filepath.Join(dir, "heal-adult.yaml"))
+	if err != nil || got.Err() != nil {
+		t.Fatal(err, got.Err())
+	}
+	want, _ := HEALAdult()
+	for i, in := range want.Instruments {
+		g := got.Instruments[i]
+		if g.Name != in.Name || len(g.Fields) != len(in.Fields) || strings.Join(g.Aliases, ",") != strings.Join(in.Aliases, ",") {
+			t.Errorf("instrument %s differs after writing: %+v", in.Name, g)
+		}
+	}
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		rel, _ := filepath.Rel(dir, f)
+		e, _ := fs.ReadFile(LibraryFS(), filepath.ToSlash(rel))
+		if !bytes.Equal(b, e) {
+			t.Errorf("%s differs from the built-in copy", rel)
+		}
+	}
+	if _, err := WriteLibrary(dir, false); err == nil || !strings.Contains(err.Error(), "--force") {
+		t.Errorf("second write: %v", err)
+	}
+	if _, err := WriteLibrary(dir, true); err != nil {
+		t.Errorf("forced write: %v", err)
 	}
 }

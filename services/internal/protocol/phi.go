@@ -5,53 +5,37 @@ import (
 	"strings"
 
 	"github.com/redcap-relay/relay/messages"
+	"github.com/redcap-relay/relay/services/internal/phi"
 )
 
 // PHI hygiene: fields that look like identifiers but are not flagged
 // Identifier? = y. REDCap's flag drives its own de-identified exports and
 // user rights, so an unflagged SSN leaks through every "de-identified"
-// export. Strong signs (validation types, names) are warnings; dates are
-// infos (often legitimate visit dates, but Safe Harbor treats them as PHI).
-var (
-	phiValidations = []string{"email", "phone*", "ssn", "mrn_*", "vmrn", "zipcode", "postalcode_*"}
-	phiSubstrings  = []string{"name", "address", "street", "birth", "email", "e_mail", "phone", "zip", "ssn", "mrn", "postal", "fax"}
-	phiTokens      = []string{"first", "last", "city", "dob", "addr", "surname", "initials", "ip", "mobile", "cell"}
-)
+// export. The detector is the transfer policy's (services/internal/phi):
+// what the policy requires a rule for, the check asks the site to flag,
+// except ages (Safe Harbor only groups those over 89, which the policy's
+// cap_age does; flagging would drop every age) and free text and files
+// (they may hold an identifier, they are not one). Names and validations
+// are warnings; dates are notes (often visit dates, but Safe Harbor treats
+// every date of a person as an identifier).
 
-// IdentifierReason says why a field looks like an identifier ("" when it
-// does not) and whether the sign is strong.
-func IdentifierReason(f messages.Field) (reason string, strong bool) {
-	if f.FieldType == "text" {
-		v := strings.ToLower(strings.TrimSpace(f.TextValidationTypeOrShowSlider))
-		for _, p := range phiValidations {
-			if p == v || (strings.HasSuffix(p, "*") && strings.HasPrefix(v, strings.TrimSuffix(p, "*"))) {
-				return "validation " + v, true
-			}
+// IdentifierReason says why a field looks like an identifier that should
+// be flagged ("" when it does not), whether the sign is strong, and the
+// Safe Harbor categories it comes from.
+func IdentifierReason(f messages.Field) (reason string, strong bool, cats []phi.Category) {
+	var parts []string
+	var ds []phi.Detection
+	for _, d := range phi.Detect(f) {
+		if !d.AsksFlag() {
+			continue
+		}
+		ds = append(ds, d)
+		parts = append(parts, d.Detail)
+		if d.Strong() {
+			strong = true
 		}
 	}
-	if f.FieldType == "descriptive" || f.FieldType == "calc" {
-		return "", false
-	}
-	name := strings.ToLower(f.FieldName)
-	for _, s := range phiSubstrings {
-		if strings.Contains(name, s) {
-			return fmt.Sprintf("name contains %q", s), true
-		}
-	}
-	for _, tok := range strings.Split(name, "_") {
-		for _, t := range phiTokens {
-			if tok == t {
-				return fmt.Sprintf("name part %q", t), true
-			}
-		}
-	}
-	if f.FieldType == "text" {
-		v := strings.ToLower(strings.TrimSpace(f.TextValidationTypeOrShowSlider))
-		if strings.HasPrefix(v, "date") {
-			return "validation " + v, false
-		}
-	}
-	return "", false
+	return strings.Join(parts, "; "), strong, phi.CategoriesOf(ds)
 }
 
 func (c *checker) checkPHI() {
@@ -60,7 +44,7 @@ func (c *checker) checkPHI() {
 		if strings.EqualFold(strings.TrimSpace(f.Identifier), "y") || f.FieldName == c.x.recordID {
 			continue
 		}
-		reason, strong := IdentifierReason(*f)
+		reason, strong, cats := IdentifierReason(*f)
 		if reason == "" {
 			continue
 		}
@@ -68,8 +52,13 @@ func (c *checker) checkPHI() {
 		if strong {
 			sev = messages.SeverityWarning
 		}
+		names := make([]string, len(cats))
+		for i, c := range cats {
+			names[i] = string(c)
+		}
 		c.add(messages.ProtocolFinding{Severity: sev, Kind: KindPHI, Form: f.FormName, Field: f.FieldName,
-			Expected: "identifier = y", Actual: reason,
-			Message: fmt.Sprintf("field %s looks like an identifier (%s) but is not flagged Identifier?: flag it so REDCap's de-identified exports and rights withhold it", f.FieldName, reason)})
+			Expected: "identifier = y", Actual: reason, Categories: names,
+			Message: fmt.Sprintf("field %s looks like an identifier (%s; HIPAA Safe Harbor: %s) but is not flagged Identifier?: flag it so REDCap's de-identified exports and rights withhold it",
+				f.FieldName, reason, phi.CategoryList(cats))})
 	}
 }

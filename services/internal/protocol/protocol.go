@@ -2,17 +2,22 @@
 // protocol: the core library of required instruments (as REDCap data
 // dictionary CSVs), their allowed substitutes, instrument aliases, known
 // variable-name corrections, and the planned events at which each instrument
-// is collected.
+// is collected. Items are found by name and by content (content.go), per
+// definition (fields.go), across forms (instruments.go); events per item
+// (events.go); type changes are graded by what REDCap stores (compare.go);
+// renamed items become transfer-policy rules (harmonise.go).
 //
-// The protocol file is YAML (see deploy/protocol/heal-adult.yaml):
+// The protocol file is YAML (see library/heal-adult.yaml; `relay protocol
+// write DIR` writes the built-in library out):
 //
 //	name: HEAL adult core library
 //	version: "1.0.0"
 //	tables:                        # optional; default: the embedded HEAL tables
 //	  crf_ids: heal-crf-ids.csv    # instrument aliases (CRF Name, HEAL CDE CURIE, Other Names)
 //	  corrections: heal-cde-corrections.csv
-//	events:                        # planned timepoints
-//	  - {name: baseline, day: 0, window_before: 30, window_after: 0, match: [enrollment]}
+//	events:                        # planned timepoints; day and windows document the
+//	                               # schedule (REDCap 14 exports no day offsets to check)
+//	  - {name: baseline, label: Baseline, day: 0, window_before: 30, window_after: 0, match: [enrollment]}
 //	instruments:                   # required
 //	  - name: peg
 //	    label: PEG
@@ -37,8 +42,12 @@
 //	           − 0.1 per instrument-level error (e.g. repeating setup), floored at 0
 //
 // fields_ok counts the protocol's fields present at the site (under their own
-// name or an accepted alias) without an error-level difference; the events
-// term is 1 when no events are planned. The site score is 100 × the mean of
+// name, an accepted alias, or found by content under another name) without
+// an error-level difference and collected at every planned event;
+// events_mapped counts the planned events where every form holding the
+// instrument's items is designated. The events term is 1 when no events are
+// planned or the site's events are not known (a dictionary checked
+// offline). The site score is 100 × the mean of
 // s_i, rounded to one decimal. A site is conformant when it has no
 // error-level finding (its score is then 100); warnings and infos never lower
 // the score.
@@ -90,13 +99,19 @@ type PlannedEvent struct {
 	Name  string `yaml:"name"`
 	Label string `yaml:"label"`
 	// Day is the target day after baseline; WindowBefore/After the allowed
-	// days either side.
+	// days either side. They document the schedule; sites are not checked
+	// against them (REDCap 14's event export has no day offsets).
 	Day          int `yaml:"day"`
 	WindowBefore int `yaml:"window_before"`
 	WindowAfter  int `yaml:"window_after"`
 	// Match lists site event names that mean this timepoint (compared
 	// without case and punctuation, with or without the _arm_N suffix).
 	Match []string `yaml:"match"`
+	// Arm and Position (1-based, within the arm) pin a planned event of a
+	// reference project (FromSnapshot), so that a site event with its
+	// label in its place is recognised as renamed.
+	Arm      int `yaml:"-"`
+	Position int `yaml:"-"`
 }
 
 // Instrument is a required instrument or a substitute.
@@ -170,14 +185,25 @@ var tablesFS embed.FS
 //go:embed library
 var libraryFS embed.FS
 
-// HEALAdult returns the shipped HEAL adult core library (an embedded copy of
-// deploy/protocol/heal-adult.yaml and its dictionaries).
+// HEALAdult returns the built-in HEAL adult core library (library/ in this
+// package: heal-adult.yaml and its dictionaries; `relay protocol write`
+// copies it out for editing).
 func HEALAdult() (*Protocol, error) {
+	p, err := LoadFS(LibraryFS(), "heal-adult.yaml")
+	if p != nil {
+		p.Source = "built-in HEAL adult core library"
+	}
+	return p, err
+}
+
+// LibraryFS holds the built-in library's files: heal-adult.yaml and the
+// dictionaries under heal-adult/.
+func LibraryFS() fs.FS {
 	sub, err := fs.Sub(libraryFS, "library")
 	if err != nil {
-		return nil, err
+		panic("protocol: embedded library missing: " + err.Error())
 	}
-	return LoadFS(sub, "heal-adult.yaml")
+	return sub
 }
 
 // Load reads a protocol file; paths in it resolve against its folder.

@@ -1,15 +1,15 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/csv"
 	"fmt"
-	"os"
-	"path/filepath"
-	"sort"
+	"path"
 	"strings"
 	"testing"
 
 	"github.com/redcap-relay/relay/messages"
+	"github.com/redcap-relay/relay/services/internal/testfixtures"
 )
 
 // fixture is a real project (nobody here wrote it) as a metadata snapshot.
@@ -19,28 +19,27 @@ type fixture struct {
 	rows []messages.Row
 }
 
-func readDict(t testing.TB, path string) []messages.Field {
+func readDict(t testing.TB, b []byte) []messages.Field {
 	t.Helper()
-	f, err := os.Open(path)
+	fields, err := ParseDictionary(bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	fields, err := ParseDictionary(f)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
 	}
 	return fields
 }
 
-func readRows(t testing.TB, path string) []messages.Row {
+func fixtureFile(t testing.TB, name string) []byte {
 	t.Helper()
-	f, err := os.Open(path)
+	b, err := testfixtures.Read(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	all, err := csv.NewReader(f).ReadAll()
+	return b
+}
+
+func readRows(t testing.TB, b []byte) []messages.Row {
+	t.Helper()
+	all, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,70 +57,51 @@ func readRows(t testing.TB, path string) []messages.Row {
 func fixtures(t testing.TB) []fixture {
 	t.Helper()
 	var out []fixture
-	// REDCap's own validation-suite project with its instrument designation.
-	{
-		fields := readDict(t, "testdata/Project1xml_DataDictionary.csv")
-		f, err := os.Open("testdata/instrument_designation.csv")
-		if err != nil {
-			t.Fatal(err)
-		}
-		mapping, err := ParseFormEventMapping(f)
-		f.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := &messages.MetadataSnapshot{V: messages.V, Site: "project1", Fields: fields, Instruments: InstrumentsOf(fields),
-			Project: messages.ProjectInfo{IsLongitudinal: 1}, FormEventMapping: mapping}
-		arms := map[int]bool{}
-		seen := map[string]bool{}
-		for _, fe := range mapping {
-			if !arms[fe.ArmNum] {
-				arms[fe.ArmNum] = true
-				m.Arms = append(m.Arms, messages.Arm{ArmNum: fe.ArmNum, Name: fmt.Sprintf("Arm %d", fe.ArmNum)})
-			}
-			if !seen[fe.UniqueEventName] {
-				seen[fe.UniqueEventName] = true
-				m.Events = append(m.Events, messages.Event{UniqueEventName: fe.UniqueEventName, ArmNum: fe.ArmNum, EventName: fe.UniqueEventName})
-			}
-		}
-		out = append(out, fixture{name: "Project1xml", meta: m})
-	}
-	// REDCapR's projects (UI-layout dictionaries).
-	dirs, _ := filepath.Glob("testdata/redcap/projects/*")
-	sort.Strings(dirs)
-	for _, d := range dirs {
-		fields := readDict(t, filepath.Join(d, "dictionary.csv"))
-		m := &messages.MetadataSnapshot{V: messages.V, Site: filepath.Base(d), Fields: fields, Instruments: InstrumentsOf(fields)}
-		fx := fixture{name: filepath.Base(d), meta: m}
-		if _, err := os.Stat(filepath.Join(d, "event.csv")); err == nil {
-			ef, _ := os.Open(filepath.Join(d, "event.csv"))
-			m.Events, err = ParseEvents(ef)
-			ef.Close()
+	for _, d := range testfixtures.Dictionaries() {
+		fields := readDict(t, d.CSV)
+		m := &messages.MetadataSnapshot{V: messages.V, Site: d.Name, Fields: fields, Instruments: InstrumentsOf(fields)}
+		fx := fixture{name: d.Name, meta: m}
+		switch {
+		case d.Name == "Project1xml":
+			// REDCap's own validation-suite project with its instrument designation.
+			mapping, err := ParseFormEventMapping(bytes.NewReader(fixtureFile(t, "instrument_designation.csv")))
 			if err != nil {
 				t.Fatal(err)
 			}
-			af, _ := os.Open(filepath.Join(d, "arm.csv"))
-			m.Arms, err = ParseArms(af)
-			af.Close()
-			if err != nil {
+			m.Project.IsLongitudinal, m.FormEventMapping = 1, mapping
+			arms := map[int]bool{}
+			seen := map[string]bool{}
+			for _, fe := range mapping {
+				if !arms[fe.ArmNum] {
+					arms[fe.ArmNum] = true
+					m.Arms = append(m.Arms, messages.Arm{ArmNum: fe.ArmNum, Name: fmt.Sprintf("Arm %d", fe.ArmNum)})
+				}
+				if !seen[fe.UniqueEventName] {
+					seen[fe.UniqueEventName] = true
+					m.Events = append(m.Events, messages.Event{UniqueEventName: fe.UniqueEventName, ArmNum: fe.ArmNum, EventName: fe.UniqueEventName})
+				}
+			}
+		case testfixtures.Has(path.Join(d.Dir, "event.csv")):
+			// REDCapR's longitudinal project (UI-layout dictionary).
+			var err error
+			if m.Events, err = ParseEvents(bytes.NewReader(fixtureFile(t, path.Join(d.Dir, "event.csv")))); err != nil {
+				t.Fatal(err)
+			}
+			if m.Arms, err = ParseArms(bytes.NewReader(fixtureFile(t, path.Join(d.Dir, "arm.csv")))); err != nil {
 				t.Fatal(err)
 			}
 			m.Project.IsLongitudinal = 1
 			// The designation is what the site's data show: a form whose
 			// status is exported at an event is designated there.
-			fx.rows = readRows(t, filepath.Join(d, "data.csv"))
+			fx.rows = readRows(t, fixtureFile(t, path.Join(d.Dir, "data.csv")))
 			seen := map[string]bool{}
-			arm := map[string]int{}
-			for _, e := range m.Events {
-				arm[e.UniqueEventName] = e.ArmNum
-			}
 			for _, ev := range m.Events {
 				for _, form := range formsOf(fields) {
 					for _, r := range fx.rows {
 						k := ev.UniqueEventName + "/" + form
 						if r["redcap_event_name"] == ev.UniqueEventName && r[form+"_complete"] != "" && !seen[k] {
 							seen[k] = true
-							m.FormEventMapping = append(m.FormEventMapping, messages.FormEvent{ArmNum: arm[ev.UniqueEventName], UniqueEventName: ev.UniqueEventName, Form: form})
+							m.FormEventMapping = append(m.FormEventMapping, messages.FormEvent{ArmNum: ev.ArmNum, UniqueEventName: ev.UniqueEventName, Form: form})
 						}
 					}
 				}

@@ -16,7 +16,7 @@ func FromSnapshot(name, version string, meta *messages.MetadataSnapshot) *Protoc
 	x := indexSite(meta)
 	byName := map[string]PlannedEvent{}
 	for _, e := range x.events {
-		pe := PlannedEvent{Name: e.unique, Label: e.label, Day: e.day, WindowBefore: e.min, WindowAfter: e.max, Match: []string{e.unique}}
+		pe := PlannedEvent{Name: e.unique, Label: e.label, Match: []string{e.unique}, Arm: e.arm, Position: e.pos}
 		if pe.Label == "" {
 			pe.Label = e.unique
 		}
@@ -53,7 +53,7 @@ func mustEmbedded(name string) []byte {
 // SiteSnapshot builds the metadata of a longitudinal project (one arm) that
 // implements the protocol exactly: a record_id field, every required
 // instrument as a form named like it with the protocol's fields, and every
-// planned event (unique name "<event>_arm_1", day offset as planned) with
+// planned event (unique name "<event>_arm_1", label as planned) with
 // the instruments designated as planned. Demo sites and tests start from it
 // and change what they want to deviate.
 func SiteSnapshot(p *Protocol, site string) *messages.MetadataSnapshot {
@@ -66,8 +66,8 @@ func SiteSnapshot(p *Protocol, site string) *messages.MetadataSnapshot {
 	m.Fields = append(m.Fields, messages.Field{FieldName: "record_id", FormName: first, FieldType: "text", FieldLabel: "Record ID"})
 	m.Arms = []messages.Arm{{ArmNum: 1, Name: "Arm 1"}}
 	for i, e := range p.Events {
-		m.Events = append(m.Events, messages.Event{EventName: e.Label, ArmNum: 1, UniqueEventName: e.Name + "_arm_1",
-			EventID: 100 + i, DayOffset: e.Day, OffsetMin: e.WindowBefore, OffsetMax: e.WindowAfter})
+		// as REDCap 14 exports them: no day offsets
+		m.Events = append(m.Events, messages.Event{EventName: e.Label, ArmNum: 1, UniqueEventName: e.Name + "_arm_1", EventID: 100 + i})
 	}
 	for _, in := range p.Instruments {
 		if len(in.Fields) == 0 {

@@ -22,13 +22,13 @@ type siteIndex struct {
 	events       []siteEvent
 	mapped       map[string]map[string]bool // unique event -> form -> designated
 	repeatForm   map[string]bool            // form repeats (in any event)
-	usesWindows  bool
 }
 
+// siteEvent is one event of the project. REDCap 14's event export has no
+// day offsets, so events are known by name, label, arm and place only.
 type siteEvent struct {
 	unique, stem, label string
-	arm                 int
-	day, min, max       int
+	arm, pos            int // pos: 1-based place within its arm
 }
 
 var armSuffix = regexp.MustCompile(`_arm_\d+[a-z]?$`)
@@ -42,7 +42,10 @@ func indexSite(meta *messages.MetadataSnapshot) *siteIndex {
 	}
 	for i := range meta.Fields {
 		f := &meta.Fields[i]
-		if i == 0 {
+		if i == 0 && f.FieldType == "text" {
+			// REDCap's record ID is the project's first field, always a
+			// text field; an instrument's dictionary alone (an instrument
+			// zip) has none
 			x.recordID = f.FieldName
 		}
 		x.byName[f.FieldName] = f
@@ -59,19 +62,20 @@ func indexSite(meta *messages.MetadataSnapshot) *siteIndex {
 	}
 	x.longitudinal = meta.Project.IsLongitudinal == 1 || len(meta.Events) > 0 || len(meta.FormEventMapping) > 0
 	seen := map[string]bool{}
+	perArm := map[int]int{}
 	for _, e := range meta.Events {
-		se := siteEvent{unique: e.UniqueEventName, label: e.EventName, arm: e.ArmNum, day: e.DayOffset, min: e.OffsetMin, max: e.OffsetMax}
+		perArm[e.ArmNum]++
+		se := siteEvent{unique: e.UniqueEventName, label: e.EventName, arm: e.ArmNum, pos: perArm[e.ArmNum]}
 		se.stem = armSuffix.ReplaceAllString(e.UniqueEventName, "")
-		if e.OffsetMin != 0 || e.OffsetMax != 0 {
-			x.usesWindows = true
-		}
 		x.events = append(x.events, se)
 		seen[e.UniqueEventName] = true
 	}
 	for _, m := range meta.FormEventMapping {
 		if !seen[m.UniqueEventName] {
 			seen[m.UniqueEventName] = true
-			x.events = append(x.events, siteEvent{unique: m.UniqueEventName, arm: m.ArmNum, stem: armSuffix.ReplaceAllString(m.UniqueEventName, "")})
+			perArm[m.ArmNum]++
+			x.events = append(x.events, siteEvent{unique: m.UniqueEventName, arm: m.ArmNum, pos: perArm[m.ArmNum],
+				stem: armSuffix.ReplaceAllString(m.UniqueEventName, "")})
 		}
 		if x.mapped[m.UniqueEventName] == nil {
 			x.mapped[m.UniqueEventName] = map[string]bool{}
@@ -123,8 +127,11 @@ func (x *siteIndex) lookup(name string, aliases []string) (*messages.Field, bool
 	return nil, false
 }
 
-// eventsFor returns the site events that stand for a planned event, and how
-// they were matched ("name" or "day").
+// eventsFor returns the site events that stand for a planned event, and
+// how: "name" (its unique name, with or without the arm suffix, or a name
+// the protocol's match list accepts) or "label" (another unique name with
+// the planned label, in the planned arm and place when the protocol says:
+// a renamed event, which the check reports).
 func (x *siteIndex) eventsFor(pe PlannedEvent) ([]siteEvent, string) {
 	keys := map[string]bool{norm(pe.Name): true}
 	for _, m := range pe.Match {
@@ -132,17 +139,35 @@ func (x *siteIndex) eventsFor(pe PlannedEvent) ([]siteEvent, string) {
 	}
 	var out []siteEvent
 	for _, e := range x.events {
-		if keys[norm(e.unique)] || keys[norm(e.stem)] || (e.label != "" && keys[norm(e.label)]) {
+		if keys[norm(e.unique)] || keys[norm(e.stem)] {
 			out = append(out, e)
 		}
 	}
-	if len(out) > 0 || !x.usesWindows {
+	if len(out) > 0 {
 		return out, "name"
 	}
+	labels := map[string]bool{norm(pe.Label): true}
+	for _, m := range pe.Match {
+		labels[norm(m)] = true
+	}
 	for _, e := range x.events {
-		if e.day >= pe.Day-pe.WindowBefore && e.day <= pe.Day+pe.WindowAfter {
+		if e.label != "" && labels[norm(e.label)] && (pe.Arm == 0 || e.arm == pe.Arm) {
 			out = append(out, e)
 		}
 	}
-	return out, "day"
+	if pe.Position > 0 && len(out) > 1 {
+		var same []siteEvent
+		for _, e := range out {
+			if e.pos == pe.Position {
+				same = append(same, e)
+			}
+		}
+		if len(same) > 0 {
+			out = same
+		}
+	}
+	if len(out) > 0 {
+		return out, "label"
+	}
+	return nil, ""
 }

@@ -3,7 +3,9 @@ package report
 import (
 	"encoding/csv"
 	"io"
+	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/redcap-relay/relay/messages"
 )
@@ -14,6 +16,7 @@ import (
 var CSVHeader = []string{
 	"site", "section", "severity", "kind", "instrument", "form", "event", "field", "site_field",
 	"expected", "actual", "message", "score", "records", "complete", "unverified", "incomplete", "blank", "rate",
+	"wording", "match",
 }
 
 // CSV writes reports as one flat table (spreadsheet-friendly).
@@ -24,13 +27,14 @@ func CSV(w io.Writer, reports ...*messages.ProtocolReport) error {
 	}
 	row := func(site, section, sev, kind, inst, form, event, field, siteField, exp, act, msg, score string, counts ...string) error {
 		rec := []string{site, section, sev, kind, inst, form, event, field, siteField, exp, act, msg, score}
+		for len(counts) < 8 {
+			counts = append(counts, "")
+		}
+		rec = append(rec, counts...)
 		for i := range rec {
 			rec[i] = cell(rec[i])
 		}
-		for len(counts) < 6 {
-			counts = append(counts, "")
-		}
-		return cw.Write(append(rec, counts...))
+		return cw.Write(rec)
 	}
 	for _, r := range reports {
 		msg := r.Error
@@ -49,7 +53,8 @@ func CSV(w io.Writer, reports ...*messages.ProtocolReport) error {
 			}
 		}
 		for _, f := range r.Findings {
-			if err := row(r.Site, "finding", f.Severity, f.Kind, f.Instrument, f.Form, f.Event, f.Field, f.SiteField, f.Expected, f.Actual, f.Message, ""); err != nil {
+			if err := row(r.Site, "finding", f.Severity, f.Kind, f.Instrument, f.Form, f.Event, f.Field, f.SiteField, f.Expected, f.Actual, f.Message, "",
+				"", "", "", "", "", "", f.Wording, matchText(f.Match)); err != nil {
 				return err
 			}
 		}
@@ -86,6 +91,37 @@ func cell(s string) string {
 		case '=', '+', '-', '@', '\t', '\r':
 			return "'" + s
 		}
+	}
+	return s
+}
+
+// matchText is how a site field was tied to a protocol item, e.g.
+// "content 0.97 (wording, labels); recode 1=2 2=1".
+func matchText(m *messages.ProtocolMatch) string {
+	if m == nil {
+		return ""
+	}
+	s := m.By
+	if m.Score > 0 {
+		s += " " + strconv.FormatFloat(m.Score, 'f', 2, 64)
+	}
+	if len(m.Basis) > 0 {
+		s += " (" + strings.Join(m.Basis, ", ") + ")"
+	}
+	if len(m.Candidates) > 0 {
+		s += "; candidates " + strings.Join(m.Candidates, ", ")
+	}
+	if len(m.Recode) > 0 {
+		keys := make([]string, 0, len(m.Recode))
+		for k := range m.Recode {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var parts []string
+		for _, k := range keys {
+			parts = append(parts, k+"="+m.Recode[k])
+		}
+		s += "; recode " + strings.Join(parts, " ")
 	}
 	return s
 }

@@ -1,10 +1,12 @@
-// Package report writes protocol-check reports: one JSON and one CSV file
-// per site and an HTML page for people (a network summary table with one
-// row per site, a section per site, print-friendly, no JavaScript), and
-// compares each report with the site's previous one.
+// Package report writes protocol-check reports: per site a JSON file, a CSV
+// file and an HTML page that holds only that site's findings (to forward
+// to the site as it is), and the network page index.html (the summary of
+// every site and what changed); print-friendly, no JavaScript. It compares
+// each report with the site's previous one.
 //
 // The reports folder holds <site>.json (the messages.ProtocolReport schema,
-// the same body as relay.protocol.report.<site>), <site>.csv and index.html.
+// the same body as relay.protocol.report.<site>), <site>.csv, <site>.html
+// and index.html.
 package report
 
 import (
@@ -37,10 +39,21 @@ func FileBase(site string) string {
 }
 
 // Write stores reports in dir: for each, it reads the site's previous
-// <site>.json, fills Changes against it, then writes <site>.json and
-// <site>.csv (atomically); last it rebuilds index.html from every
-// <site>.json in dir, so the page always shows the whole network.
+// <site>.json, fills Changes against it, then writes <site>.json,
+// <site>.csv and <site>.html (atomically); last it rebuilds index.html
+// from every <site>.json in dir, so the page always shows the whole network.
 func Write(dir string, reports ...*messages.ProtocolReport) error {
+	return WriteWith(dir, Options{}, reports...)
+}
+
+// Options of the HTML pages.
+type Options struct {
+	// Location is the time zone times are shown in (nil: UTC).
+	Location *time.Location
+}
+
+// WriteWith is Write with page options.
+func WriteWith(dir string, o Options, reports ...*messages.ProtocolReport) error {
 	writeMu.Lock()
 	defer writeMu.Unlock()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -67,13 +80,20 @@ func Write(dir string, reports ...*messages.ProtocolReport) error {
 		if err := writeAtomic(base+".csv", cb.Bytes()); err != nil {
 			return err
 		}
+		var sb bytes.Buffer
+		if err := SiteHTML(&sb, o, r); err != nil {
+			return err
+		}
+		if err := writeAtomic(base+".html", sb.Bytes()); err != nil {
+			return err
+		}
 	}
 	all, err := ReadDir(dir)
 	if err != nil {
 		return err
 	}
 	var hb bytes.Buffer
-	if err := HTML(&hb, all); err != nil {
+	if err := HTMLWith(&hb, o, all); err != nil {
 		return err
 	}
 	return writeAtomic(filepath.Join(dir, "index.html"), hb.Bytes())
@@ -252,5 +272,5 @@ func scoreText(r *messages.ProtocolReport) string {
 	return fmt.Sprintf("%.1f", *r.Score)
 }
 
-// Since formats a report time for people.
-func Since(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") }
+// Since formats a report time for people (UTC).
+func Since(t time.Time) string { return stamp(t, time.UTC) }
