@@ -1,5 +1,5 @@
-// Package redcap is REDCap Relay's client for the REDCap API (see
-// docs/redcap-api.md): one Client per site, every call a form POST to the
+// Package redcap is REDCap Relay's client for the REDCap API (REDCap's API
+// behaviour as documented in the README's simulator section): one Client per site, every call a form POST to the
 // project's …/api/ URL, with a client-side rate limit, a per-call timeout and
 // errors that say whether a retry can help (Kind) and never contain the
 // token or a field value.

@@ -140,35 +140,6 @@ func (s *Server) projectDir(id int) string {
 	return filepath.Join(s.opts.DataDir, "projects", strconv.Itoa(id))
 }
 
-func (p *project) repName(rep int16) string {
-	switch {
-	case rep == repEvent:
-		return "*"
-	case rep >= 0:
-		return p.forms[rep].name
-	}
-	return ""
-}
-
-func (p *project) repIndex(name string) (int, bool) {
-	switch name {
-	case "":
-		return repNone, true
-	case "*":
-		return repEvent, true
-	}
-	f, ok := p.formByName[name]
-	return f, ok
-}
-
-func (p *project) evIndex(name string) (int, bool) {
-	if !p.longitudinal {
-		return 0, true
-	}
-	e, ok := p.eventByName[name]
-	return e, ok
-}
-
 // openDataDir loads every persisted project and the tokens.
 func (s *Server) openDataDir() error {
 	dir := s.opts.DataDir

@@ -33,7 +33,7 @@ import (
 // DefaultBanThreshold is REDCap's default page_hit_threshold_per_minute.
 const DefaultBanThreshold = 600
 
-// Texts the real servers send (docs/redcap-api.md §1.5, §7.1).
+// Texts real REDCap servers send under load and when banning an IP.
 const (
 	MemoryText = "REDCap ran out of server memory. The request cannot be processed. Please try importing/exporting a smaller amount of data."
 	MySQLText  = "The hostname (localhost) / username (redcap) / password (XXXXXX) combination could not connect to the MySQL server. Please check their values."

@@ -223,15 +223,6 @@ func (c *call) dateRangeSet() map[string]bool {
 	return out
 }
 
-func sortRecords(recs []*record) {
-	// insertion-friendly: requests are small
-	for i := 1; i < len(recs); i++ {
-		for j := i; j > 0 && lessRecordID(recs[j].id, recs[j-1].id); j-- {
-			recs[j], recs[j-1] = recs[j-1], recs[j]
-		}
-	}
-}
-
 // header returns the output column names.
 func (p *project) header(spec *exportSpec) []string {
 	var h []string
