@@ -99,7 +99,7 @@ func (s *Server) redesign(p *project, change func(q *project)) error {
 	p.finfo, p.fieldByName, p.forms, p.formByName, p.cols, p.colByName = q.finfo, q.fieldByName, q.forms, q.formByName, q.cols, q.colByName
 	p.eventByName, p.designated, p.repForm, p.repEv, p.hasRepeat = q.eventByName, q.designated, q.repForm, q.repEv, q.hasRepeat
 	p.dagByName, p.armFirstEv = q.dagByName, q.armFirstEv
-	p.records, p.sorted = q.records, false
+	p.resetRecords(q.records)
 	p.log = append(p.log, logEntry{ts: s.now().Unix(), user: "api", action: "Manage/Design", details: "Design change (API)", kind: logManage})
 	return s.snapshotLocked(p)
 }

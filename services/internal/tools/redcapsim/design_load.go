@@ -172,7 +172,7 @@ func (s *Server) seed(id int, rows []messages.Row) error {
 	for i, r := range rows {
 		in[i] = inRow(r)
 	}
-	_, err := s.importInto(p, in, importOpts{overwrite: false, dateFormat: "YMD", dag: -1, user: "site_admin", trusted: true})
+	_, err := s.importInto(p, in, importOpts{overwrite: false, dateFormat: "YMD", user: "site_admin", trusted: true})
 	var ve *validationError
 	if errors.As(err, &ve) {
 		return fmt.Errorf("seed data rejected: %s", ve.redacted())

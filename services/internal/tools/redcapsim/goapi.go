@@ -135,7 +135,7 @@ func (s *Server) ImportRows(projectID int, rows []messages.Row, overwrite bool) 
 	for i, r := range rows {
 		in[i] = inRow(r)
 	}
-	_, err := s.importInto(p, in, importOpts{overwrite: overwrite, dateFormat: "YMD", dag: -1, user: "site_admin"})
+	_, err := s.importInto(p, in, importOpts{overwrite: overwrite, dateFormat: "YMD", user: "site_admin"})
 	var ve *validationError
 	if errors.As(err, &ve) {
 		return fmt.Errorf("redcapsim: project %d: import rejected: %s", projectID, ve.redacted())

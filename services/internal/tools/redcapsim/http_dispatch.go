@@ -89,15 +89,9 @@ type call struct {
 	action string
 }
 
-func (c *call) dagIndex() int {
-	if c.tok.dag == "" {
-		return -1
-	}
-	if i, ok := c.proj.dagByName[c.tok.dag]; ok {
-		return i
-	}
-	return -1
-}
+// dagIndex is the token's DAG in the project's list (-1 none). Callers
+// hold c.proj.mu.
+func (c *call) dagIndex() int { return c.proj.dagIndexOf(c.tok.dag) }
 
 var (
 	errNoExport  = errorf(403, "You do not have API Export privileges")

@@ -31,7 +31,7 @@ func (c *call) importRecords(w http.ResponseWriter) error {
 		overwrite:  q.oneOf("overwriteBehavior", "normal", "normal", "overwrite") == "overwrite",
 		dateFormat: q.oneOf("dateFormat", "YMD", "MDY", "DMY"),
 		forceAuto:  forceAuto,
-		dag:        c.dagIndex(),
+		dagName:    c.tok.dag,
 		user:       c.tok.user,
 	}
 	res, err := c.s.importInto(c.proj, rows, o)

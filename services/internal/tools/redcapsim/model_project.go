@@ -104,8 +104,7 @@ type project struct {
 	armFirstEv  map[int]int // arm number -> first event index
 
 	records map[string]*record
-	order   []*record
-	sorted  bool
+	order   recordOrder // maintained on every change (store_order.go)
 	log     []logEntry
 }
 
@@ -380,6 +379,17 @@ func (p *project) rebuild() error {
 		p.dagSeq = map[int]int{}
 	}
 	return nil
+}
+
+// dagIndexOf finds a unique DAG name (-1 for "" or unknown). Callers hold p.mu.
+func (p *project) dagIndexOf(unique string) int {
+	if unique == "" {
+		return -1
+	}
+	if i, ok := p.dagByName[unique]; ok {
+		return i
+	}
+	return -1
 }
 
 func (p *project) recordIDField() string { return p.fields[0].FieldName }

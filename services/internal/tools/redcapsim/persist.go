@@ -217,6 +217,9 @@ func (s *Server) loadProjectDir(id int) (*project, error) {
 	if err := sc.Err(); err != nil {
 		return nil, err
 	}
+	if p != nil {
+		p.settleOrder()
+	}
 	if p == nil {
 		return nil, errors.New("snapshot.jsonl has no design line")
 	}
@@ -265,8 +268,10 @@ func (p *project) restoreRecord(d *diskRecord) error {
 		rec.rows = append(rec.rows, r)
 	}
 	rec.sortRows()
-	p.records[d.ID] = rec
-	p.sorted = false
+	if old := p.records[d.ID]; old != nil {
+		p.removeRecord(d.ID)
+	}
+	p.addRecord(rec)
 	return nil
 }
 

@@ -25,8 +25,7 @@ func (p *project) applyPlan(plan []plannedRow, overwrite bool, user string, ts i
 		}
 		if rec == nil {
 			rec = &record{id: pr.rec, dag: -1}
-			p.records[pr.rec] = rec
-			p.sorted = false
+			p.addRecord(rec)
 			if k, a, b := recordKey(pr.rec); k == 1 {
 				for _, d := range p.dags {
 					if int64(d.ID) == a && int(b) > p.dagSeq[d.ID] {
@@ -79,6 +78,7 @@ func (p *project) applyPlan(plan []plannedRow, overwrite bool, user string, ts i
 			rec.rows[idx].data, rec.rows[idx].offs = data, offs
 		}
 	}
+	p.settleOrder()
 	for _, id := range order {
 		ch := changes[id]
 		action := "Update record (import) " + id
@@ -100,6 +100,7 @@ func truncate(s string, n int) string {
 func (s *Server) importInto(p *project, rows []inRow, o importOpts) (*importResult, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	o.dag = p.dagIndexOf(o.dagName)
 	plan, res, err := p.planImport(rows, o)
 	if err != nil {
 		return nil, err

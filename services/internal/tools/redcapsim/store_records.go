@@ -24,11 +24,11 @@ func (s *Server) deleteLocked(p *project, ids []string, arm int, user string) in
 				continue
 			}
 		}
-		delete(p.records, id)
-		p.sorted = false
+		p.removeRecord(id)
 		n++
 		p.log = append(p.log, logEntry{ts: ts, user: user, action: "Delete record " + id, record: id, details: p.recordIDField() + " = '" + id + "'", kind: logDelete})
 	}
+	p.settleOrder()
 	s.recDeleted.Add(int64(n))
 	s.persistDelete(p, ids, arm, user, ts)
 	return n
@@ -126,20 +126,6 @@ func (r *record) sortRows() {
 		}
 		return a.inst < b.inst
 	})
-}
-
-// sortedRecords returns the records in export order: numeric IDs
-// numerically, then the others (DAG-prefixed IDs by prefix and number).
-func (p *project) sortedRecords() []*record {
-	if !p.sorted {
-		p.order = p.order[:0]
-		for _, r := range p.records {
-			p.order = append(p.order, r)
-		}
-		sort.Slice(p.order, func(i, j int) bool { return lessRecordID(p.order[i].id, p.order[j].id) })
-		p.sorted = true
-	}
-	return p.order
 }
 
 func lessRecordID(a, b string) bool {

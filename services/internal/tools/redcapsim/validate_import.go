@@ -13,7 +13,8 @@ type importOpts struct {
 	overwrite  bool
 	dateFormat string
 	forceAuto  bool
-	dag        int // the token's DAG, -1 none
+	dagName    string // the token's DAG ("" none); resolved under the lock
+	dag        int    // its index, set by importInto (-1 none)
 	user       string
 	trusted    bool // project loading: keep calc/file values, skip type checks
 }
