@@ -78,6 +78,8 @@ the admin API (--admin), e.g.
 	fl.Float64Var(&f.MySQLRate, "mysql-rate", 0, "share of calls answered 200 with a MySQL connection error")
 	fl.Float64Var(&f.TruncateRate, "truncate-rate", 0, "share of answers cut in half")
 	fl.Float64Var(&f.DropRate, "drop-rate", 0, "share of rows silently dropped from record exports")
+	fl.IntVar(&f.OmitRecords, "omit-records", 0, "records silently left out of each record-ID list answer (a JSON export of the record-ID field only)")
+	fl.IntVar(&f.OmitAnswers, "omit-answers", 0, "with --omit-records: only the next this many such answers (0 = every one)")
 	fl.IntVar(&f.SlowBodyBPS, "slow-body", 0, "send answers at this many bytes per second")
 	fl.DurationVar(&outageFor, "outage-for", 0, "refuse every connection for this long after start")
 	fl.IntVar(&banThreshold, "ban-threshold", faults.DefaultBanThreshold, "calls per minute per client IP before REDCap's permanent IP ban (429); 0 = off")

@@ -124,6 +124,22 @@ func (s *Server) ProjectIDForToken(tok string) (int, bool) {
 	return t.project, true
 }
 
+// RecordIDFieldForToken names the record-ID field of the project a token
+// reaches (the faults middleware uses it to recognise record-ID lists).
+func (s *Server) RecordIDFieldForToken(tok string) (string, bool) {
+	pid, ok := s.ProjectIDForToken(tok)
+	if !ok {
+		return "", false
+	}
+	p := s.project(pid)
+	if p == nil {
+		return "", false
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.recordIDField(), true
+}
+
 // ImportRows imports flat rows with the API's validation and change log,
 // without a token. overwrite chooses overwriteBehavior=overwrite.
 func (s *Server) ImportRows(projectID int, rows []messages.Row, overwrite bool) error {

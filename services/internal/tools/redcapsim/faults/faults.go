@@ -2,7 +2,8 @@
 // misbehave the way real REDCap servers do under load: added latency, 5xx
 // answers, outages (connections closed), 200 with an empty body, an HTML page
 // or REDCap's "ran out of server memory" / MySQL texts, REDCap's permanent IP
-// ban (429), dropped records in exports, and slow bodies.
+// ban (429), dropped rows in record exports, record-ID lists that silently
+// leave records out, and slow bodies.
 //
 // Faults are set for every project (ID 0) or for one project, found from the
 // request's API token. An admin handler (GET/PUT/DELETE /faults) changes them
@@ -69,6 +70,15 @@ type Faults struct {
 	// DropRate drops each row of a JSON record export with this
 	// probability (REDCap can silently lose records in big exports).
 	DropRate float64 `json:"drop_rate,omitempty"`
+	// OmitRecords leaves this many records (every row of each) out of each
+	// record-ID list answer: a JSON record export asking for one field only
+	// (the record-ID field, when the injector knows it; see
+	// SetRecordIDField), which is how clients list a project's IDs. It is
+	// the incomplete answer that must never become a deletion.
+	OmitRecords int `json:"omit_records,omitempty"`
+	// OmitAnswers limits OmitRecords to the next this many such answers
+	// (0 = every one).
+	OmitAnswers int `json:"omit_answers,omitempty"`
 
 	// Outage closes every connection without an answer. OutageFrom and
 	// OutageUntil bound it in time (zero = open-ended on that side); with
@@ -134,8 +144,8 @@ func (f Faults) Validate() error {
 			return fmt.Errorf("error_statuses: %d is not an HTTP error status", st)
 		}
 	}
-	if f.Latency < 0 || f.LatencyPerRecord < 0 || f.SlowBodyBPS < 0 || f.EveryN < 0 {
-		return fmt.Errorf("latency, latency_per_record, slow_body_bps and every_n cannot be negative")
+	if f.Latency < 0 || f.LatencyPerRecord < 0 || f.SlowBodyBPS < 0 || f.EveryN < 0 || f.OmitRecords < 0 || f.OmitAnswers < 0 {
+		return fmt.Errorf("latency, latency_per_record, slow_body_bps, every_n, omit_records and omit_answers cannot be negative")
 	}
 	return nil
 }
@@ -151,6 +161,7 @@ const (
 	KindOutage  = "outage"
 	KindBan     = "ban"
 	KindDropped = "dropped_rows"
+	KindOmitted = "omitted_records" // records left out of record-ID lists
 )
 
 var answerKinds = []string{KindError, KindHTML, KindMemory, KindMySQL, KindEmpty, KindTrunc}
@@ -196,10 +207,11 @@ func (f *Faults) outageAt(now time.Time) bool {
 
 // scope is one Faults setting with its own random source and call count.
 type scope struct {
-	f     Faults
-	mu    sync.Mutex
-	rng   *rand.Rand
-	calls int64
+	f        Faults
+	mu       sync.Mutex
+	rng      *rand.Rand
+	calls    int64
+	omitLeft int // answers still to cut when OmitAnswers > 0
 }
 
 func newScope(f Faults) *scope {
@@ -208,7 +220,7 @@ func newScope(f Faults) *scope {
 		seed = uint64(time.Now().UnixNano())
 	}
 	f.ErrorStatuses = append([]int(nil), f.ErrorStatuses...)
-	return &scope{f: f, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+	return &scope{f: f, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), omitLeft: f.OmitAnswers}
 }
 
 // decide picks this call's answer fault ("" = none) and error status.
@@ -254,6 +266,29 @@ func (s *scope) decide() (kind string, status int) {
 	return "", 0
 }
 
+// omitPlan says how many records to leave out of this record-ID list
+// answer, counting it against OmitAnswers.
+func (s *scope) omitPlan() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f.OmitRecords == 0 {
+		return 0
+	}
+	if s.f.OmitAnswers > 0 {
+		if s.omitLeft == 0 {
+			return 0
+		}
+		s.omitLeft--
+	}
+	return s.f.OmitRecords
+}
+
+func (s *scope) intn(n int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rng.IntN(n)
+}
+
 func (s *scope) drop() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -264,7 +299,9 @@ func (s *scope) drop() bool {
 type Injector struct {
 	next      http.Handler
 	projectOf func(token string) (int, bool)
+	idFieldOf func(token string) (string, bool)
 	now       func() time.Time
+	banBase   atomic.Int64 // the ban threshold when no setting names one
 
 	mu     sync.RWMutex
 	scopes map[int]*scope // 0 = every project
@@ -281,8 +318,30 @@ type Injector struct {
 // New wraps next. projectOf maps an API token to its project (nil: only the
 // every-project setting applies).
 func New(next http.Handler, projectOf func(token string) (int, bool)) *Injector {
-	return &Injector{next: next, projectOf: projectOf, now: time.Now, scopes: map[int]*scope{},
+	in := &Injector{next: next, projectOf: projectOf, now: time.Now, scopes: map[int]*scope{},
 		hits: map[string][]time.Time{}, banned: map[string]time.Time{}, stats: map[string]int64{}}
+	in.banBase.Store(DefaultBanThreshold)
+	return in
+}
+
+// SetBanDefault sets the ban threshold that applies while the every-project
+// setting names none (BanThreshold 0): the one the server was started with.
+// Reset, Clear(0) and DELETE /faults keep it. 0 means DefaultBanThreshold;
+// negative turns the ban off.
+func (in *Injector) SetBanDefault(threshold int) {
+	if threshold == 0 {
+		threshold = DefaultBanThreshold
+	}
+	in.banBase.Store(int64(threshold))
+}
+
+// SetRecordIDField tells the injector each token's record-ID field, so that
+// OmitRecords cuts only record-ID lists (without it, any one-field JSON
+// record export counts as one).
+func (in *Injector) SetRecordIDField(idFieldOf func(token string) (string, bool)) {
+	in.mu.Lock()
+	in.idFieldOf = idFieldOf
+	in.mu.Unlock()
 }
 
 // Set replaces the faults of a project (0 = every project without its own).
@@ -436,7 +495,7 @@ func (in *Injector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	in.mu.RLock()
 	global := in.scopes[0]
 	in.mu.RUnlock()
-	threshold := DefaultBanThreshold
+	threshold := int(in.banBase.Load())
 	if global != nil && global.f.BanThreshold != 0 {
 		threshold = global.f.BanThreshold
 	}
@@ -527,6 +586,15 @@ func (in *Injector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out, dropped = dropRows(out, sc.drop)
 		if dropped > 0 {
 			in.count(KindDropped, dropped)
+		}
+	}
+	if f.OmitRecords > 0 && rec.status == http.StatusOK && kind != KindTrunc {
+		if field, ok := in.recordIDList(form); ok {
+			if n := sc.omitPlan(); n > 0 {
+				var omitted int64
+				out, omitted = omitRecords(out, field, n, sc.intn)
+				in.count(KindOmitted, omitted)
+			}
 		}
 	}
 	if f.LatencyPerRecord > 0 {
@@ -735,6 +803,83 @@ func countRows(b []byte) int {
 func isRecordExport(form url.Values) bool {
 	return form.Get("content") == "record" && form.Get("data") == "" && form.Get("action") == "" &&
 		strings.EqualFold(form.Get("format"), "json")
+}
+
+// recordIDList reports whether a call asks for a record-ID list: a JSON
+// record export naming exactly one field (the token's record-ID field when
+// the injector knows it), and which field that is.
+func (in *Injector) recordIDList(form url.Values) (string, bool) {
+	if !isRecordExport(form) {
+		return "", false
+	}
+	var fields []string
+	for k, vs := range form {
+		if k == "fields" || strings.HasPrefix(k, "fields[") {
+			for _, v := range vs {
+				for _, f := range strings.Split(v, ",") {
+					if f = strings.TrimSpace(f); f != "" {
+						fields = append(fields, f)
+					}
+				}
+			}
+		}
+	}
+	if len(fields) != 1 {
+		return "", false
+	}
+	in.mu.RLock()
+	idFieldOf := in.idFieldOf
+	in.mu.RUnlock()
+	if idFieldOf != nil {
+		if id, ok := idFieldOf(form.Get("token")); ok && id != fields[0] {
+			return "", false
+		}
+	}
+	return fields[0], true
+}
+
+// omitRecords leaves n records (every row whose field holds one of n
+// distinct values, picked at random) out of a JSON array of rows.
+func omitRecords(body []byte, field string, n int, intn func(int) int) ([]byte, int64) {
+	var rows []json.RawMessage
+	if err := json.Unmarshal(body, &rows); err != nil || len(rows) == 0 {
+		return body, 0
+	}
+	ids := make([]string, len(rows))
+	var distinct []string
+	seen := map[string]bool{}
+	for i, r := range rows {
+		var m map[string]any
+		if json.Unmarshal(r, &m) != nil {
+			return body, 0
+		}
+		v, ok := m[field]
+		if !ok {
+			return body, 0 // not a list of that field after all
+		}
+		id := fmt.Sprint(v)
+		ids[i] = id
+		if !seen[id] {
+			seen[id] = true
+			distinct = append(distinct, id)
+		}
+	}
+	n = min(n, len(distinct))
+	omit := map[string]bool{}
+	for len(omit) < n {
+		omit[distinct[intn(len(distinct))]] = true
+	}
+	kept := rows[:0]
+	for i, r := range rows {
+		if !omit[ids[i]] {
+			kept = append(kept, r)
+		}
+	}
+	out, err := json.Marshal(kept)
+	if err != nil {
+		return body, 0
+	}
+	return out, int64(n)
 }
 
 // dropRows removes rows of a JSON array for which drop() is true.

@@ -82,6 +82,8 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	inj := faults.New(sim.Handler(), sim.ProjectIDForToken)
+	inj.SetBanDefault(o.Faults.BanThreshold)
+	inj.SetRecordIDField(sim.RecordIDFieldForToken)
 	if err := inj.Set(0, o.Faults); err != nil {
 		return fmt.Errorf("faults: %w", err)
 	}

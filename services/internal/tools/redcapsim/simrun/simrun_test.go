@@ -157,3 +157,41 @@ func TestRunRejectsBadInput(t *testing.T) {
 		t.Fatalf("bad faults: %v", err)
 	}
 }
+
+// TestRunKeepsBanOffAfterDelete: started with the ban off (relay sim
+// --ban-threshold 0), DELETE /faults must not re-arm REDCap's IP ban; and
+// the omit_records fault, set through the admin API for one project, cuts
+// only that project's record-ID lists.
+func TestRunKeepsBanOffAfterDelete(t *testing.T) {
+	api, admin, _, stop := start(t, Options{ProjectsDir: writeProjects(t), IssueTokens: true,
+		Faults: faults.Faults{BanThreshold: -1}})
+	defer stop()
+	req, _ := http.NewRequest(http.MethodDelete, admin, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatal(resp, err)
+	}
+	resp.Body.Close()
+	alpha, _ := redcap.New(redcap.Options{Site: "alpha", URL: api, Token: "ABCDEF0123456789ABCDEF0123456789", CallsPerMinute: -1})
+	for i := 0; i < faults.DefaultBanThreshold+10; i++ {
+		if _, err := alpha.ExportVersion(context.Background()); err != nil {
+			t.Fatalf("call %d after DELETE /faults: %v", i+1, err)
+		}
+	}
+	req, _ = http.NewRequest(http.MethodPut, admin+"?project=1", strings.NewReader(`{"omit_records":1,"omit_answers":1}`))
+	if resp, err = http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatal(resp, err)
+	}
+	resp.Body.Close()
+	ids, err := alpha.ExportRecordIDs(context.Background(), "record_id", time.Time{})
+	if err != nil || len(ids) != 1 {
+		t.Fatalf("first ID list: %v %v, want one of the two records", ids, err)
+	}
+	if ids, err = alpha.ExportRecordIDs(context.Background(), "record_id", time.Time{}); err != nil || strings.Join(ids, ",") != "1,2" {
+		t.Fatalf("second ID list: %v %v", ids, err)
+	}
+	rows, err := alpha.ExportRecords(context.Background(), redcap.ExportParams{})
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("full export: %d rows %v", len(rows), err)
+	}
+}
