@@ -140,6 +140,45 @@ func (s *Server) RecordIDFieldForToken(tok string) (string, bool) {
 	return p.recordIDField(), true
 }
 
+// SetValuesSilently changes a record's values the way an import would
+// (same validation, all or nothing) but writes no change-log entry, so
+// dateRangeBegin exports and content=log do not see it: a site record
+// changed without its change-log entry. Rows are flat raw rows; the
+// record-ID field may be left out (record fills it in).
+func (s *Server) SetValuesSilently(projectID int, record string, rows []messages.Row) error {
+	p := s.project(projectID)
+	if p == nil {
+		return fmt.Errorf("redcapsim: project %d does not exist", projectID)
+	}
+	if record == "" {
+		return fmt.Errorf("redcapsim: project %d: SetValuesSilently needs a record ID", projectID)
+	}
+	p.mu.RLock()
+	idField := p.recordIDField()
+	p.mu.RUnlock()
+	in := make([]inRow, len(rows))
+	for i, r := range rows {
+		row := make(inRow, len(r)+1)
+		for k, v := range r {
+			row[k] = v
+		}
+		if id, ok := row[idField]; ok && id != record {
+			return fmt.Errorf("redcapsim: project %d: row %d belongs to record %q, not %q", projectID, i+1, id, record)
+		}
+		row[idField] = record
+		in[i] = row
+	}
+	_, err := s.importInto(p, in, importOpts{dateFormat: "YMD", user: "site_admin", silent: true})
+	var ve *validationError
+	if errors.As(err, &ve) {
+		return fmt.Errorf("redcapsim: project %d: silent change rejected: %s", projectID, ve.redacted())
+	}
+	if err != nil {
+		return fmt.Errorf("redcapsim: project %d: silent change rejected: %w", projectID, err)
+	}
+	return nil
+}
+
 // ImportRows imports flat rows with the API's validation and change log,
 // without a token. overwrite chooses overwriteBehavior=overwrite.
 func (s *Server) ImportRows(projectID int, rows []messages.Row, overwrite bool) error {

@@ -117,6 +117,7 @@ type diskChange struct {
 	TS        int64         `json:"ts"`
 	User      string        `json:"u"`
 	Overwrite bool          `json:"ow,omitempty"`
+	Silent    bool          `json:"silent,omitempty"` // no change-log entry
 	Rows      []diskPlanned `json:"rows,omitempty"`
 	IDs       []string      `json:"ids,omitempty"`
 	Arm       int           `json:"arm,omitempty"`
@@ -299,7 +300,7 @@ func (p *project) replay(op *diskChange, s *Server) {
 			}
 			plan = append(plan, pr)
 		}
-		p.applyPlan(plan, op.Overwrite, op.User, op.TS)
+		p.applyPlan(plan, writeOpts{overwrite: op.Overwrite, user: op.User, ts: op.TS, silent: op.Silent})
 	case "delete":
 		saved := p.dataDir
 		p.dataDir = "" // replaying must not log the change again
@@ -339,11 +340,11 @@ func (s *Server) persistNewProject(p *project) error {
 	return s.snapshotLocked(p)
 }
 
-func (s *Server) persistImport(p *project, plan []plannedRow, overwrite bool, user string, ts int64) {
+func (s *Server) persistImport(p *project, plan []plannedRow, wo writeOpts) {
 	if p.dataDir == "" || p.logFile == nil {
 		return
 	}
-	op := &diskChange{Kind: "import", TS: ts, User: user, Overwrite: overwrite, Rows: make([]diskPlanned, len(plan))}
+	op := &diskChange{Kind: "import", TS: wo.ts, User: wo.user, Overwrite: wo.overwrite, Silent: wo.silent, Rows: make([]diskPlanned, len(plan))}
 	for i, pr := range plan {
 		dp := diskPlanned{Rec: pr.rec, Event: p.eventUnique(pr.ev), Rep: p.repName(int16(pr.rep)), Inst: pr.inst, New: pr.newInst}
 		if pr.dagSet {

@@ -5,8 +5,18 @@ import (
 	"strings"
 )
 
+// writeOpts say how planned rows are written: blanks erase (overwrite), who
+// and when for the change log, and silent for changes that bypass it.
+type writeOpts struct {
+	overwrite bool
+	user      string
+	ts        int64
+	silent    bool // no change-log entry (SetValuesSilently)
+}
+
 // applyPlan writes planned rows. Callers hold p.mu (write).
-func (p *project) applyPlan(plan []plannedRow, overwrite bool, user string, ts int64) {
+func (p *project) applyPlan(plan []plannedRow, wo writeOpts) {
+	overwrite := wo.overwrite
 	ncols := len(p.cols)
 	type change struct {
 		created bool
@@ -79,13 +89,16 @@ func (p *project) applyPlan(plan []plannedRow, overwrite bool, user string, ts i
 		}
 	}
 	p.settleOrder()
+	if wo.silent {
+		return
+	}
 	for _, id := range order {
 		ch := changes[id]
 		action := "Update record (import) " + id
 		if ch.created {
 			action = "Create record (import) " + id
 		}
-		p.log = append(p.log, logEntry{ts: ts, user: user, action: action, record: id, details: strings.Join(ch.details, ", "), kind: logData})
+		p.log = append(p.log, logEntry{ts: wo.ts, user: wo.user, action: action, record: id, details: strings.Join(ch.details, ", "), kind: logData})
 	}
 }
 
@@ -105,9 +118,9 @@ func (s *Server) importInto(p *project, rows []inRow, o importOpts) (*importResu
 	if err != nil {
 		return nil, err
 	}
-	ts := s.now().Unix()
-	p.applyPlan(plan, o.overwrite, o.user, ts)
+	wo := writeOpts{overwrite: o.overwrite, user: o.user, ts: s.now().Unix(), silent: o.silent}
+	p.applyPlan(plan, wo)
 	s.recImported.Add(int64(len(res.ids)))
-	s.persistImport(p, plan, o.overwrite, o.user, ts)
+	s.persistImport(p, plan, wo)
 	return res, nil
 }

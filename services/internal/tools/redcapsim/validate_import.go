@@ -17,6 +17,7 @@ type importOpts struct {
 	dag        int    // its index, set by importInto (-1 none)
 	user       string
 	trusted    bool // project loading: keep calc/file values, skip type checks
+	silent     bool // no change-log entry (SetValuesSilently)
 }
 
 // plannedRow is a validated row ready to apply.
@@ -174,6 +175,10 @@ func (p *project) planImport(rows []inRow, o importOpts) ([]plannedRow, *importR
 			}
 		}
 		existing := p.records[recID]
+		if existing == nil && o.silent {
+			addErr(ri, 0, recID, idField, given, "The record does not exist; a silent change only edits existing records.")
+			continue
+		}
 		if o.dag >= 0 && existing != nil && existing.dag != o.dag {
 			addErr(ri, 0, recID, idField, given, "The record belongs to a Data Access Group that you are not assigned to, so you cannot modify it.")
 			continue

@@ -102,7 +102,11 @@ func Run(ctx context.Context, o Options) error {
 		if err != nil {
 			return fmt.Errorf("listen on %s (fault admin): %w", o.Admin, err)
 		}
-		admin := &http.Server{Handler: inj.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		mux := http.NewServeMux()
+		mux.Handle("/faults", inj.AdminHandler())
+		mux.Handle("/faults/", inj.AdminHandler())
+		mux.Handle("/sim/", sim.AdminHandler())
+		admin := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go admin.Serve(aln)
 		defer admin.Close()
 		adminURL = "http://" + aln.Addr().String() + "/faults"
