@@ -44,7 +44,9 @@ func TestSetValuesSilently(t *testing.T) {
 	// bad input: unknown record, a row of another record, a bad value
 	for _, bad := range []func() error{
 		func() error { return s.SetValuesSilently(pid, "99", []messages.Row{{"name_first": "x"}}) },
-		func() error { return s.SetValuesSilently(pid, "2", []messages.Row{{"record_id": "3", "name_first": "x"}}) },
+		func() error {
+			return s.SetValuesSilently(pid, "2", []messages.Row{{"record_id": "3", "name_first": "x"}})
+		},
 		func() error { return s.SetValuesSilently(pid, "2", []messages.Row{{"dob": "not a date"}}) },
 	} {
 		if err := bad(); err == nil {
