@@ -11,15 +11,31 @@ import (
 	"github.com/redcap-relay/relay/messages"
 )
 
-// Rights are the per-token API rights.
+// Rights are what AddToken's user may do; they become REDCap user
+// privileges (api_export, api_import, record_delete, …), which content=user
+// exports and imports.
 type Rights struct {
-	Export, Import, Delete, Logging, Metadata bool
-	DesignImport                              bool // metadata, arms, events and form-event mapping import
+	Export, Import, Delete, Logging bool
+	// Metadata lets the token export the design (metadata, instruments,
+	// events, …) without API Export: a simulator convenience.
+	Metadata     bool
+	DesignImport bool // Project Setup/Design: metadata, arms, events and mapping import
+	Rename       bool // Rename Record
+	UserRights   bool // User Rights: content=user, userRole, …
+	DAGs         bool // Data Access Groups: content=dag, exportDataAccessGroups
+	// FileRepository and SurveyTools (Survey Distribution Tools) gate
+	// content=fileRepository and the survey calls.
+	FileRepository, SurveyTools bool
+	// FormExport sets the data export level of single instruments (REDCap's
+	// forms_export codes: 0 No Access, 1 Full Data Set, 2 De-Identified,
+	// 3 Remove Identifier Fields); the others get 1 with Export, else 0.
+	FormExport map[string]int
 }
 
 // FullRights grants everything.
 func FullRights() Rights {
-	return Rights{Export: true, Import: true, Delete: true, Logging: true, Metadata: true, DesignImport: true}
+	return Rights{Export: true, Import: true, Delete: true, Logging: true, Metadata: true, DesignImport: true,
+		Rename: true, UserRights: true, DAGs: true, FileRepository: true, SurveyTools: true}
 }
 
 // ProjectSpec describes a project to create.
@@ -72,8 +88,8 @@ func (s *Server) CreateProject(spec ProjectSpec) (int, error) {
 	return p.id, nil
 }
 
-// AddToken lets token reach project with the given rights; dag is a unique
-// DAG name ("" = not DAG-restricted).
+// AddToken lets token reach project as a new user (api_user_N) with the
+// given rights; dag is a unique DAG name ("" = not DAG-restricted).
 func (s *Server) AddToken(projectID int, tok string, rights Rights, dag string) error {
 	if !tokenRE.MatchString(tok) {
 		return errors.New("redcapsim: a token must be letters and digits only (REDCap issues 32 upper-case hex characters)")
@@ -82,19 +98,59 @@ func (s *Server) AddToken(projectID int, tok string, rights Rights, dag string) 
 	if p == nil {
 		return fmt.Errorf("redcapsim: project %d does not exist; create or load it before adding tokens", projectID)
 	}
+	s.mu.Lock()
+	s.users++
+	name := fmt.Sprintf("api_user_%d", s.users)
+	s.mu.Unlock()
+	p.mu.Lock()
 	if dag != "" {
-		p.mu.RLock()
-		_, ok := p.dagByName[dag]
-		p.mu.RUnlock()
-		if !ok {
+		if _, ok := p.dagByName[dag]; !ok {
+			p.mu.Unlock()
 			return fmt.Errorf("redcapsim: project %d has no data access group %q", projectID, dag)
 		}
 	}
+	p.users[name] = &user{Name: name, DAG: dag, MetadataOnly: rights.Metadata, privileges: privilegesFromRights(rights, p.forms)}
+	s.persistAccess(p)
+	p.mu.Unlock()
 	s.mu.Lock()
-	s.users++
-	s.tokens[tok] = &token{project: projectID, rights: rights, dag: dag, user: fmt.Sprintf("api_user_%d", s.users)}
+	s.tokens[tok] = &token{project: projectID, user: name}
 	s.mu.Unlock()
 	return s.persistTokens()
+}
+
+// UserForToken names the project and user a token belongs to.
+func (s *Server) UserForToken(tok string) (projectID int, username string, ok bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	t, ok := s.tokens[tok]
+	if !ok {
+		return 0, "", false
+	}
+	return t.project, t.user, true
+}
+
+// AllowDAGSwitch lets a user switch (content=dag&action=switch) to the
+// given DAGs (unique names; "" is "no assignment"), as REDCap's DAG
+// Switcher page does.
+func (s *Server) AllowDAGSwitch(projectID int, username string, dags ...string) error {
+	p := s.project(projectID)
+	if p == nil {
+		return fmt.Errorf("redcapsim: project %d does not exist", projectID)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	u := p.users[username]
+	if u == nil {
+		return fmt.Errorf("redcapsim: project %d has no user %q", projectID, username)
+	}
+	for _, d := range dags {
+		if _, ok := p.dagByName[d]; d != "" && !ok {
+			return fmt.Errorf("redcapsim: project %d has no data access group %q", projectID, d)
+		}
+	}
+	u.SwitchDAGs = append([]string(nil), dags...)
+	s.persistAccess(p)
+	return nil
 }
 
 // RevokeToken removes a token; later calls with it get 403.

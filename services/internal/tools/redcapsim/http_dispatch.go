@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"time"
 )
 
 var tokenRE = regexp.MustCompile(`^[A-Za-z0-9]+$`)
@@ -67,7 +68,13 @@ func (s *Server) dispatch(w http.ResponseWriter, p params) {
 		key += ":" + action
 	}
 	s.count(key)
-	c := &call{s: s, p: p, rf: rf, tok: t, proj: proj, action: action}
+	acc, err := proj.tokenAccess(t, s.now())
+	if err != nil {
+		s.count("denied")
+		writeError(w, rf, err.status, err.msg)
+		return
+	}
+	c := &call{s: s, p: p, rf: rf, tok: t, proj: proj, action: action, acc: acc}
 	if err := c.run(w, content); err != nil {
 		var ae *apiError
 		if errors.As(err, &ae) {
@@ -87,127 +94,152 @@ type call struct {
 	tok    *token
 	proj   *project
 	action string
+	acc    *access // the token user's rights when the call started
 }
 
-// dagIndex is the token's DAG in the project's list (-1 none). Callers
-// hold c.proj.mu.
-func (c *call) dagIndex() int { return c.proj.dagIndexOf(c.tok.dag) }
+// dagIndex is the token user's DAG in the project's list (-1 none).
+// Callers hold c.proj.mu.
+func (c *call) dagIndex() int { return c.proj.dagIndexOf(c.acc.dag) }
+
+// tokenAccess copies the rights of a token's user, refusing users that no
+// longer exist (deleted through content=user) or whose rights expired.
+func (p *project) tokenAccess(t *token, now time.Time) (*access, *apiError) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	u := p.users[t.user]
+	if u == nil {
+		return nil, errorf(403, "")
+	}
+	a := p.accessOf(u)
+	if a.expiry != "" && a.expiry < now.Format("2006-01-02") {
+		return nil, errorf(403, "You do not have API rights because your privileges have expired for this project as of "+a.expiry+".")
+	}
+	return a, nil
+}
 
 var (
 	errNoExport  = errorf(403, "You do not have API Export privileges")
 	errNoImport  = errorf(403, "You do not have API Import/Update privileges")
 	errNoDelete  = errorf(403, "You do not have Delete Record privileges")
+	errNoRename  = errorf(403, "You do not have Rename Record privileges")
 	errNoLogging = errorf(403, "You do not have Logging privileges")
 	errNoDesign  = errorf(403, "You do not have Project Setup/Design privileges")
+	errInDAG     = errorf(403, "You do not have permission to export/import/delete Data Access Groups because you have been assigned to a Data Access Group.")
 )
 
-func (c *call) run(w http.ResponseWriter, content string) error {
-	r := c.tok.rights
-	meta := r.Export || r.Metadata
-	switch content {
-	case "version":
-		writeBody(w, "csv", c.s.opts.Version)
+// needBoth is REDCap's refusal when a call needs API Export or Import plus
+// a feature right.
+func needBoth(api, feature string) *apiError {
+	return errorf(403, "Insufficient user privileges: You must have '"+api+"' privileges and '"+feature+"' privileges in the project.")
+}
+
+// route is one content/action: the rights check, then the handler.
+type route struct {
+	check  func(c *call) error
+	handle func(c *call, w http.ResponseWriter) error
+}
+
+func want(priv string, err *apiError) func(*call) error {
+	return func(c *call) error {
+		if !c.acc.can(priv) {
+			return err
+		}
 		return nil
-	case "record":
-		switch c.action {
-		case "delete":
-			if !r.Delete {
-				return errNoDelete
-			}
-			return c.deleteRecords(w)
-		case "import":
-			if !r.Import {
-				return errNoImport
-			}
-			return c.importRecords(w)
-		case "export":
-			if !r.Export {
-				return errNoExport
-			}
-			return c.exportRecords(w)
-		}
-		return errorf(400, fmt.Sprintf("The simulator does not implement action=%s for content=record.", c.action))
-	case "metadata":
-		if c.action == "import" {
-			if !r.DesignImport {
-				return errNoDesign
-			}
-			return c.importMetadata(w)
-		}
-		if !meta {
-			return errNoExport
-		}
-		return c.exportMetadata(w)
-	case "instrument":
-		if !meta {
-			return errNoExport
-		}
-		return c.exportInstruments(w)
-	case "event", "arm", "formEventMapping":
-		if c.action == "import" || c.action == "delete" {
-			if !r.DesignImport {
-				return errNoDesign
-			}
-			return c.importDesign(w, content)
-		}
-		if !meta {
-			return errNoExport
-		}
-		return c.exportDesign(w, content)
-	case "repeatingFormsEvents":
-		if c.action == "import" {
-			if !r.DesignImport {
-				return errNoDesign
-			}
-			return c.importRepeating(w)
-		}
-		if !meta {
-			return errNoExport
-		}
-		return c.exportRepeating(w)
-	case "dag":
-		if c.tok.dag != "" {
-			return errorf(403, "You do not have permission to export or import Data Access Groups because you are assigned to a Data Access Group.")
-		}
-		if c.action == "import" || c.action == "delete" {
-			if !r.DesignImport {
-				return errNoDesign
-			}
-			return c.importDAGs(w)
-		}
-		if !meta {
-			return errNoExport
-		}
-		return c.exportDAGs(w)
-	case "project":
-		if c.action == "import" {
-			if !r.DesignImport {
-				return errNoDesign
-			}
-			return c.importProjectInfo(w)
-		}
-		return c.exportProjectInfo(w)
-	case "exportFieldNames":
-		if !meta {
-			return errNoExport
-		}
-		return c.exportFieldNames(w)
-	case "generateNextRecordName":
-		c.proj.mu.RLock()
-		name := c.proj.nextRecordName(c.dagIndex())
-		c.proj.mu.RUnlock()
-		writeBody(w, "csv", name)
-		return nil
-	case "project_xml":
-		if !r.Export {
-			return errNoExport
-		}
-		return c.exportProjectXML(w)
-	case "log":
-		if !r.Logging {
-			return errNoLogging
-		}
-		return c.exportLog(w)
 	}
-	return errorf(400, fmt.Sprintf("The simulator does not implement content=%s.", content))
+}
+
+func wantBoth(api, priv, feature string) func(*call) error {
+	apiName := map[string]string{"api_export": "API Export", "api_import": "API Import/Update"}[api]
+	return func(c *call) error {
+		if !c.acc.can(api) || !c.acc.can(priv) {
+			return needBoth(apiName, feature)
+		}
+		return nil
+	}
+}
+
+// metaExport: the design exports need API Export (or the simulator's
+// metadata-only right).
+func metaExport(c *call) error {
+	if !c.acc.can("api_export") && !c.acc.meta {
+		return errNoExport
+	}
+	return nil
+}
+
+func anyone(*call) error { return nil }
+
+// logRights: Export Logging needs the Logging right and API Export.
+func logRights(c *call) error {
+	if !c.acc.can("logging") {
+		return errNoLogging
+	}
+	if !c.acc.can("api_export") {
+		return errNoExport
+	}
+	return nil
+}
+
+func notInDAG(next func(*call) error) func(*call) error {
+	return func(c *call) error {
+		if c.acc.dag != "" {
+			return errInDAG
+		}
+		return next(c)
+	}
+}
+
+var routes map[string]route
+
+func init() {
+	design := want("design", errNoDesign)
+	routes = map[string]route{
+		"version:export":                {anyone, func(c *call, w http.ResponseWriter) error { writeBody(w, "csv", c.s.opts.Version); return nil }},
+		"record:export":                 {want("api_export", errNoExport), (*call).exportRecords},
+		"record:import":                 {want("api_import", errNoImport), (*call).importRecords},
+		"record:delete":                 {want("record_delete", errNoDelete), (*call).deleteRecords},
+		"record:rename":                 {want("record_rename", errNoRename), (*call).renameRecord},
+		"metadata:export":               {metaExport, (*call).exportMetadata},
+		"metadata:import":               {design, (*call).importMetadata},
+		"instrument:export":             {metaExport, (*call).exportInstruments},
+		"event:export":                  {metaExport, func(c *call, w http.ResponseWriter) error { return c.exportDesign(w, "event") }},
+		"arm:export":                    {metaExport, func(c *call, w http.ResponseWriter) error { return c.exportDesign(w, "arm") }},
+		"formEventMapping:export":       {metaExport, func(c *call, w http.ResponseWriter) error { return c.exportDesign(w, "formEventMapping") }},
+		"event:import":                  {design, func(c *call, w http.ResponseWriter) error { return c.importDesign(w, "event") }},
+		"arm:import":                    {design, func(c *call, w http.ResponseWriter) error { return c.importDesign(w, "arm") }},
+		"formEventMapping:import":       {design, func(c *call, w http.ResponseWriter) error { return c.importDesign(w, "formEventMapping") }},
+		"event:delete":                  {design, func(c *call, w http.ResponseWriter) error { return c.importDesign(w, "event") }},
+		"arm:delete":                    {design, func(c *call, w http.ResponseWriter) error { return c.importDesign(w, "arm") }},
+		"repeatingFormsEvents:export":   {metaExport, (*call).exportRepeating},
+		"repeatingFormsEvents:import":   {design, (*call).importRepeating},
+		"dag:export":                    {notInDAG(wantBoth("api_export", "data_access_groups", "Data Access Groups")), (*call).exportDAGs},
+		"dag:import":                    {notInDAG(wantBoth("api_import", "data_access_groups", "Data Access Groups")), (*call).importDAGs},
+		"dag:delete":                    {notInDAG(wantBoth("api_import", "data_access_groups", "Data Access Groups")), (*call).importDAGs},
+		"dag:switch":                    {anyone, (*call).switchDAG},
+		"project:export":                {anyone, (*call).exportProjectInfo},
+		"project:import":                {design, (*call).importProjectInfo},
+		"exportFieldNames:export":       {metaExport, (*call).exportFieldNames},
+		"generateNextRecordName:export": {anyone, (*call).generateNextRecordName},
+		"project_xml:export":            {want("api_export", errNoExport), (*call).exportProjectXML},
+		"log:export":                    {logRights, (*call).exportLog},
+	}
+}
+
+func (c *call) run(w http.ResponseWriter, content string) error {
+	rt, ok := routes[content+":"+c.action]
+	if !ok {
+		return errorf(400, fmt.Sprintf("The simulator does not implement content=%s with action=%s.", content, c.action))
+	}
+	if err := rt.check(c); err != nil {
+		return err
+	}
+	return rt.handle(c, w)
+}
+
+func (c *call) generateNextRecordName(w http.ResponseWriter) error {
+	c.proj.mu.RLock()
+	name := c.proj.nextRecordName(c.dagIndex())
+	c.proj.mu.RUnlock()
+	writeBody(w, "csv", name)
+	return nil
 }

@@ -113,9 +113,16 @@ func parseRangeTime(s string, end bool, loc *time.Location) (time.Time, bool) {
 func (c *call) resolveExport() (*exportSpec, error) {
 	p := c.proj
 	q := c.p
-	cols, err := p.selectColumns(q.array("fields", true), q.array("forms", true))
+	if c.acc.noExport(p.forms) {
+		return nil, errNoAccessExport
+	}
+	fields := q.array("fields", true)
+	cols, err := p.selectColumns(fields, q.array("forms", true))
 	if err != nil {
 		return nil, err
+	}
+	if cols = p.exportableColumns(c.acc, cols); len(cols) == 0 {
+		return nil, errorf(400, "The API request cannot complete because all the fields you have specified are fields that your data export rights do not allow you to export.")
 	}
 	spec := &exportSpec{
 		cols:          cols,
@@ -130,6 +137,9 @@ func (c *call) resolveExport() (*exportSpec, error) {
 	}
 	dag := c.dagIndex()
 	spec.withDAG = q.boolean("exportDataAccessGroups") && len(p.dags) > 0 && dag < 0
+	if spec.withDAG && !c.acc.can("data_access_groups") {
+		return nil, needBoth("API Export", "Data Access Groups")
+	}
 	if p.longitudinal {
 		if evs := q.array("events", true); len(evs) > 0 {
 			spec.events = make([]bool, p.numEvents())
@@ -216,7 +226,7 @@ func (c *call) dateRangeSet() map[string]bool {
 	out := map[string]bool{}
 	for i := range c.proj.log {
 		l := &c.proj.log[i]
-		if l.kind == logData && l.ts >= bu && l.ts <= eu {
+		if (l.kind == logData || l.kind == logRename) && l.ts >= bu && l.ts <= eu {
 			out[l.record] = true
 		}
 	}

@@ -31,8 +31,8 @@ func (c *call) importRecords(w http.ResponseWriter) error {
 		overwrite:  q.oneOf("overwriteBehavior", "normal", "normal", "overwrite") == "overwrite",
 		dateFormat: q.oneOf("dateFormat", "YMD", "MDY", "DMY"),
 		forceAuto:  forceAuto,
-		dagName:    c.tok.dag,
-		user:       c.tok.user,
+		dagName:    c.acc.dag,
+		user:       c.acc.user,
 	}
 	res, err := c.s.importInto(c.proj, rows, o)
 	var ve *validationError

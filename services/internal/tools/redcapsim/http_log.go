@@ -45,11 +45,11 @@ func logTypeMatches(lt string, l *logEntry) bool {
 	case "manage":
 		return l.kind == logManage
 	case "record":
-		return l.kind == logData || l.kind == logDelete
+		return l.kind == logData || l.kind == logDelete || l.kind == logRename
 	case "record_add":
 		return l.kind == logData && strings.HasPrefix(l.action, "Create record")
 	case "record_edit":
-		return l.kind == logData && strings.HasPrefix(l.action, "Update record")
+		return (l.kind == logData && strings.HasPrefix(l.action, "Update record")) || l.kind == logRename
 	case "record_delete":
 		return l.kind == logDelete
 	}

@@ -40,7 +40,51 @@ func (c *call) deleteRecords(w http.ResponseWriter) error {
 			return errorf(400, `The value of the parameter "arm" is not valid`)
 		}
 	}
-	n := c.s.deleteLocked(p, uniq, arm, c.tok.user)
+	n := c.s.deleteLocked(p, uniq, arm, c.acc.user)
 	writeBody(w, c.rf, strconv.Itoa(n))
 	return nil
+}
+
+// renameRecord is content=record&action=rename: record, new_record_name and
+// (multi-arm projects) arm. The answer is "1".
+func (c *call) renameRecord(w http.ResponseWriter) error {
+	old := strings.TrimSpace(c.p.str("record"))
+	if old == "" {
+		return errorf(400, "Current record name must be provided.")
+	}
+	new := strings.TrimSpace(c.p.str("new_record_name"))
+	if new == "" {
+		return errorf(400, "New record name must be provided.")
+	}
+	if msg := recordNameProblem(new); msg != "" {
+		return errorf(400, msg)
+	}
+	p := c.proj
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	arm := 0
+	if a := c.p.str("arm"); a != "" && p.longitudinal && len(p.armFirstEv) > 1 {
+		arm = atoiDefault(a, 0)
+		if _, ok := p.armFirstEv[arm]; !ok {
+			return errorf(400, "The arm provided is not correct for the project.")
+		}
+	}
+	if old == new {
+		writeBody(w, c.rf, "1")
+		return nil
+	}
+	if msg := p.renameProblem(old, new, arm, c.dagIndex()); msg != "" {
+		return errorf(400, msg)
+	}
+	c.s.renameLocked(p, old, new, arm, c.acc.user)
+	writeBody(w, c.rf, "1")
+	return nil
+}
+
+// recordNameProblem is REDCap's rule for record names: no + & # or '.
+func recordNameProblem(id string) string {
+	if strings.ContainsAny(id, "+&#'") {
+		return "The record name (" + id + ") cannot contain a plus sign (+), ampersand (&), pound sign (#), or apostrophe."
+	}
+	return ""
 }

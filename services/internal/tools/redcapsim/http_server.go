@@ -53,10 +53,10 @@ type Stats struct {
 	RecordsDeleted  int64
 }
 
+// token is an API token: a user of one project. What it may do is that
+// user's (model_users.go).
 type token struct {
 	project int
-	rights  Rights
-	dag     string
 	user    string
 }
 

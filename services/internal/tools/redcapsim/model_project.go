@@ -61,6 +61,7 @@ const (
 	logExport
 	logManage
 	logDelete
+	logRename // a record renamed: a data change of the new name
 )
 
 // project is one simulated REDCap project.
@@ -102,6 +103,9 @@ type project struct {
 	hasRepeat   bool
 	dagByName   map[string]int
 	armFirstEv  map[int]int // arm number -> first event index
+
+	users map[string]*user // by username
+	roles []*role          // in creation order
 
 	records map[string]*record
 	order   recordOrder // maintained on every change (store_order.go)
@@ -374,6 +378,9 @@ func (p *project) rebuild() error {
 	}
 	if p.records == nil {
 		p.records = map[string]*record{}
+	}
+	if p.users == nil {
+		p.users = map[string]*user{}
 	}
 	if p.dagSeq == nil {
 		p.dagSeq = map[int]int{}

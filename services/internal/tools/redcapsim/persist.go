@@ -71,6 +71,8 @@ type diskDesign struct {
 	Created     time.Time                `json:"created"`
 	NextEventID int                      `json:"next_event_id"`
 	DAGSeq      map[int]int              `json:"dag_seq,omitempty"`
+	Users       []*user                  `json:"users,omitempty"`
+	Roles       []*role                  `json:"roles,omitempty"`
 }
 
 type diskRow struct {
@@ -120,6 +122,9 @@ type diskChange struct {
 	Silent    bool          `json:"silent,omitempty"` // no change-log entry
 	Rows      []diskPlanned `json:"rows,omitempty"`
 	IDs       []string      `json:"ids,omitempty"`
+	Log       []diskLog     `json:"log,omitempty"`   // entries the change logged (kinds that do not log on replay)
+	Users     []*user       `json:"users,omitempty"` // kind access: every user and role
+	Roles     []*role       `json:"roles,omitempty"`
 	Arm       int           `json:"arm,omitempty"`
 }
 
@@ -132,9 +137,11 @@ type diskTokens struct {
 type diskToken struct {
 	Token   string `json:"token"`
 	Project int    `json:"project"`
-	Rights  Rights `json:"rights"`
-	DAG     string `json:"dag,omitempty"`
 	User    string `json:"user"`
+	// Rights and DAG are how data folders written before users existed
+	// kept a token's rights; such a token's user is created from them.
+	Rights *Rights `json:"rights,omitempty"`
+	DAG    string  `json:"dag,omitempty"`
 }
 
 func (s *Server) projectDir(id int) string {
@@ -173,7 +180,10 @@ func (s *Server) openDataDir() error {
 		}
 		s.super, s.users = dt.Super, dt.Users
 		for _, t := range dt.Tokens {
-			s.tokens[t.Token] = &token{project: t.Project, rights: t.Rights, dag: t.DAG, user: t.User}
+			s.tokens[t.Token] = &token{project: t.Project, user: t.User}
+			if p := s.projs[t.Project]; p != nil && p.users[t.User] == nil && t.Rights != nil {
+				p.users[t.User] = &user{Name: t.User, DAG: t.DAG, MetadataOnly: t.Rights.Metadata, privileges: privilegesFromRights(*t.Rights, p.forms)}
+			}
 		}
 	} else if !os.IsNotExist(err) {
 		return fmt.Errorf("redcapsim: data dir %s: %w", dir, err)
@@ -202,10 +212,11 @@ func (s *Server) loadProjectDir(id int) (*project, error) {
 			p = &project{id: d.ID, title: d.Title, fields: d.Fields, instruments: d.Instruments, arms: d.Arms,
 				events: d.Events, fem: d.FEM, repeating: d.Repeating, dags: d.DAGs, surveys: d.Surveys,
 				autonumber: d.Autonumber, purpose: d.Purpose, created: d.Created, nextEventID: d.NextEventID,
-				dagSeq: d.DAGSeq, gen: d.Gen}
+				dagSeq: d.DAGSeq, gen: d.Gen, roles: d.Roles}
 			if err := p.rebuild(); err != nil {
 				return nil, err
 			}
+			p.setUsers(d.Users)
 		case l.Record != nil && p != nil:
 			if err := p.restoreRecord(l.Record); err != nil {
 				return nil, err
@@ -301,6 +312,12 @@ func (p *project) replay(op *diskChange, s *Server) {
 			plan = append(plan, pr)
 		}
 		p.applyPlan(plan, writeOpts{overwrite: op.Overwrite, user: op.User, ts: op.TS, silent: op.Silent})
+	case "rename":
+		s.replayRename(p, op)
+	case "access":
+		p.setUsers(op.Users)
+		p.roles = op.Roles
+		p.replayLog(op.Log)
 	case "delete":
 		saved := p.dataDir
 		p.dataDir = "" // replaying must not log the change again
@@ -363,6 +380,36 @@ func (s *Server) persistImport(p *project, plan []plannedRow, wo writeOpts) {
 	s.appendChange(p, op)
 }
 
+// persistAccess records every user and role (they are few), with the log
+// entries the change made. Callers hold p.mu (write).
+func (s *Server) persistAccess(p *project, logged ...logEntry) {
+	if p.dataDir == "" || p.logFile == nil {
+		return
+	}
+	s.appendChange(p, &diskChange{Kind: "access", TS: s.now().Unix(), Users: p.userList(), Roles: p.roles, Log: diskLogs(logged)})
+}
+
+func diskLogs(ls []logEntry) []diskLog {
+	var out []diskLog
+	for _, l := range ls {
+		out = append(out, diskLog{TS: l.ts, User: l.user, Action: l.action, Details: l.details, Record: l.record, Kind: l.kind})
+	}
+	return out
+}
+
+func (p *project) replayLog(ls []diskLog) {
+	for _, g := range ls {
+		p.log = append(p.log, logEntry{ts: g.TS, user: g.User, action: g.Action, details: g.Details, record: g.Record, kind: g.Kind})
+	}
+}
+
+func (s *Server) persistRename(p *project, old, new string, arm int, user string, ts int64) {
+	if p.dataDir == "" || p.logFile == nil {
+		return
+	}
+	s.appendChange(p, &diskChange{Kind: "rename", TS: ts, User: user, IDs: []string{old, new}, Arm: arm})
+}
+
 func (s *Server) persistDelete(p *project, ids []string, arm int, user string, ts int64) {
 	if p.dataDir == "" || p.logFile == nil {
 		return
@@ -402,7 +449,8 @@ func (s *Server) snapshotLocked(p *project) error {
 	gen := p.gen + 1
 	d := &diskDesign{ID: p.id, Gen: gen, Title: p.title, Fields: p.fields, Instruments: p.instruments, Arms: p.arms,
 		Events: p.events, FEM: p.fem, Repeating: p.repeating, DAGs: p.dags, Surveys: p.surveys, Autonumber: p.autonumber,
-		Purpose: p.purpose, Created: p.created, NextEventID: p.nextEventID, DAGSeq: p.dagSeq}
+		Purpose: p.purpose, Created: p.created, NextEventID: p.nextEventID, DAGSeq: p.dagSeq,
+		Users: p.userList(), Roles: p.roles}
 	werr := enc.Encode(diskLine{Design: d})
 	for _, rec := range p.sortedRecords() {
 		dr := &diskRecord{ID: rec.id}
@@ -472,7 +520,7 @@ func (s *Server) persistTokens() error {
 	s.mu.RLock()
 	dt := diskTokens{Super: s.super, Users: s.users}
 	for k, t := range s.tokens {
-		dt.Tokens = append(dt.Tokens, diskToken{Token: k, Project: t.project, Rights: t.rights, DAG: t.dag, User: t.user})
+		dt.Tokens = append(dt.Tokens, diskToken{Token: k, Project: t.project, User: t.user})
 	}
 	s.mu.RUnlock()
 	sort.Slice(dt.Tokens, func(i, j int) bool { return dt.Tokens[i].User < dt.Tokens[j].User })

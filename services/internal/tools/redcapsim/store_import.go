@@ -36,13 +36,7 @@ func (p *project) applyPlan(plan []plannedRow, wo writeOpts) {
 		if rec == nil {
 			rec = &record{id: pr.rec, dag: -1}
 			p.addRecord(rec)
-			if k, a, b := recordKey(pr.rec); k == 1 {
-				for _, d := range p.dags {
-					if int64(d.ID) == a && int(b) > p.dagSeq[d.ID] {
-						p.dagSeq[d.ID] = int(b)
-					}
-				}
-			}
+			p.noteDAGName(pr.rec)
 		}
 		if pr.dagSet {
 			rec.dag = pr.dag

@@ -128,6 +128,18 @@ func (r *record) sortRows() {
 	})
 }
 
+// noteDAGName remembers the largest n used in a "<dagId>-<n>" record name,
+// so that generated names never reuse one. Callers hold p.mu (write).
+func (p *project) noteDAGName(id string) {
+	if k, a, b := recordKey(id); k == 1 {
+		for _, d := range p.dags {
+			if int64(d.ID) == a && int(b) > p.dagSeq[d.ID] {
+				p.dagSeq[d.ID] = int(b)
+			}
+		}
+	}
+}
+
 func lessRecordID(a, b string) bool {
 	ak, an, ar := recordKey(a)
 	bk, bn, br := recordKey(b)
