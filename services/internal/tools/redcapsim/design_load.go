@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/redcap-relay/relay/messages"
@@ -172,12 +173,33 @@ func (s *Server) seed(id int, rows []messages.Row) error {
 	for i, r := range rows {
 		in[i] = inRow(r)
 	}
+	s.seedDocs(p, in)
 	_, err := s.importInto(p, in, importOpts{overwrite: false, dateFormat: "YMD", user: "site_admin", trusted: true})
 	var ve *validationError
 	if errors.As(err, &ve) {
 		return fmt.Errorf("seed data rejected: %s", ve.redacted())
 	}
 	return err
+}
+
+// seedDocs turns the file names of seed data into docs (name only: the
+// folder carries no content), so file fields hold doc_ids as REDCap's do.
+func (s *Server) seedDocs(p *project, rows []inRow) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var added []*doc
+	for _, r := range rows {
+		for k, v := range r {
+			ci, ok := p.colByName[k]
+			if !ok || v == "" || p.cols[ci].kind != colFile {
+				continue
+			}
+			d := p.nameOnlyDoc(v)
+			added = append(added, d)
+			r[k] = strconv.Itoa(d.ID)
+		}
+	}
+	s.persistDocs(p, added, nil)
 }
 
 // inferDAGIDs gives DAGs without an ID the <id> prefix their records carry

@@ -41,6 +41,9 @@ func (p *project) rawRows(recs []*record) []messages.Row {
 					continue
 				}
 				v := r.cell(ci)
+				if p.cols[ci].kind == colFile {
+					v = p.docName(v) // the project XML names files (DocName)
+				}
 				if p.cols[ci].kind == colCheckbox {
 					if v == "1" {
 						m[p.cols[ci].name] = "1"

@@ -295,6 +295,6 @@ func (s *Server) DeleteRecord(projectID int, rec string) error {
 	if p.records[rec] == nil {
 		return fmt.Errorf("redcapsim: project %d: record %q does not exist", projectID, rec)
 	}
-	s.deleteLocked(p, []string{rec}, 0, "site_admin")
+	s.deleteLocked(p, []string{rec}, deleteSel{ev: -1, form: -1}, "site_admin")
 	return nil
 }

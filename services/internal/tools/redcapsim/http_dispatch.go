@@ -12,10 +12,11 @@ var tokenRE = regexp.MustCompile(`^[A-Za-z0-9]+$`)
 
 // dispatch runs the checks in REDCap's order: returnFormat, token, content,
 // rights, then the handler.
-func (s *Server) dispatch(w http.ResponseWriter, p params) {
+func (s *Server) dispatch(w http.ResponseWriter, p params, info *callInfo) {
 	rf := p.returnFormat()
 	content := p.str("content")
 	tok := p.str("token")
+	info.content = content
 
 	// Super token calls.
 	if (content == "version" && len(tok) == 64) || (content == "project" && p.str("data") != "") {
@@ -59,6 +60,7 @@ func (s *Server) dispatch(w http.ResponseWriter, p params) {
 		return
 	}
 	action, ok := p.action(content)
+	info.action, info.project = action, proj.id
 	if !ok {
 		writeError(w, rf, 400, `The value of the parameter "action" is not valid`)
 		return
@@ -221,6 +223,9 @@ func init() {
 		"exportFieldNames:export":       {metaExport, (*call).exportFieldNames},
 		"generateNextRecordName:export": {anyone, (*call).generateNextRecordName},
 		"project_xml:export":            {want("api_export", errNoExport), (*call).exportProjectXML},
+		"file:export":                   {want("api_export", errNoExport), (*call).exportFile},
+		"file:import":                   {want("api_import", errNoImport), (*call).importFile},
+		"file:delete":                   {want("api_import", errNoImport), (*call).deleteFile},
 		"log:export":                    {logRights, (*call).exportLog},
 	}
 }

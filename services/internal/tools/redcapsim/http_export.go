@@ -226,7 +226,7 @@ func (c *call) dateRangeSet() map[string]bool {
 	out := map[string]bool{}
 	for i := range c.proj.log {
 		l := &c.proj.log[i]
-		if (l.kind == logData || l.kind == logRename) && l.ts >= bu && l.ts <= eu {
+		if l.isRecordChange() && l.ts >= bu && l.ts <= eu {
 			out[l.record] = true
 		}
 	}
@@ -291,6 +291,8 @@ func (p *project) cellValue(spec *exportSpec, rec *record, r *row, ci int) strin
 	}
 	v := r.cell(ci)
 	switch col.kind {
+	case colFile:
+		return p.docName(v) // flat exports give the file name (EAV the doc_id)
 	case colCheckbox:
 		checked := v == "1"
 		if spec.label {
@@ -599,6 +601,8 @@ func (p *project) eavRows(spec *exportSpec, fn func(eavRow)) {
 				case colComplete:
 					e.field = col.name
 					e.value = p.cellValue(spec, rec, r, ci)
+				case colFile:
+					e.field, e.value = col.name, v // EAV exports give the doc_id
 				default:
 					e.field = col.name
 					e.value = p.cellValue(spec, rec, r, ci)

@@ -45,11 +45,11 @@ func logTypeMatches(lt string, l *logEntry) bool {
 	case "manage":
 		return l.kind == logManage
 	case "record":
-		return l.kind == logData || l.kind == logDelete || l.kind == logRename
+		return l.isRecordChange() || l.kind == logDelete
 	case "record_add":
 		return l.kind == logData && strings.HasPrefix(l.action, "Create record")
 	case "record_edit":
-		return (l.kind == logData && strings.HasPrefix(l.action, "Update record")) || l.kind == logRename
+		return (l.kind == logData && strings.HasPrefix(l.action, "Update record")) || l.kind == logRename || l.kind == logFile
 	case "record_delete":
 		return l.kind == logDelete
 	}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime/multipart"
 	"net"
 	"net/http"
 	"net/url"
@@ -36,6 +37,9 @@ type Options struct {
 	// Now is the clock (default time.Now); it stamps the change log that
 	// dateRangeBegin/End and content=log read.
 	Now func() time.Time
+	// MaxFileMB is REDCap's file upload limit in MB (default 32): larger
+	// uploads (content=file, fileRepository) are refused.
+	MaxFileMB int64
 	// PageHitThreshold is REDCap's page_hit_threshold_per_minute: more hits
 	// than this from one IP within a minute bans the IP for good (429).
 	// 0 turns the limiter off (the default, so that benchmarks are never
@@ -89,6 +93,9 @@ type Server struct {
 func New(opts Options) (*Server, error) {
 	if opts.MaxRequestBytes <= 0 {
 		opts.MaxRequestBytes = 64 << 20
+	}
+	if opts.MaxFileMB <= 0 {
+		opts.MaxFileMB = 32
 	}
 	if opts.Version == "" {
 		opts.Version = "14.7.3"
@@ -200,6 +207,7 @@ func (s *Server) project(id int) *project {
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	bytes  int64
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -213,7 +221,9 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = 200
 	}
-	return w.ResponseWriter.Write(b)
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
 }
 
 func (w *statusWriter) Flush() {
@@ -222,11 +232,24 @@ func (w *statusWriter) Flush() {
 	}
 }
 
+// callInfo is what the per-call log line says: never the token, never a
+// value.
+type callInfo struct {
+	content, action string
+	project         int
+}
+
 func (s *Server) serveHTTP(rw http.ResponseWriter, r *http.Request) {
 	w := &statusWriter{ResponseWriter: rw}
+	info := &callInfo{}
+	start := time.Now()
 	defer func() {
 		if w.status != 200 && w.status != 0 {
 			s.nErrors.Add(1)
+		}
+		if s.log.Enabled(r.Context(), slog.LevelDebug) {
+			s.log.Debug("redcapsim: call", "method", r.Method, "content", info.content, "action", info.action,
+				"project_id", info.project, "status", w.status, "bytes", w.bytes, "ms", time.Since(start).Milliseconds())
 		}
 	}()
 	path := strings.TrimSuffix(r.URL.Path, "/")
@@ -253,7 +276,10 @@ func (s *Server) serveHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxRequestBytes)
-	form, err := s.parseForm(r)
+	form, files, err := s.parseForm(r)
+	if r.MultipartForm != nil {
+		defer r.MultipartForm.RemoveAll() // spooled upload parts
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -263,7 +289,7 @@ func (s *Server) serveHTTP(rw http.ResponseWriter, r *http.Request) {
 		writeError(w, "xml", http.StatusBadRequest, "The request body could not be read as a form: send application/x-www-form-urlencoded or multipart/form-data.")
 		return
 	}
-	s.dispatch(w, params{v: form})
+	s.dispatch(w, params{v: form, files: files}, info)
 }
 
 func (s *Server) tooLarge(w http.ResponseWriter, r *http.Request) {
@@ -272,37 +298,48 @@ func (s *Server) tooLarge(w http.ResponseWriter, r *http.Request) {
 		"The request is too large: the server accepts at most %d bytes per API request (post_max_size). Send fewer records per call.", s.opts.MaxRequestBytes))
 }
 
-func (s *Server) parseForm(r *http.Request) (url.Values, error) {
+// multipartMemory is how much of a multipart body is held in memory; larger
+// upload parts are spooled to temporary files (removed after the call).
+const multipartMemory = 8 << 20
+
+// parseForm reads the POST form. Of a multipart body, the "file" part is an
+// upload (content=file, fileRepository); other file parts (a data file)
+// count as the parameter of their name.
+func (s *Server) parseForm(r *http.Request) (url.Values, map[string]*multipart.FileHeader, error) {
 	ct := r.Header.Get("Content-Type")
 	if strings.HasPrefix(ct, "multipart/form-data") {
-		if err := r.ParseMultipartForm(s.opts.MaxRequestBytes); err != nil {
-			return nil, err
+		if err := r.ParseMultipartForm(multipartMemory); err != nil {
+			return nil, nil, err
 		}
 		v := url.Values{}
 		for k, vs := range r.MultipartForm.Value {
 			v[k] = append(v[k], vs...)
 		}
-		// A data file part counts as the data parameter.
+		files := map[string]*multipart.FileHeader{}
 		for k, fhs := range r.MultipartForm.File {
 			for _, fh := range fhs {
+				if k == "file" {
+					files[k] = fh
+					continue
+				}
 				f, err := fh.Open()
 				if err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 				b, err := io.ReadAll(f)
 				f.Close()
 				if err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 				v[k] = append(v[k], string(b))
 			}
 		}
-		return v, nil
+		return v, files, nil
 	}
 	if err := r.ParseForm(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return r.PostForm, nil
+	return r.PostForm, nil, nil
 }
 
 func (s *Server) rateLimit(r *http.Request) (string, bool) {

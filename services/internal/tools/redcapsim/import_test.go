@@ -46,7 +46,7 @@ func TestImportValidationByType(t *testing.T) {
 		"dts": {"2024-01-31 12:00"}, "tm": {"24:00", "7:5"}, "int": {"1.0", "one"}, "num": {"1,5", "abc"},
 		"num1": {"1", "1.25"}, "num2c": {"36.50", "36,5"}, "email": {"nope", "a@b"}, "phone": {"12345", "(105) 321-1111"},
 		"zip": {"1234"}, "radio": {"3", "a"}, "dd": {"X"}, "cb___2": {"2", "yes"}, "yn": {"yes"}, "tf": {"true"},
-		"visit_complete": {"3", "Complete"}, "calc": {"4"}, "file": {"x.pdf"},
+		"visit_complete": {"3", "Complete"},
 	}
 	for field, vals := range good {
 		for _, v := range vals {
@@ -235,5 +235,43 @@ func TestDesignImports(t *testing.T) {
 	_, body = e.call("content", "event", "format", "json")
 	if !strings.Contains(body, `"unique_event_name":"week_4_arm_1"`) {
 		t.Fatalf("events: %s", body)
+	}
+}
+
+// TestCalcAndFileValuesIgnoredOnImport: REDCap ignores calculated fields on
+// import (it computes them), whether the value is unchanged, changed or
+// blank with overwrite; so re-importing an export that holds calc values
+// (and file names) works and changes neither.
+func TestCalcAndFileValuesIgnoredOnImport(t *testing.T) {
+	e := loadFixture(t, "simple")
+	code, export := e.call("content", "record", "format", "json", "records", "1")
+	if code != 200 || !strings.Contains(export, `"bmi":"204.1"`) || !strings.Contains(export, `"mugshot":"mugshot-1.jpg"`) {
+		t.Fatalf("seed: %d %s", code, export)
+	}
+	for _, c := range []struct{ behavior, data string }{
+		{"normal", export}, // unchanged values, as exported
+		{"normal", `[{"record_id":"1","bmi":"99.9","mugshot":"other.png"}]`},
+		{"overwrite", `[{"record_id":"1","bmi":"","mugshot":""}]`},
+	} {
+		code, body := e.call("content", "record", "format", "json", "overwriteBehavior", c.behavior, "data", c.data)
+		if code != 200 || body != `{"count": 1}` {
+			t.Fatalf("%s %s: %d %s", c.behavior, c.data, code, body)
+		}
+		_, after := e.call("content", "record", "format", "json", "records", "1")
+		if after != export {
+			t.Fatalf("import of %s changed the record:\n%s\nwas\n%s", c.data, after, export)
+		}
+	}
+	// EAV: re-importing the EAV export works too (checkbox rows left out:
+	// EAV exports them as field=code, EAV import takes only field___code=0/1).
+	_, eav := e.call("content", "record", "format", "json", "type", "eav", "records", "1", "fields", "record_id,bmi,mugshot,height")
+	if !strings.Contains(eav, `"field_name":"bmi","value":"204.1"`) {
+		t.Fatalf("EAV export: %s", eav)
+	}
+	if code, body := e.call("content", "record", "format", "json", "type", "eav", "data", eav); code != 200 || body != `{"count": 1}` {
+		t.Fatalf("EAV re-import: %d %s", code, body)
+	}
+	if _, after := e.call("content", "record", "format", "json", "records", "1"); after != export {
+		t.Fatalf("EAV re-import changed the record: %s", after)
 	}
 }

@@ -18,6 +18,7 @@ const (
 	colPlain    = iota // one field, one cell
 	colCheckbox        // one checkbox choice (field___code)
 	colComplete        // <form>_complete
+	colFile            // a file-upload or signature field: the cell holds the doc_id
 )
 
 type column struct {
@@ -62,7 +63,14 @@ const (
 	logManage
 	logDelete
 	logRename // a record renamed: a data change of the new name
+	logFile   // a file uploaded to or deleted from a record's field
 )
+
+// isRecordChange: the entry created or changed a record (what dateRangeBegin
+// and logtype=record see).
+func (l *logEntry) isRecordChange() bool {
+	return l.kind == logData || l.kind == logRename || l.kind == logFile
+}
 
 // project is one simulated REDCap project.
 type project struct {
@@ -103,6 +111,9 @@ type project struct {
 	hasRepeat   bool
 	dagByName   map[string]int
 	armFirstEv  map[int]int // arm number -> first event index
+
+	docs      map[int]*doc // stored files by doc_id (store_files.go)
+	nextDocID int
 
 	users map[string]*user // by username
 	roles []*role          // in creation order
@@ -287,7 +298,11 @@ func (p *project) rebuild() error {
 				}
 			default:
 				info.cols = append(info.cols, len(p.cols))
-				if err := add(column{name: info.FieldName, field: i, form: fi, kind: colPlain}); err != nil {
+				kind := colPlain
+				if info.FieldType == "file" {
+					kind = colFile
+				}
+				if err := add(column{name: info.FieldName, field: i, form: fi, kind: kind}); err != nil {
 					return err
 				}
 			}
@@ -381,6 +396,9 @@ func (p *project) rebuild() error {
 	}
 	if p.users == nil {
 		p.users = map[string]*user{}
+	}
+	if p.docs == nil {
+		p.docs = map[int]*doc{}
 	}
 	if p.dagSeq == nil {
 		p.dagSeq = map[int]int{}

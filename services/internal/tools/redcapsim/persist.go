@@ -73,6 +73,8 @@ type diskDesign struct {
 	DAGSeq      map[int]int              `json:"dag_seq,omitempty"`
 	Users       []*user                  `json:"users,omitempty"`
 	Roles       []*role                  `json:"roles,omitempty"`
+	Docs        []*doc                   `json:"docs,omitempty"`
+	NextDocID   int                      `json:"next_doc_id,omitempty"`
 }
 
 type diskRow struct {
@@ -122,10 +124,16 @@ type diskChange struct {
 	Silent    bool          `json:"silent,omitempty"` // no change-log entry
 	Rows      []diskPlanned `json:"rows,omitempty"`
 	IDs       []string      `json:"ids,omitempty"`
-	Log       []diskLog     `json:"log,omitempty"`   // entries the change logged (kinds that do not log on replay)
+	Log       []diskLog     `json:"log,omitempty"`  // entries the change logged (kinds that do not log on replay)
+	Docs      []*doc        `json:"docs,omitempty"` // kind doc: docs added (DocIDs: removed)
+	DocIDs    []int         `json:"doc_ids,omitempty"`
 	Users     []*user       `json:"users,omitempty"` // kind access: every user and role
 	Roles     []*role       `json:"roles,omitempty"`
 	Arm       int           `json:"arm,omitempty"`
+	// a narrower delete: its event, instrument and instance
+	Event      string `json:"event,omitempty"`
+	Instrument string `json:"instrument,omitempty"`
+	Instance   int    `json:"instance,omitempty"`
 }
 
 type diskTokens struct {
@@ -212,11 +220,14 @@ func (s *Server) loadProjectDir(id int) (*project, error) {
 			p = &project{id: d.ID, title: d.Title, fields: d.Fields, instruments: d.Instruments, arms: d.Arms,
 				events: d.Events, fem: d.FEM, repeating: d.Repeating, dags: d.DAGs, surveys: d.Surveys,
 				autonumber: d.Autonumber, purpose: d.Purpose, created: d.Created, nextEventID: d.NextEventID,
-				dagSeq: d.DAGSeq, gen: d.Gen, roles: d.Roles}
+				dagSeq: d.DAGSeq, gen: d.Gen, roles: d.Roles, nextDocID: d.NextDocID}
 			if err := p.rebuild(); err != nil {
 				return nil, err
 			}
 			p.setUsers(d.Users)
+			for _, doc := range d.Docs {
+				p.docs[doc.ID] = doc
+			}
 		case l.Record != nil && p != nil:
 			if err := p.restoreRecord(l.Record); err != nil {
 				return nil, err
@@ -312,6 +323,15 @@ func (p *project) replay(op *diskChange, s *Server) {
 			plan = append(plan, pr)
 		}
 		p.applyPlan(plan, writeOpts{overwrite: op.Overwrite, user: op.User, ts: op.TS, silent: op.Silent})
+		p.replayLog(op.Log)
+	case "doc":
+		for _, d := range op.Docs {
+			p.docs[d.ID] = d
+			p.nextDocID = max(p.nextDocID, d.ID)
+		}
+		for _, id := range op.DocIDs {
+			delete(p.docs, id)
+		}
 	case "rename":
 		s.replayRename(p, op)
 	case "access":
@@ -319,13 +339,7 @@ func (p *project) replay(op *diskChange, s *Server) {
 		p.roles = op.Roles
 		p.replayLog(op.Log)
 	case "delete":
-		saved := p.dataDir
-		p.dataDir = "" // replaying must not log the change again
-		now := s.now
-		s.now = func() time.Time { return time.Unix(op.TS, 0) }
-		s.deleteLocked(p, op.IDs, op.Arm, op.User)
-		s.now = now
-		p.dataDir = saved
+		s.replayDelete(p, op)
 	}
 }
 
@@ -357,11 +371,11 @@ func (s *Server) persistNewProject(p *project) error {
 	return s.snapshotLocked(p)
 }
 
-func (s *Server) persistImport(p *project, plan []plannedRow, wo writeOpts) {
+func (s *Server) persistImport(p *project, plan []plannedRow, wo writeOpts, logged ...logEntry) {
 	if p.dataDir == "" || p.logFile == nil {
 		return
 	}
-	op := &diskChange{Kind: "import", TS: wo.ts, User: wo.user, Overwrite: wo.overwrite, Silent: wo.silent, Rows: make([]diskPlanned, len(plan))}
+	op := &diskChange{Kind: "import", TS: wo.ts, User: wo.user, Overwrite: wo.overwrite, Silent: wo.silent, Rows: make([]diskPlanned, len(plan)), Log: diskLogs(logged)}
 	for i, pr := range plan {
 		dp := diskPlanned{Rec: pr.rec, Event: p.eventUnique(pr.ev), Rep: p.repName(int16(pr.rep)), Inst: pr.inst, New: pr.newInst}
 		if pr.dagSet {
@@ -410,11 +424,26 @@ func (s *Server) persistRename(p *project, old, new string, arm int, user string
 	s.appendChange(p, &diskChange{Kind: "rename", TS: ts, User: user, IDs: []string{old, new}, Arm: arm})
 }
 
-func (s *Server) persistDelete(p *project, ids []string, arm int, user string, ts int64) {
+// persistDocs records docs added and removed. Callers hold p.mu (write).
+func (s *Server) persistDocs(p *project, added []*doc, removed []int) {
+	if p.dataDir == "" || p.logFile == nil || (len(added) == 0 && len(removed) == 0) {
+		return
+	}
+	s.appendChange(p, &diskChange{Kind: "doc", TS: s.now().Unix(), Docs: added, DocIDs: removed})
+}
+
+func (s *Server) persistDelete(p *project, ids []string, sel deleteSel, user string, ts int64) {
 	if p.dataDir == "" || p.logFile == nil {
 		return
 	}
-	s.appendChange(p, &diskChange{Kind: "delete", TS: ts, User: user, IDs: ids, Arm: arm})
+	op := &diskChange{Kind: "delete", TS: ts, User: user, IDs: ids, Arm: sel.arm, Instance: sel.inst}
+	if sel.ev >= 0 {
+		op.Event = p.eventUnique(sel.ev)
+	}
+	if sel.form >= 0 {
+		op.Instrument = p.forms[sel.form].name
+	}
+	s.appendChange(p, op)
 }
 
 func (s *Server) appendChange(p *project, op *diskChange) {
@@ -450,7 +479,7 @@ func (s *Server) snapshotLocked(p *project) error {
 	d := &diskDesign{ID: p.id, Gen: gen, Title: p.title, Fields: p.fields, Instruments: p.instruments, Arms: p.arms,
 		Events: p.events, FEM: p.fem, Repeating: p.repeating, DAGs: p.dags, Surveys: p.surveys, Autonumber: p.autonumber,
 		Purpose: p.purpose, Created: p.created, NextEventID: p.nextEventID, DAGSeq: p.dagSeq,
-		Users: p.userList(), Roles: p.roles}
+		Users: p.userList(), Roles: p.roles, Docs: p.docList(), NextDocID: p.nextDocID}
 	werr := enc.Encode(diskLine{Design: d})
 	for _, rec := range p.sortedRecords() {
 		dr := &diskRecord{ID: rec.id}

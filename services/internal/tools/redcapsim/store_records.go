@@ -7,33 +7,6 @@ import (
 	"strings"
 )
 
-// deleteLocked deletes records (or their rows in one arm). Callers hold p.mu.
-func (s *Server) deleteLocked(p *project, ids []string, arm int, user string) int {
-	ts := s.now().Unix()
-	n := 0
-	for _, id := range ids {
-		rec := p.records[id]
-		if rec == nil {
-			continue
-		}
-		if arm > 0 {
-			rec.rows = filter(rec.rows, func(r row) bool { return p.events[r.ev].ArmNum != arm })
-			if len(rec.rows) > 0 {
-				n++
-				p.log = append(p.log, logEntry{ts: ts, user: user, action: "Delete record " + id + " (arm " + strconv.Itoa(arm) + ")", record: id, kind: logData})
-				continue
-			}
-		}
-		p.removeRecord(id)
-		n++
-		p.log = append(p.log, logEntry{ts: ts, user: user, action: "Delete record " + id, record: id, details: p.recordIDField() + " = '" + id + "'", kind: logDelete})
-	}
-	p.settleOrder()
-	s.recDeleted.Add(int64(n))
-	s.persistDelete(p, ids, arm, user, ts)
-	return n
-}
-
 func sortRecords(recs []*record) {
 	// insertion-friendly: requests are small
 	for i := 1; i < len(recs); i++ {

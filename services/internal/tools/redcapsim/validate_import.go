@@ -247,6 +247,9 @@ func (p *project) planImport(rows []inRow, o importOpts) ([]plannedRow, *importR
 				continue
 			}
 			col := &p.cols[ci]
+			if !o.trusted && p.ignoredOnImport(col) {
+				continue
+			}
 			if v == "" {
 				if o.overwrite && p.applies(col.form, &tmp) {
 					pr.vals = append(pr.vals, colVal{ci, ""})
@@ -290,6 +293,22 @@ func (p *project) planImport(rows []inRow, o importOpts) ([]plannedRow, *importR
 		return nil, nil, &validationError{lines}
 	}
 	return plan, res, nil
+}
+
+// ignoredOnImport: REDCap ignores calculated fields on import ("they will be
+// calculated automatically during the import process"), whatever the value
+// (unchanged, changed or blank, even with overwrite); the simulator keeps
+// their stored values. File-upload fields only change through content=file,
+// so exported file names re-import as a no-op too.
+func (p *project) ignoredOnImport(col *column) bool {
+	if col.field < 0 {
+		return false
+	}
+	switch p.finfo[col.field].FieldType {
+	case "calc", "file":
+		return true
+	}
+	return false
 }
 
 func (p *project) isForm(name string) bool {
@@ -354,10 +373,6 @@ func (p *project) checkValue(col *column, v, dateFormat string) (string, string)
 	}
 	fi := &p.finfo[col.field]
 	switch fi.FieldType {
-	case "calc":
-		return "", "This field is a calculated field (calc), whose value REDCap computes. Calc fields cannot be imported; leave the value out."
-	case "file":
-		return "", "This field is a File Upload field. Files cannot be imported as record data; use the file import method (content=file)."
 	case "radio", "dropdown", "yesno", "truefalse":
 		if _, ok := fi.choiceSet[v]; !ok {
 			return "", "The value is not a valid category for " + fi.FieldName
