@@ -15,6 +15,7 @@ func (s *Server) redesign(p *project, change func(q *project)) error {
 		repeating:   append([]messages.RepeatingForm(nil), p.repeating...),
 		dags:        append([]messages.DAG(nil), p.dags...),
 		surveys:     p.surveys, autonumber: p.autonumber, purpose: p.purpose,
+		surveyForms: append([]survey(nil), p.surveyForms...), surveyQueue: p.surveyQueue,
 		nextEventID: p.nextEventID, records: map[string]*record{}, dagSeq: p.dagSeq,
 	}
 	change(q)
@@ -99,7 +100,15 @@ func (s *Server) redesign(p *project, change func(q *project)) error {
 	p.finfo, p.fieldByName, p.forms, p.formByName, p.cols, p.colByName = q.finfo, q.fieldByName, q.forms, q.formByName, q.cols, q.colByName
 	p.eventByName, p.designated, p.repForm, p.repEv, p.hasRepeat = q.eventByName, q.designated, q.repForm, q.repEv, q.hasRepeat
 	p.dagByName, p.armFirstEv = q.dagByName, q.armFirstEv
+	p.surveyForms = filter(q.surveyForms, func(sv survey) bool { return q.isForm(sv.Form) })
+	p.surveyOf, p.surveyQueue = q.surveyOf, q.surveyQueue
 	p.resetRecords(q.records)
+	// Users of a deleted DAG are no longer assigned to it.
+	for _, u := range p.users {
+		if u.DAG != "" && p.dagIndexOf(u.DAG) < 0 {
+			u.DAG = ""
+		}
+	}
 	p.log = append(p.log, logEntry{ts: s.now().Unix(), user: "api", action: "Manage/Design", details: "Design change (API)", kind: logManage})
 	return s.snapshotLocked(p)
 }

@@ -11,6 +11,7 @@ func specFromODM(op *odm.Project) ProjectSpec {
 	return ProjectSpec{
 		Title: op.Title, Fields: op.Fields, Instruments: op.Instruments, Arms: op.Arms, Events: op.Events,
 		FormEventMapping: op.FEM, Repeating: op.Repeating, DAGs: op.DAGs, SurveysEnabled: op.Surveys,
+		Surveys: op.SurveyForms, SurveyQueue: op.SurveyQueue,
 		Autonumbering: op.Autonumber, Purpose: op.Purpose,
 	}
 }
@@ -66,7 +67,7 @@ func (p *project) odmProject(version string, recs []*record) *odm.Project {
 	op := &odm.Project{
 		Title: p.title, RecordIDField: p.recordIDField(), Purpose: p.purpose, Autonumber: p.autonumber,
 		Surveys: p.surveys, Version: version, Fields: p.fields, Instruments: p.instruments,
-		Repeating: p.repeating, DAGs: p.dags,
+		Repeating: p.repeating, DAGs: p.dags, SurveyForms: p.surveyForms, SurveyQueue: p.surveyQueue,
 	}
 	if p.longitudinal {
 		op.Arms, op.Events, op.FEM = p.arms, p.events, p.fem

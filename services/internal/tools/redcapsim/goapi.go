@@ -9,6 +9,7 @@ import (
 	"fmt"
 
 	"github.com/redcap-relay/relay/messages"
+	"github.com/redcap-relay/relay/services/internal/tools/redcapsim/odm"
 )
 
 // Rights are what AddToken's user may do; they become REDCap user
@@ -38,6 +39,10 @@ func FullRights() Rights {
 		Rename: true, UserRights: true, DAGs: true, FileRepository: true, SurveyTools: true}
 }
 
+// Survey is one survey-enabled instrument: its form, title and whether it
+// has "Save & Return Later" (return codes).
+type Survey = odm.Survey
+
 // ProjectSpec describes a project to create.
 type ProjectSpec struct {
 	ID               int // 0 = next free
@@ -51,6 +56,10 @@ type ProjectSpec struct {
 	Instruments      []messages.Instrument // optional; else derived from Fields (labels = names)
 	Longitudinal     bool                  // implied by Events
 	SurveysEnabled   bool
+	// Surveys are the survey-enabled instruments (they imply
+	// SurveysEnabled); SurveyQueue turns the survey queue on.
+	Surveys     []Survey
+	SurveyQueue bool
 	// Autonumbering turns on record auto-numbering in project info.
 	Autonumbering bool
 	// Purpose is REDCap's purpose code (0 practice … 4 operational support).
@@ -267,6 +276,7 @@ func (s *Server) ExportRows(projectID int) ([]messages.Row, error) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	cols, _ := p.selectColumns(nil, nil)
+	cols = p.surveyColumns(cols, false)
 	spec := &exportSpec{cols: cols, withID: true, withEvent: p.longitudinal, withRepeat: p.hasRepeat, records: p.sortedRecords()}
 	hdr := p.header(spec)
 	var out []messages.Row
@@ -296,5 +306,70 @@ func (s *Server) DeleteRecord(projectID int, rec string) error {
 		return fmt.Errorf("redcapsim: project %d: record %q does not exist", projectID, rec)
 	}
 	s.deleteLocked(p, []string{rec}, deleteSel{ev: -1, form: -1}, "site_admin")
+	return nil
+}
+
+// SetSurveyResponse records a survey response, as a participant finishing
+// (or starting) the survey would: the instrument's <form>_timestamp becomes
+// completed ("YYYY-MM-DD HH:MM:SS") or "[not completed]", with a change-log
+// entry ("Update survey response"). event is "" in classic projects;
+// instance is 0 for non-repeating instruments. The record must exist.
+func (s *Server) SetSurveyResponse(projectID int, record, event, form string, instance int, completed string) error {
+	p := s.project(projectID)
+	if p == nil {
+		return fmt.Errorf("redcapsim: project %d does not exist", projectID)
+	}
+	ts, err := surveyTimestampValue(completed)
+	if err != nil {
+		return fmt.Errorf("redcapsim: project %d: %w", projectID, err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	rec := p.records[record]
+	if rec == nil {
+		return fmt.Errorf("redcapsim: project %d: record %q does not exist", projectID, record)
+	}
+	fi, ok := p.formByName[form]
+	if !ok || p.surveyOf[fi] == nil {
+		return fmt.Errorf("redcapsim: project %d: %q is not a survey-enabled instrument", projectID, form)
+	}
+	ev, ok := p.evIndex(event)
+	if !ok || !p.designated[ev][fi] {
+		return fmt.Errorf("redcapsim: project %d: instrument %q is not in event %q", projectID, form, event)
+	}
+	pr := plannedRow{rec: record, ev: ev, rep: repNone, dag: -1, vals: []colVal{{p.colByName[form+"_timestamp"], ts}}}
+	switch {
+	case p.repForm[ev][fi]:
+		pr.rep, pr.inst = fi, max(instance, 1)
+	case p.repEv[ev]:
+		pr.rep, pr.inst = repEvent, max(instance, 1)
+	}
+	wo := writeOpts{overwrite: true, user: "[survey respondent]", ts: s.now().Unix(), silent: true}
+	l := logEntry{ts: wo.ts, user: wo.user, action: "Update survey response " + record, record: record, details: form + "_timestamp = '" + ts + "'", kind: logData}
+	p.applyPlan([]plannedRow{pr}, wo)
+	p.log = append(p.log, l)
+	s.persistImport(p, []plannedRow{pr}, wo, l)
+	return nil
+}
+
+// SetSurveyIdentifier sets a record's participant identifier, which
+// exports with exportSurveyFields=true show as redcap_survey_identifier
+// ("" clears it).
+func (s *Server) SetSurveyIdentifier(projectID int, record, identifier string) error {
+	p := s.project(projectID)
+	if p == nil {
+		return fmt.Errorf("redcapsim: project %d does not exist", projectID)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.records[record] == nil {
+		return fmt.Errorf("redcapsim: project %d: record %q does not exist", projectID, record)
+	}
+	if identifier == "" {
+		delete(p.surveyIdents, record)
+	} else {
+		p.surveyIdents[record] = identifier
+	}
+	s.persistSurveyIdent(p, record, identifier)
 	return nil
 }

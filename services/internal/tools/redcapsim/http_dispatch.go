@@ -76,7 +76,7 @@ func (s *Server) dispatch(w http.ResponseWriter, p params, info *callInfo) {
 		writeError(w, rf, err.status, err.msg)
 		return
 	}
-	c := &call{s: s, p: p, rf: rf, tok: t, proj: proj, action: action, acc: acc}
+	c := &call{s: s, p: p, rf: rf, tok: t, proj: proj, action: action, acc: acc, host: info.host}
 	if err := c.run(w, content); err != nil {
 		var ae *apiError
 		if errors.As(err, &ae) {
@@ -97,6 +97,7 @@ type call struct {
 	proj   *project
 	action string
 	acc    *access // the token user's rights when the call started
+	host   string  // the request's Host (survey links point there)
 }
 
 // dagIndex is the token user's DAG in the project's list (-1 none).
@@ -226,6 +227,11 @@ func init() {
 		"file:export":                   {want("api_export", errNoExport), (*call).exportFile},
 		"file:import":                   {want("api_import", errNoImport), (*call).importFile},
 		"file:delete":                   {want("api_import", errNoImport), (*call).deleteFile},
+		"surveyLink:export":             {surveyRights, (*call).surveyLink},
+		"surveyAccessCode:export":       {surveyRights, (*call).surveyAccessCode},
+		"surveyReturnCode:export":       {surveyRights, (*call).surveyReturnCode},
+		"surveyQueueLink:export":        {surveyRights, (*call).surveyQueueLink},
+		"participantList:export":        {surveyRights, (*call).participantList},
 		"log:export":                    {logRights, (*call).exportLog},
 	}
 }

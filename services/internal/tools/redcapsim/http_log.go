@@ -49,7 +49,7 @@ func logTypeMatches(lt string, l *logEntry) bool {
 	case "record_add":
 		return l.kind == logData && strings.HasPrefix(l.action, "Create record")
 	case "record_edit":
-		return (l.kind == logData && strings.HasPrefix(l.action, "Update record")) || l.kind == logRename || l.kind == logFile
+		return (l.kind == logData && (strings.HasPrefix(l.action, "Update record") || strings.HasPrefix(l.action, "Update survey response"))) || l.kind == logRename || l.kind == logFile
 	case "record_delete":
 		return l.kind == logDelete
 	}

@@ -237,11 +237,12 @@ func (w *statusWriter) Flush() {
 type callInfo struct {
 	content, action string
 	project         int
+	host            string
 }
 
 func (s *Server) serveHTTP(rw http.ResponseWriter, r *http.Request) {
 	w := &statusWriter{ResponseWriter: rw}
-	info := &callInfo{}
+	info := &callInfo{host: r.Host}
 	start := time.Now()
 	defer func() {
 		if w.status != 200 && w.status != 0 {

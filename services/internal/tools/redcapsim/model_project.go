@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/redcap-relay/relay/messages"
+	"github.com/redcap-relay/relay/services/internal/tools/redcapsim/odm"
 )
 
 // Column kinds of the storage layout.
@@ -19,6 +20,7 @@ const (
 	colCheckbox        // one checkbox choice (field___code)
 	colComplete        // <form>_complete
 	colFile            // a file-upload or signature field: the cell holds the doc_id
+	colSurveyTS        // <form>_timestamp of a survey: only with exportSurveyFields
 )
 
 type column struct {
@@ -115,6 +117,11 @@ type project struct {
 	docs      map[int]*doc // stored files by doc_id (store_files.go)
 	nextDocID int
 
+	surveyForms  []survey          // survey-enabled instruments
+	surveyQueue  bool              // the project has a survey queue
+	surveyIdents map[string]string // record -> participant identifier (redcap_survey_identifier)
+	surveyOf     []*survey         // [form]: its survey, derived
+
 	users map[string]*user // by username
 	roles []*role          // in creation order
 
@@ -122,6 +129,9 @@ type project struct {
 	order   recordOrder // maintained on every change (store_order.go)
 	log     []logEntry
 }
+
+// survey is one survey-enabled instrument.
+type survey = odm.Survey
 
 var uniqueNameRE = regexp.MustCompile(`[^a-z0-9_]+`)
 
@@ -281,9 +291,25 @@ func (p *project) rebuild() error {
 	for i := range p.finfo {
 		byForm[p.finfo[i].form] = append(byForm[p.finfo[i].form], i)
 	}
+	p.surveyOf = make([]*survey, len(p.forms))
+	for i := range p.surveyForms {
+		if fi, ok := p.formByName[p.surveyForms[i].Form]; ok && p.surveys {
+			p.surveyOf[fi] = &p.surveyForms[i]
+		}
+	}
 	// Dictionary order decides the form order of columns when the
 	// instruments list is absent; otherwise the instrument order does.
+	// A survey's <form>_timestamp column comes before its first field
+	// (after the record ID on the first instrument).
+	addTS := func(fi int) error {
+		return add(column{name: p.forms[fi].name + "_timestamp", field: -1, form: fi, kind: colSurveyTS})
+	}
 	for fi := range p.forms {
+		if p.surveyOf[fi] != nil && fi > 0 {
+			if err := addTS(fi); err != nil {
+				return err
+			}
+		}
 		for _, i := range byForm[fi] {
 			info := &p.finfo[i]
 			switch info.FieldType {
@@ -307,6 +333,11 @@ func (p *project) rebuild() error {
 				}
 			}
 			p.forms[fi].fields = append(p.forms[fi].fields, i)
+			if fi == 0 && i == 0 && p.surveyOf[0] != nil {
+				if err := addTS(0); err != nil {
+					return err
+				}
+			}
 		}
 		p.forms[fi].completeCol = len(p.cols)
 		if err := add(column{name: p.forms[fi].name + "_complete", field: -1, form: fi, kind: colComplete}); err != nil {
@@ -399,6 +430,9 @@ func (p *project) rebuild() error {
 	}
 	if p.docs == nil {
 		p.docs = map[int]*doc{}
+	}
+	if p.surveyIdents == nil {
+		p.surveyIdents = map[string]string{}
 	}
 	if p.dagSeq == nil {
 		p.dagSeq = map[int]int{}

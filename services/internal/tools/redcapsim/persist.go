@@ -74,6 +74,9 @@ type diskDesign struct {
 	Users       []*user                  `json:"users,omitempty"`
 	Roles       []*role                  `json:"roles,omitempty"`
 	Docs        []*doc                   `json:"docs,omitempty"`
+	SurveyForms []survey                 `json:"survey_forms,omitempty"`
+	SurveyQueue bool                     `json:"survey_queue,omitempty"`
+	SurveyIDs   map[string]string        `json:"survey_identifiers,omitempty"`
 	NextDocID   int                      `json:"next_doc_id,omitempty"`
 }
 
@@ -220,7 +223,8 @@ func (s *Server) loadProjectDir(id int) (*project, error) {
 			p = &project{id: d.ID, title: d.Title, fields: d.Fields, instruments: d.Instruments, arms: d.Arms,
 				events: d.Events, fem: d.FEM, repeating: d.Repeating, dags: d.DAGs, surveys: d.Surveys,
 				autonumber: d.Autonumber, purpose: d.Purpose, created: d.Created, nextEventID: d.NextEventID,
-				dagSeq: d.DAGSeq, gen: d.Gen, roles: d.Roles, nextDocID: d.NextDocID}
+				dagSeq: d.DAGSeq, gen: d.Gen, roles: d.Roles, nextDocID: d.NextDocID,
+				surveyForms: d.SurveyForms, surveyQueue: d.SurveyQueue, surveyIdents: d.SurveyIDs}
 			if err := p.rebuild(); err != nil {
 				return nil, err
 			}
@@ -332,6 +336,14 @@ func (p *project) replay(op *diskChange, s *Server) {
 		for _, id := range op.DocIDs {
 			delete(p.docs, id)
 		}
+	case "survey_ident":
+		if len(op.IDs) == 2 {
+			if op.IDs[1] == "" {
+				delete(p.surveyIdents, op.IDs[0])
+			} else {
+				p.surveyIdents[op.IDs[0]] = op.IDs[1]
+			}
+		}
 	case "rename":
 		s.replayRename(p, op)
 	case "access":
@@ -417,6 +429,13 @@ func (p *project) replayLog(ls []diskLog) {
 	}
 }
 
+func (s *Server) persistSurveyIdent(p *project, record, ident string) {
+	if p.dataDir == "" || p.logFile == nil {
+		return
+	}
+	s.appendChange(p, &diskChange{Kind: "survey_ident", TS: s.now().Unix(), IDs: []string{record, ident}})
+}
+
 func (s *Server) persistRename(p *project, old, new string, arm int, user string, ts int64) {
 	if p.dataDir == "" || p.logFile == nil {
 		return
@@ -479,7 +498,8 @@ func (s *Server) snapshotLocked(p *project) error {
 	d := &diskDesign{ID: p.id, Gen: gen, Title: p.title, Fields: p.fields, Instruments: p.instruments, Arms: p.arms,
 		Events: p.events, FEM: p.fem, Repeating: p.repeating, DAGs: p.dags, Surveys: p.surveys, Autonumber: p.autonumber,
 		Purpose: p.purpose, Created: p.created, NextEventID: p.nextEventID, DAGSeq: p.dagSeq,
-		Users: p.userList(), Roles: p.roles, Docs: p.docList(), NextDocID: p.nextDocID}
+		Users: p.userList(), Roles: p.roles, Docs: p.docList(), NextDocID: p.nextDocID,
+		SurveyForms: p.surveyForms, SurveyQueue: p.surveyQueue, SurveyIDs: p.surveyIdents}
 	werr := enc.Encode(diskLine{Design: d})
 	for _, rec := range p.sortedRecords() {
 		dr := &diskRecord{ID: rec.id}

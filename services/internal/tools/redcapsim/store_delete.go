@@ -39,6 +39,7 @@ func (s *Server) deleteLocked(p *project, ids []string, sel deleteSel, user stri
 		docs = append(docs, p.filesGone(rec.rows, kept)...)
 		if len(kept) == 0 {
 			p.removeRecord(id)
+			delete(p.surveyIdents, id)
 			p.log = append(p.log, logEntry{ts: ts, user: user, action: "Delete record " + id, record: id, details: p.recordIDField() + " = '" + id + "'", kind: logDelete})
 			continue
 		}

@@ -29,6 +29,10 @@ func (s *Server) renameLocked(p *project, old, new string, arm int, user string)
 	target.sortRows()
 	if len(kept) == 0 {
 		p.removeRecord(old)
+		if id, ok := p.surveyIdents[old]; ok {
+			delete(p.surveyIdents, old)
+			p.surveyIdents[new] = id
+		}
 	} else {
 		rec.rows = kept
 	}

@@ -301,6 +301,9 @@ func (p *project) planImport(rows []inRow, o importOpts) ([]plannedRow, *importR
 // their stored values. File-upload fields only change through content=file,
 // so exported file names re-import as a no-op too.
 func (p *project) ignoredOnImport(col *column) bool {
+	if col.kind == colSurveyTS {
+		return true // REDCap ignores <form>_timestamp on import
+	}
 	if col.field < 0 {
 		return false
 	}
