@@ -77,6 +77,7 @@ the admin API (--admin), e.g.
 	fl.Float64Var(&f.MemoryRate, "memory-rate", 0, `share of calls answered 200 with "REDCap ran out of server memory"`)
 	fl.Float64Var(&f.MySQLRate, "mysql-rate", 0, "share of calls answered 200 with a MySQL connection error")
 	fl.Float64Var(&f.TruncateRate, "truncate-rate", 0, "share of answers cut in half")
+	fl.Float64Var(&f.CutRate, "cut-rate", 0, "share of answers whose connection is closed halfway through the body")
 	fl.Float64Var(&f.DropRate, "drop-rate", 0, "share of rows silently dropped from record exports")
 	fl.IntVar(&f.OmitRecords, "omit-records", 0, "records silently left out of each record-ID list answer (a JSON export of the record-ID field only)")
 	fl.IntVar(&f.OmitAnswers, "omit-answers", 0, "with --omit-records: only the next this many such answers (0 = every one)")

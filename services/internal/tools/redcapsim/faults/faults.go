@@ -67,6 +67,10 @@ type Faults struct {
 	// TruncateRate passes the call on but cuts the answer in half (a
 	// proxy or worker that died mid-answer): the JSON no longer parses.
 	TruncateRate float64 `json:"truncate_rate,omitempty"`
+	// CutRate passes the call on, then closes the connection halfway
+	// through the answer, after a Content-Length that promised all of it
+	// (a dropped connection): clients read an unexpected EOF.
+	CutRate float64 `json:"cut_rate,omitempty"`
 	// DropRate drops each row of a JSON record export with this
 	// probability (REDCap can silently lose records in big exports).
 	DropRate float64 `json:"drop_rate,omitempty"`
@@ -131,13 +135,13 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // Validate checks rates, statuses and sizes.
 func (f Faults) Validate() error {
 	for name, r := range map[string]float64{"error_rate": f.ErrorRate, "empty_rate": f.EmptyRate, "html_rate": f.HTMLRate,
-		"memory_rate": f.MemoryRate, "mysql_rate": f.MySQLRate, "truncate_rate": f.TruncateRate, "drop_rate": f.DropRate} {
+		"memory_rate": f.MemoryRate, "mysql_rate": f.MySQLRate, "truncate_rate": f.TruncateRate, "cut_rate": f.CutRate, "drop_rate": f.DropRate} {
 		if r < 0 || r > 1 {
 			return fmt.Errorf("%s must be between 0 and 1, got %v", name, r)
 		}
 	}
-	if s := f.ErrorRate + f.EmptyRate + f.HTMLRate + f.MemoryRate + f.MySQLRate + f.TruncateRate; s > 1.000001 {
-		return fmt.Errorf("error_rate + empty_rate + html_rate + memory_rate + mysql_rate + truncate_rate must be at most 1, got %v", s)
+	if s := f.ErrorRate + f.EmptyRate + f.HTMLRate + f.MemoryRate + f.MySQLRate + f.TruncateRate + f.CutRate; s > 1.000001 {
+		return fmt.Errorf("error_rate + empty_rate + html_rate + memory_rate + mysql_rate + truncate_rate + cut_rate must be at most 1, got %v", s)
 	}
 	for _, st := range f.ErrorStatuses {
 		if st < 400 || st > 599 {
@@ -158,13 +162,14 @@ const (
 	KindMySQL   = "mysql"
 	KindEmpty   = "empty"
 	KindTrunc   = "truncated"
+	KindCut     = "cut"
 	KindOutage  = "outage"
 	KindBan     = "ban"
 	KindDropped = "dropped_rows"
 	KindOmitted = "omitted_records" // records left out of record-ID lists
 )
 
-var answerKinds = []string{KindError, KindHTML, KindMemory, KindMySQL, KindEmpty, KindTrunc}
+var answerKinds = []string{KindError, KindHTML, KindMemory, KindMySQL, KindEmpty, KindTrunc, KindCut}
 
 func (f *Faults) rate(kind string) float64 {
 	switch kind {
@@ -180,6 +185,8 @@ func (f *Faults) rate(kind string) float64 {
 		return f.EmptyRate
 	case KindTrunc:
 		return f.TruncateRate
+	case KindCut:
+		return f.CutRate
 	}
 	return 0
 }
@@ -570,13 +577,27 @@ func (in *Injector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &recorder{header: http.Header{}, status: http.StatusOK}
 	in.next.ServeHTTP(rec, r)
 	if kind == KindEmpty {
+		// The server failed before it wrote anything of the answer: PHP's
+		// default header, no body (not the answer's own headers, which
+		// would name a file that never came).
 		in.count(KindEmpty, 1)
-		copyHeader(w.Header(), rec.header)
-		w.Header().Del("Content-Length")
+		w.Header().Set("Content-Type", "text/html; charset=UTF-8")
 		w.WriteHeader(http.StatusOK)
 		return
 	}
 	out := rec.buf.Bytes()
+	if kind == KindCut {
+		in.count(KindCut, 1)
+		copyHeader(w.Header(), rec.header)
+		w.Header().Set("Content-Length", strconv.Itoa(len(out)))
+		w.WriteHeader(rec.status)
+		w.Write(out[:len(out)/2])
+		if fl, ok := w.(http.Flusher); ok {
+			fl.Flush()
+		}
+		hangUp(w)
+		return
+	}
 	if kind == KindTrunc {
 		in.count(KindTrunc, 1)
 		out = out[:len(out)/2]
