@@ -7,6 +7,7 @@ package redcapsim
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/tools/redcapsim/odm"
@@ -187,6 +188,25 @@ func (s *Server) ProjectIDForToken(tok string) (int, bool) {
 		return 0, false
 	}
 	return t.project, true
+}
+
+// dropProject removes a project and its data folder (a creation that
+// failed half way).
+func (s *Server) dropProject(id int) {
+	s.mu.Lock()
+	p := s.projs[id]
+	delete(s.projs, id)
+	s.mu.Unlock()
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_ = p.logFile.close()
+	p.logFile = nil
+	if p.dataDir != "" {
+		_ = os.RemoveAll(p.dataDir)
+	}
 }
 
 // RecordIDFieldForToken names the record-ID field of the project a token

@@ -240,6 +240,16 @@ func (c *call) importDesign(w http.ResponseWriter, content string) error {
 	override := c.p.boolean("override")
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if content == "formEventMapping" {
+		for _, r := range rows {
+			if _, ok := p.eventByName[r["unique_event_name"]]; !ok || !p.longitudinal {
+				return errorf(400, "The unique event name '"+r["unique_event_name"]+"' is not valid for this project. No mappings were imported.")
+			}
+			if !p.isForm(r["form"]) {
+				return errorf(400, "The form '"+r["form"]+"' is not valid for this project. No mappings were imported.")
+			}
+		}
+	}
 	n := len(rows)
 	err := c.s.redesign(p, func(q *project) {
 		switch {
@@ -300,12 +310,8 @@ func (c *call) importDesign(w http.ResponseWriter, content string) error {
 				}
 			}
 			sort.SliceStable(q.events, func(i, j int) bool { return q.events[i].ArmNum < q.events[j].ArmNum })
-		default: // formEventMapping: replaces the mapping of the arms given
-			arms := map[int]bool{}
-			for _, r := range rows {
-				arms[atoiDefault(r["arm_num"], 1)] = true
-			}
-			q.fem = filter(q.fem, func(m messages.FormEvent) bool { return !arms[m.ArmNum] })
+		default: // formEventMapping: what is sent replaces the whole mapping, every arm
+			q.fem = nil
 			for _, r := range rows {
 				q.fem = append(q.fem, messages.FormEvent{ArmNum: atoiDefault(r["arm_num"], 1), UniqueEventName: r["unique_event_name"], Form: r["form"]})
 			}

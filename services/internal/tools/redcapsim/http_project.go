@@ -30,18 +30,34 @@ func (c *call) exportProjectXML(w http.ResponseWriter) error {
 }
 
 // createProjectAPI is content=project with data and a super token: it
-// creates a project (from the odm parameter when given) and answers with
-// the new project's 32-character API token.
+// creates a project (from the odm parameter when given: fields, forms,
+// events, arms, mapping, repeats, DAGs, surveys and data) and answers with
+// exactly the new project's 32-character API token, of a user with full
+// rights. Without odm the project gets REDCap's defaults: one instrument
+// with a record_id field (and, longitudinal, one arm with one event).
 func (s *Server) createProjectAPI(w http.ResponseWriter, q params, rf string) {
-	rows, notArray, err := parseData(q.str("data"), q.format(), "flat", ',')
-	if err != nil || notArray || len(rows) != 1 {
-		writeError(w, rf, 400, "The data being imported is not formatted correctly. Send one project's attributes, as in [{\"project_title\":\"…\",\"purpose\":\"0\"}].")
+	format := q.format()
+	if format == "odm" {
+		format = "xml"
+	}
+	rows, notArray, err := parseData(q.str("data"), format, "flat", ',')
+	switch {
+	case err != nil || notArray || len(rows) == 0:
+		writeError(w, rf, 400, "The data being imported is not formatted correctly. Send the project's attributes, as in [{\"project_title\":\"My project\",\"purpose\":\"0\"}].")
+		return
+	case len(rows) > 1:
+		writeError(w, rf, 400, "Only one project can be created at a time using the API 'Create Project' method. It appears that you have provided attributes for more than one project in the API request.")
 		return
 	}
 	attrs := rows[0]
 	title := strings.TrimSpace(attrs["project_title"])
-	if title == "" {
-		writeError(w, rf, 400, "The project_title attribute is missing; it is required to create a project.")
+	purpose := strings.TrimSpace(attrs["purpose"])
+	if title == "" || len(purpose) != 1 || purpose < "0" || purpose > "4" {
+		writeError(w, rf, 400, "You must provide a value for 'project_title' and 'purpose'. Also, 'purpose' must have a value of 0, 1, 2, 3, or 4.")
+		return
+	}
+	if purpose == "1" && strings.TrimSpace(attrs["purpose_other"]) == "" {
+		writeError(w, rf, 400, "You must provide some text for 'purpose_other' since you specified 'purpose' as '1' (Other).")
 		return
 	}
 	var spec ProjectSpec
@@ -58,9 +74,10 @@ func (s *Server) createProjectAPI(w http.ResponseWriter, q params, rf string) {
 		spec.Fields = []messages.Field{{FieldName: "record_id", FormName: "my_first_instrument", FieldType: "text", FieldLabel: "Record ID"}}
 		spec.Instruments = []messages.Instrument{{InstrumentName: "my_first_instrument", InstrumentLabel: "My First Instrument"}}
 		spec.Longitudinal = attrs["is_longitudinal"] == "1"
+		spec.Autonumbering = true // REDCap's default for a new project
 	}
 	spec.Title = title
-	spec.Purpose = atoiDefault(attrs["purpose"], spec.Purpose)
+	spec.Purpose = atoiDefault(purpose, spec.Purpose)
 	if v, ok := attrs["surveys_enabled"]; ok {
 		spec.SurveysEnabled = v == "1"
 	}
@@ -74,7 +91,8 @@ func (s *Server) createProjectAPI(w http.ResponseWriter, q params, rf string) {
 	}
 	if len(data) > 0 {
 		if err := s.seed(id, data); err != nil {
-			writeError(w, rf, 400, "The project was created but its data could not be imported: "+err.Error())
+			s.dropProject(id) // all or nothing
+			writeError(w, rf, 400, "The project could not be created because its data could not be imported: "+err.Error())
 			return
 		}
 	}

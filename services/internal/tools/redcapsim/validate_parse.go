@@ -135,6 +135,7 @@ func parseXMLRows(data string) ([]inRow, error) {
 	var field string
 	var text bytes.Buffer
 	depth := 0
+	itemDepth := 2 // <records><item>…; a bare <item> root (project attributes) is depth 1
 	for {
 		tok, err := dec.Token()
 		if err == io.EOF {
@@ -146,22 +147,25 @@ func parseXMLRows(data string) ([]inRow, error) {
 		switch t := tok.(type) {
 		case xml.StartElement:
 			depth++
+			if depth == 1 && t.Name.Local == "item" {
+				itemDepth = 1
+			}
 			switch depth {
-			case 2:
+			case itemDepth:
 				cur = inRow{}
-			case 3:
+			case itemDepth + 1:
 				field = t.Name.Local
 				text.Reset()
 			}
 		case xml.CharData:
-			if depth == 3 {
+			if depth == itemDepth+1 {
 				text.Write(t)
 			}
 		case xml.EndElement:
 			switch depth {
-			case 3:
+			case itemDepth + 1:
 				cur[field] = text.String()
-			case 2:
+			case itemDepth:
 				rows = append(rows, cur)
 			}
 			depth--

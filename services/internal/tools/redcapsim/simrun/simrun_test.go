@@ -195,3 +195,33 @@ func TestRunKeepsBanOffAfterDelete(t *testing.T) {
 		t.Fatalf("full export: %d rows %v", len(rows), err)
 	}
 }
+
+// TestRunSuperToken: with a super token, clients create projects through
+// content=project (the answer is exactly the new token); the token is never
+// printed; a malformed one is refused at start.
+func TestRunSuperToken(t *testing.T) {
+	super := strings.Repeat("5A", 32)
+	api, _, out, stop := start(t, Options{SuperToken: super})
+	defer stop()
+	if strings.Contains(out.String(), super) || !strings.Contains(out.String(), "super token:") {
+		t.Fatalf("output:\n%s", out.String())
+	}
+	resp, err := http.PostForm(api, map[string][]string{"token": {super}, "content": {"project"}, "format": {"xml"},
+		"data": {`<?xml version="1.0" encoding="UTF-8" ?><item><project_title>New</project_title><purpose>0</purpose></item>`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(tok) != 32 {
+		t.Fatalf("create: %d %q", resp.StatusCode, tok)
+	}
+	c, _ := redcap.New(redcap.Options{Site: "new", URL: api, Token: string(tok), CallsPerMinute: -1})
+	if info, err := c.ExportProjectInfo(context.Background()); err != nil || info.ProjectTitle != "New" {
+		t.Fatalf("new project: %+v %v", info, err)
+	}
+	err = Run(context.Background(), Options{Listen: "127.0.0.1:0", SuperToken: "short", Out: io.Discard})
+	if err == nil || !strings.Contains(err.Error(), "64") {
+		t.Fatalf("short super token: %v", err)
+	}
+}
