@@ -1,6 +1,7 @@
 package redcapsim
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -273,5 +274,44 @@ func TestCalcAndFileValuesIgnoredOnImport(t *testing.T) {
 	}
 	if _, after := e.call("content", "record", "format", "json", "records", "1"); after != export {
 		t.Fatalf("EAV re-import changed the record: %s", after)
+	}
+}
+
+// TestEAVRowCounts: an EAV export has one row per stored value: the record
+// ID, every non-blank field (calc fields included), checked checkbox
+// choices only (value = code), saved form statuses, and file fields as
+// their doc_id. Record 1 of the simple project (values documented with the
+// fixture) gives 20 rows. A DAG-restricted token gets only its DAG's
+// records, and no DAG rows.
+func TestEAVRowCounts(t *testing.T) {
+	e := loadFixture(t, "simple")
+	_, body := e.call("content", "record", "format", "json", "type", "eav", "records", "1")
+	var rows []map[string]any
+	if err := json.Unmarshal([]byte(body), &rows); err != nil {
+		t.Fatal(err)
+	}
+	fields := map[string]string{}
+	for _, r := range rows {
+		fields[r["field_name"].(string)] = r["value"].(string)
+	}
+	if len(rows) != 20 || fields["bmi"] != "204.1" || fields["race"] != "5" || fields["mugshot"] == "mugshot-1.jpg" || fields["mugshot"] == "" {
+		t.Fatalf("%d EAV rows: %v", len(rows), fields)
+	}
+	dagTok := "13131313131313131313131313131313"
+	e.s.AddToken(e.pid, dagTok, FullRights(), "dag_1")
+	_, all := e.call("content", "record", "format", "json", "type", "eav")
+	_, dag := e.callTok(dagTok, "content", "record", "format", "json", "type", "eav", "exportDataAccessGroups", "true")
+	var allRows, dagRows []map[string]any
+	json.Unmarshal([]byte(all), &allRows)
+	json.Unmarshal([]byte(dag), &dagRows)
+	recs := map[string]int{}
+	for _, r := range dagRows {
+		recs[r["record"].(string)]++
+		if r["field_name"] == "redcap_data_access_group" {
+			t.Fatal("a DAG token got DAG rows")
+		}
+	}
+	if len(recs) != 3 || recs["4"] != 0 || recs["5"] != 0 || len(dagRows) >= len(allRows) {
+		t.Fatalf("DAG token's EAV: %v (%d of %d rows)", recs, len(dagRows), len(allRows))
 	}
 }
