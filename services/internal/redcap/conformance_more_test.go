@@ -216,3 +216,24 @@ func TestConformanceSwitchDAG(t *testing.T) {
 		t.Fatalf("log: %+v %v", log, err)
 	}
 }
+
+func TestConformanceExportUsers(t *testing.T) {
+	e := newMoreEnv(t)
+	users, err := e.client(t, tokFiles).ExportUsers(ctx)
+	if err != nil || len(users) != 3 {
+		t.Fatalf("%+v %v", users, err)
+	}
+	_, northUser, _ := e.sim.UserForToken(tokNorth)
+	var north redcap.User
+	for _, u := range users {
+		if u.Username == northUser {
+			north = u
+		}
+	}
+	if north.DataAccessGroup != "north" || north.Privileges["api_export"] != 1 || north.Privileges["record_delete"] != 0 ||
+		north.FormsExport["consent"] != 1 || north.Forms["daily"] != 1 {
+		t.Fatalf("north user: %+v", north)
+	}
+	_, err = e.client(t, tokNoRight).ExportUsers(ctx)
+	assertErr(t, err, tokNoRight, redcap.KindPermanent, 403, "'User Rights' privileges")
+}

@@ -172,6 +172,20 @@ func metaExport(c *call) error {
 
 func anyone(*call) error { return nil }
 
+func roleImportRights(c *call) error {
+	if !c.acc.can("api_import") || !c.acc.can("user_rights") {
+		return errorf(403, "Insufficient user privileges: You must have 'API Import/Update' privileges and 'User Rights' privileges in the project in order to import/update user roles via the API Import User Roles method.")
+	}
+	return nil
+}
+
+func userDAGImport(c *call) error {
+	if c.acc.dag != "" {
+		return errorf(403, "You do not have permission to import User-DAG Assignment because you have been assigned to a Data Access Group.")
+	}
+	return wantBoth("api_import", "data_access_groups", "Data Access Groups")(c)
+}
+
 // logRights: Export Logging needs the Logging right and API Export.
 func logRights(c *call) error {
 	if !c.acc.can("logging") {
@@ -232,6 +246,16 @@ func init() {
 		"surveyReturnCode:export":       {surveyRights, (*call).surveyReturnCode},
 		"surveyQueueLink:export":        {surveyRights, (*call).surveyQueueLink},
 		"participantList:export":        {surveyRights, (*call).participantList},
+		"user:export":                   {userRights("api_export"), (*call).exportUsers},
+		"user:import":                   {userRights("api_import"), (*call).importUsers},
+		"user:delete":                   {userRights("api_import"), (*call).deleteUsers},
+		"userRole:export":               {userRights("api_export"), (*call).exportRoles},
+		"userRole:import":               {roleImportRights, (*call).importRoles},
+		"userRole:delete":               {roleImportRights, (*call).deleteRoles},
+		"userRoleMapping:export":        {userRights("api_export"), (*call).exportRoleMapping},
+		"userRoleMapping:import":        {roleImportRights, (*call).importRoleMapping},
+		"userDagMapping:export":         {notInDAG(wantBoth("api_export", "data_access_groups", "Data Access Groups")), (*call).exportDAGMapping},
+		"userDagMapping:import":         {userDAGImport, (*call).importDAGMapping},
 		"log:export":                    {logRights, (*call).exportLog},
 	}
 }

@@ -44,6 +44,8 @@ func logTypeMatches(lt string, l *logEntry) bool {
 		return l.kind == logExport
 	case "manage":
 		return l.kind == logManage
+	case "user":
+		return l.kind == logUser
 	case "record":
 		return l.isRecordChange() || l.kind == logDelete
 	case "record_add":

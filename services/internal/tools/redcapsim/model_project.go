@@ -66,6 +66,7 @@ const (
 	logDelete
 	logRename // a record renamed: a data change of the new name
 	logFile   // a file uploaded to or deleted from a record's field
+	logUser   // a user or role created, updated or deleted
 )
 
 // isRecordChange: the entry created or changed a record (what dateRangeBegin
