@@ -256,6 +256,7 @@ func init() {
 		"userRoleMapping:import":        {roleImportRights, (*call).importRoleMapping},
 		"userDagMapping:export":         {notInDAG(wantBoth("api_export", "data_access_groups", "Data Access Groups")), (*call).exportDAGMapping},
 		"userDagMapping:import":         {userDAGImport, (*call).importDAGMapping},
+		"pdf:export":                    {want("api_export", errNoExport), (*call).exportPDF},
 		"log:export":                    {logRights, (*call).exportLog},
 	}
 }
