@@ -41,7 +41,10 @@ func TestExportPDF(t *testing.T) {
 	if pages(all) != 15 {
 		t.Fatalf("all records: %d pages", pages(all))
 	}
-	for _, c := range []struct{ kv []string; text string }{
+	for _, c := range []struct {
+		kv   []string
+		text string
+	}{
 		{[]string{"record", "99"}, `The record \"99\" does not exist`},
 		{[]string{"instrument", "nope"}, "Invalid instrument"},
 	} {
