@@ -257,6 +257,11 @@ func init() {
 		"userDagMapping:export":         {notInDAG(wantBoth("api_export", "data_access_groups", "Data Access Groups")), (*call).exportDAGMapping},
 		"userDagMapping:import":         {userDAGImport, (*call).importDAGMapping},
 		"pdf:export":                    {want("api_export", errNoExport), (*call).exportPDF},
+		"fileRepository:createFolder":   {repoRights("api_import"), (*call).repoCreateFolder},
+		"fileRepository:list":           {repoRights("api_export"), (*call).repoList},
+		"fileRepository:import":         {repoRights("api_import"), (*call).repoImport},
+		"fileRepository:export":         {repoRights("api_export"), (*call).repoExport},
+		"fileRepository:delete":         {repoRights("api_import"), (*call).repoDelete},
 		"log:export":                    {logRights, (*call).exportLog},
 	}
 }

@@ -429,6 +429,14 @@ func (c *call) deleteUsers(w http.ResponseWriter) error {
 	return nil
 }
 
+func nextRoleID(roles []*role) int {
+	n := 0
+	for _, r := range roles {
+		n = max(n, r.ID)
+	}
+	return n + 1
+}
+
 func newRoleName() string {
 	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 	b := make([]byte, 10)
@@ -470,7 +478,7 @@ func (c *call) importRoles(w http.ResponseWriter) error {
 			if label == "" {
 				return errorf(400, fmt.Sprintf("The role_label is missing for user role #%d in the list of roles provided.", i+1))
 			}
-			target = &role{Unique: newRoleName(), privileges: emptyPrivileges(p.forms)}
+			target = &role{ID: nextRoleID(roles), Unique: newRoleName(), privileges: emptyPrivileges(p.forms)}
 			roles = append(roles, target)
 			action = "Add user role"
 		}

@@ -117,6 +117,7 @@ type project struct {
 
 	docs      map[int]*doc // stored files by doc_id (store_files.go)
 	nextDocID int
+	folders   []*repoFolder // File Repository folders
 
 	surveyForms  []survey          // survey-enabled instruments
 	surveyQueue  bool              // the project has a survey queue

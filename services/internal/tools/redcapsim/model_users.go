@@ -74,6 +74,7 @@ type user struct {
 }
 
 type role struct {
+	ID     int    `json:"role_id,omitempty"` // REDCap's role_id (File Repository restrictions)
 	Unique string `json:"unique_role_name"`
 	Label  string `json:"role_label"`
 	privileges

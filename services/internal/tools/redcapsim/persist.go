@@ -74,6 +74,7 @@ type diskDesign struct {
 	Users       []*user                  `json:"users,omitempty"`
 	Roles       []*role                  `json:"roles,omitempty"`
 	Docs        []*doc                   `json:"docs,omitempty"`
+	Folders     []*repoFolder            `json:"repository_folders,omitempty"`
 	SurveyForms []survey                 `json:"survey_forms,omitempty"`
 	SurveyQueue bool                     `json:"survey_queue,omitempty"`
 	SurveyIDs   map[string]string        `json:"survey_identifiers,omitempty"`
@@ -127,8 +128,9 @@ type diskChange struct {
 	Silent    bool          `json:"silent,omitempty"` // no change-log entry
 	Rows      []diskPlanned `json:"rows,omitempty"`
 	IDs       []string      `json:"ids,omitempty"`
-	Log       []diskLog     `json:"log,omitempty"`  // entries the change logged (kinds that do not log on replay)
-	Docs      []*doc        `json:"docs,omitempty"` // kind doc: docs added (DocIDs: removed)
+	Log       []diskLog     `json:"log,omitempty"`     // entries the change logged (kinds that do not log on replay)
+	Docs      []*doc        `json:"docs,omitempty"`    // kind doc: docs added (DocIDs: removed)
+	Folders   []*repoFolder `json:"folders,omitempty"` // kind folders: every File Repository folder
 	DocIDs    []int         `json:"doc_ids,omitempty"`
 	Users     []*user       `json:"users,omitempty"` // kind access: every user and role
 	Roles     []*role       `json:"roles,omitempty"`
@@ -224,7 +226,7 @@ func (s *Server) loadProjectDir(id int) (*project, error) {
 				events: d.Events, fem: d.FEM, repeating: d.Repeating, dags: d.DAGs, surveys: d.Surveys,
 				autonumber: d.Autonumber, purpose: d.Purpose, created: d.Created, nextEventID: d.NextEventID,
 				dagSeq: d.DAGSeq, gen: d.Gen, roles: d.Roles, nextDocID: d.NextDocID,
-				surveyForms: d.SurveyForms, surveyQueue: d.SurveyQueue, surveyIdents: d.SurveyIDs}
+				surveyForms: d.SurveyForms, surveyQueue: d.SurveyQueue, surveyIdents: d.SurveyIDs, folders: d.Folders}
 			if err := p.rebuild(); err != nil {
 				return nil, err
 			}
@@ -336,6 +338,8 @@ func (p *project) replay(op *diskChange, s *Server) {
 		for _, id := range op.DocIDs {
 			delete(p.docs, id)
 		}
+	case "folders":
+		p.folders = op.Folders
 	case "survey_ident":
 		if len(op.IDs) == 2 {
 			if op.IDs[1] == "" {
@@ -429,6 +433,13 @@ func (p *project) replayLog(ls []diskLog) {
 	}
 }
 
+func (s *Server) persistFolders(p *project) {
+	if p.dataDir == "" || p.logFile == nil {
+		return
+	}
+	s.appendChange(p, &diskChange{Kind: "folders", TS: s.now().Unix(), Folders: p.folders})
+}
+
 func (s *Server) persistSurveyIdent(p *project, record, ident string) {
 	if p.dataDir == "" || p.logFile == nil {
 		return
@@ -499,7 +510,7 @@ func (s *Server) snapshotLocked(p *project) error {
 		Events: p.events, FEM: p.fem, Repeating: p.repeating, DAGs: p.dags, Surveys: p.surveys, Autonumber: p.autonumber,
 		Purpose: p.purpose, Created: p.created, NextEventID: p.nextEventID, DAGSeq: p.dagSeq,
 		Users: p.userList(), Roles: p.roles, Docs: p.docList(), NextDocID: p.nextDocID,
-		SurveyForms: p.surveyForms, SurveyQueue: p.surveyQueue, SurveyIDs: p.surveyIdents}
+		SurveyForms: p.surveyForms, SurveyQueue: p.surveyQueue, SurveyIDs: p.surveyIdents, Folders: p.folders}
 	werr := enc.Encode(diskLine{Design: d})
 	for _, rec := range p.sortedRecords() {
 		dr := &diskRecord{ID: rec.id}
