@@ -187,7 +187,9 @@ func (c *call) repoList(w http.ResponseWriter) error {
 			files = append(files, d)
 		}
 	}
-	sort.Slice(files, func(i, j int) bool { return files[i].Name < files[j].Name || files[i].Name == files[j].Name && files[i].ID < files[j].ID })
+	sort.Slice(files, func(i, j int) bool {
+		return files[i].Name < files[j].Name || files[i].Name == files[j].Name && files[i].ID < files[j].ID
+	})
 	if c.p.format() == "json" {
 		buf := []byte{'['}
 		for _, f := range folders {

@@ -52,7 +52,10 @@ func TestFileRepository(t *testing.T) {
 	if code, body := e.callTok(south, "content", "fileRepository", "action", "list", "folder_id", "2", "returnFormat", "json"); code != 400 || !strings.Contains(body, "does not exist in the File Repository or you do not have access to it") {
 		t.Fatalf("south lists north: %d %s", code, body)
 	}
-	for _, c := range []struct{ kv []string; text string }{
+	for _, c := range []struct {
+		kv   []string
+		text string
+	}{
 		{[]string{"action", "createFolder"}, "The parameter 'name' is missing"},
 		{[]string{"action", "createFolder", "name", strings.Repeat("x", 151)}, "150 characters"},
 		{[]string{"action", "createFolder", "name", "x", "dag_id", "99"}, "not a valid Data Access Group ID"},
