@@ -239,30 +239,33 @@ func (p *project) planImport(rows []inRow, o importOpts) ([]plannedRow, *importR
 			}
 			pr.dagSet, pr.dag = true, di
 		}
-		// Values.
+		// Values, in column order: walked by column when the row holds most
+		// of them (no sort needed), else by key and sorted.
 		tmp := fakeRow(pr)
-		for k, v := range r {
-			ci, ok := p.colByName[k]
-			if !ok || ci == 0 {
-				continue
-			}
+		pr.vals = make([]colVal, 0, len(r))
+		byColumn := len(p.cols) <= 2*len(r)
+		keys := r
+		if byColumn {
+			keys = nil
+		}
+		visit := func(k, v string, ci int) {
 			col := &p.cols[ci]
 			if !o.trusted && p.ignoredOnImport(col) {
-				continue
+				return
 			}
 			if v == "" {
 				if o.overwrite && p.applies(col.form, &tmp) {
 					pr.vals = append(pr.vals, colVal{ci, ""})
 				}
-				continue
+				return
 			}
 			if !p.designated[pr.ev][col.form] {
 				addErr(ri, ci, recID, k, v, fmt.Sprintf("This field ('%s') exists on an instrument that is not designated for the event named '%s'. You are not allowed to import data for this field into this event.", fieldNameOf(p, col), p.eventDisplay(pr.ev)))
-				continue
+				return
 			}
 			if !p.applies(col.form, &tmp) {
 				addErr(ri, ci, recID, k, v, fmt.Sprintf("This field ('%s') is on the instrument '%s', which does not match the repeating instrument or event given on this row (redcap_repeat_instrument/redcap_repeat_instance).", fieldNameOf(p, col), p.forms[col.form].name))
-				continue
+				return
 			}
 			nv, msg := v, ""
 			if !o.trusted {
@@ -272,11 +275,25 @@ func (p *project) planImport(rows []inRow, o importOpts) ([]plannedRow, *importR
 			}
 			if msg != "" {
 				addErr(ri, ci, recID, k, v, msg)
-				continue
+				return
 			}
 			pr.vals = append(pr.vals, colVal{ci, nv})
 		}
-		slices.SortFunc(pr.vals, func(a, b colVal) int { return a.col - b.col })
+		if byColumn {
+			for ci := 1; ci < len(p.cols); ci++ {
+				if v, ok := r[p.cols[ci].name]; ok {
+					visit(p.cols[ci].name, v, ci)
+				}
+			}
+		}
+		for k, v := range keys {
+			if ci, ok := p.colByName[k]; ok && ci != 0 {
+				visit(k, v, ci)
+			}
+		}
+		if !byColumn {
+			slices.SortFunc(pr.vals, func(a, b colVal) int { return a.col - b.col })
+		}
 		plan = append(plan, pr)
 		if !seen[recID] {
 			seen[recID] = true

@@ -3,7 +3,6 @@ package redcapsim
 import (
 	"bytes"
 	"encoding/csv"
-	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -29,65 +28,6 @@ func parseData(data, format, typ string, delim rune) (rows []inRow, notArray boo
 		return rows, notArray, err
 	}
 	return eavToFlat(rows)
-}
-
-func parseJSONRows(data string) ([]inRow, bool, error) {
-	trimmed := strings.TrimSpace(data)
-	if strings.HasPrefix(trimmed, "{") {
-		var obj map[string]any
-		if err := json.Unmarshal([]byte(trimmed), &obj); err == nil {
-			return nil, true, nil
-		}
-	}
-	dec := json.NewDecoder(strings.NewReader(trimmed))
-	dec.UseNumber()
-	var raw []map[string]any
-	if err := dec.Decode(&raw); err != nil {
-		return nil, false, errorf(400, "The data being imported is not formatted correctly. PHP error from JSON decoder: Syntax error ("+jsonErrText(err)+"). The JSON must be in an array, as in [{ ... }].")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, false, errorf(400, "The data being imported is not formatted correctly. PHP error from JSON decoder: Syntax error (trailing data after the array). The JSON must be in an array, as in [{ ... }].")
-	}
-	rows := make([]inRow, 0, len(raw))
-	for i, m := range raw {
-		r := make(inRow, len(m))
-		for k, v := range m {
-			switch x := v.(type) {
-			case nil:
-				r[k] = ""
-			case string:
-				r[k] = x
-			case json.Number:
-				r[k] = x.String()
-			case bool:
-				if x {
-					r[k] = "1"
-				} else {
-					r[k] = "0"
-				}
-			default:
-				return nil, false, errorf(400, fmt.Sprintf("The data being imported is not formatted correctly. Item %d, key %q holds an array or object; every value must be a string or number. The JSON must be in an array, as in [{ ... }].", i+1, k))
-			}
-		}
-		rows = append(rows, r)
-	}
-	return rows, false, nil
-}
-
-// jsonErrText describes a decode error without echoing the payload.
-func jsonErrText(err error) string {
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return fmt.Sprintf("at byte %d", se.Offset)
-	}
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		return fmt.Sprintf("a %s where an array of objects was expected, at byte %d", te.Value, te.Offset)
-	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return "unexpected end of data"
-	}
-	return "malformed JSON"
 }
 
 func parseCSVRows(data string, delim rune) ([]inRow, error) {
