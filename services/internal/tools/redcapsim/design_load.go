@@ -141,7 +141,8 @@ func (s *Server) LoadProject(dir string) (int, error) {
 	return id, nil
 }
 
-// parseRights reads "export|import|delete|logging|metadata|design" or "all".
+// parseRights reads "export|import|delete|logging|metadata|design|rename|
+// users|dags|repository|surveys" or "all".
 func parseRights(s string) Rights {
 	var r Rights
 	for _, p := range strings.FieldsFunc(strings.ToLower(s), func(c rune) bool { return c == '|' || c == ' ' || c == ';' || c == '+' }) {
@@ -160,6 +161,16 @@ func parseRights(s string) Rights {
 			r.Metadata = true
 		case "design", "designimport", "design_import":
 			r.DesignImport = true
+		case "rename":
+			r.Rename = true
+		case "users", "user_rights":
+			r.UserRights = true
+		case "dags", "data_access_groups":
+			r.DAGs = true
+		case "repository", "file_repository":
+			r.FileRepository = true
+		case "surveys", "survey_tools":
+			r.SurveyTools = true
 		}
 	}
 	return r
