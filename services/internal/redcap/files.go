@@ -22,6 +22,16 @@ type FileRef struct {
 	Instance             int
 }
 
+// fileForm is a content=file call's form, token included.
+func (c *Client) fileForm(action string, r FileRef) url.Values {
+	f := content("file")
+	f.Set("action", action)
+	f.Set("returnFormat", "json")
+	r.form(f)
+	f.Set("token", c.token)
+	return f
+}
+
 func (r FileRef) form(f url.Values) {
 	f.Set("record", r.Record)
 	f.Set("field", r.Field)
@@ -48,12 +58,7 @@ const maxErrorBody = 1 << 20
 // error; w may then hold part of the file.
 func (c *Client) ExportFile(ctx context.Context, ref FileRef, w io.Writer) (FileInfo, error) {
 	const call = "export file"
-	f := content("file")
-	f.Set("action", "export")
-	f.Set("returnFormat", "json")
-	ref.form(f)
-	f.Set("token", c.token)
-	enc := f.Encode()
+	enc := c.fileForm("export", ref).Encode()
 	resp, done, err := c.send(ctx, call, strings.NewReader(enc), int64(len(enc)), "application/x-www-form-urlencoded")
 	if err != nil {
 		return FileInfo{}, err
@@ -98,11 +103,7 @@ func (c *Client) ExportFile(ctx context.Context, ref FileRef, w io.Writer) (File
 // that is there.
 func (c *Client) ImportFile(ctx context.Context, ref FileRef, name string, r io.Reader, size int64) error {
 	const call = "import file"
-	f := content("file")
-	f.Set("action", "import")
-	f.Set("returnFormat", "json")
-	ref.form(f)
-	f.Set("token", c.token)
+	f := c.fileForm("import", ref)
 	var head bytes.Buffer
 	mw := multipart.NewWriter(&head)
 	for k, vs := range f {
@@ -131,12 +132,7 @@ func (c *Client) ImportFile(ctx context.Context, ref FileRef, name string, r io.
 // DeleteFile removes a record's file.
 func (c *Client) DeleteFile(ctx context.Context, ref FileRef) error {
 	const call = "delete file"
-	f := content("file")
-	f.Set("action", "delete")
-	f.Set("returnFormat", "json")
-	ref.form(f)
-	f.Set("token", c.token)
-	enc := f.Encode()
+	enc := c.fileForm("delete", ref).Encode()
 	return c.fileCall(ctx, call, strings.NewReader(enc), int64(len(enc)), "application/x-www-form-urlencoded")
 }
 

@@ -126,8 +126,14 @@ func (c *call) importMetadata(w http.ResponseWriter) error {
 }
 
 // parseDesign decodes a design import's data (json, csv or xml) as rows.
+// JSON objects nested in a user's or role's "forms" come through as
+// "f1:1,f2:0", as in CSV.
 func (c *call) parseDesign() ([]map[string]string, error) {
-	rows, notArray, err := parseData(c.p.str("data"), c.p.format(), "flat", c.p.csvDelimiter())
+	data := c.p.str("data")
+	if c.p.format() == "json" {
+		data = flattenFormObjects(data)
+	}
+	rows, notArray, err := parseData(data, c.p.format(), "flat", c.p.csvDelimiter())
 	if err != nil {
 		return nil, err
 	}

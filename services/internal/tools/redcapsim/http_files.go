@@ -3,6 +3,7 @@ package redcapsim
 import (
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"strconv"
 	"strings"
@@ -110,18 +111,44 @@ func writeFileAnswer(w http.ResponseWriter, d *doc, body io.Reader) {
 	_, _ = io.Copy(w, body)
 }
 
-func (c *call) importFile(w http.ResponseWriter) error {
+// upload is the "file" part of an upload call, checked as REDCap checks
+// it (present, not over the size limit, readable).
+func (c *call) upload() (*multipart.FileHeader, multipart.File, *apiError) {
 	fh := c.p.files["file"]
 	if fh == nil {
-		return errorf(400, "No valid file was uploaded")
+		return nil, nil, errorf(400, "No valid file was uploaded")
 	}
-	max := c.s.opts.MaxFileMB << 20
-	if fh.Size > max {
-		return errorf(400, fmt.Sprintf("The uploaded file exceeded the maximum file size limit of %d MB", c.s.opts.MaxFileMB))
+	if fh.Size > c.s.opts.MaxFileMB<<20 {
+		return nil, nil, c.tooBig()
 	}
 	src, err := fh.Open()
 	if err != nil {
-		return errorf(400, "There was a problem with the uploaded file")
+		return nil, nil, errorf(400, "There was a problem with the uploaded file")
+	}
+	return fh, src, nil
+}
+
+func (c *call) tooBig() *apiError {
+	return errorf(400, fmt.Sprintf("The uploaded file exceeded the maximum file size limit of %d MB", c.s.opts.MaxFileMB))
+}
+
+// saveUpload stores an upload as a doc, with REDCap's texts for what fails.
+// Callers hold c.proj.mu (write).
+func (c *call) saveUpload(fh *multipart.FileHeader, src multipart.File) (*doc, *apiError) {
+	d, err := c.s.storeDoc(c.proj, fh.Filename, fh.Header.Get("Content-Type"), src, c.s.opts.MaxFileMB<<20)
+	if err == errTooBig {
+		return nil, c.tooBig()
+	}
+	if err != nil {
+		return nil, errorf(400, "A problem occurred while trying to save the uploaded file")
+	}
+	return d, nil
+}
+
+func (c *call) importFile(w http.ResponseWriter) error {
+	fh, src, aerr := c.upload()
+	if aerr != nil {
+		return aerr
 	}
 	defer src.Close()
 	p := c.proj
@@ -134,12 +161,9 @@ func (c *call) importFile(w http.ResponseWriter) error {
 	if p.finfo[p.fieldByName[t.fieldName]].validation == "signature" {
 		return errorf(400, "The field '"+t.fieldName+"' is a signature field. Signatures can only be captured in the web interface, not imported through the API.")
 	}
-	d, err := c.s.storeDoc(p, fh.Filename, fh.Header.Get("Content-Type"), src, max)
-	if err == errTooBig {
-		return errorf(400, fmt.Sprintf("The uploaded file exceeded the maximum file size limit of %d MB", c.s.opts.MaxFileMB))
-	}
-	if err != nil {
-		return errorf(400, "A problem occurred while trying to save the uploaded file")
+	d, aerr := c.saveUpload(fh, src)
+	if aerr != nil {
+		return aerr
 	}
 	var removed []int
 	if old, err := strconv.Atoi(p.fileCell(t)); err == nil && p.docs[old] != nil {

@@ -219,17 +219,9 @@ func (c *call) repoList(w http.ResponseWriter) error {
 }
 
 func (c *call) repoImport(w http.ResponseWriter) error {
-	fh := c.p.files["file"]
-	if fh == nil {
-		return errorf(400, "No valid file was uploaded")
-	}
-	max := c.s.opts.MaxFileMB << 20
-	if fh.Size > max {
-		return errorf(400, fmt.Sprintf("The uploaded file exceeded the maximum file size limit of %d MB", c.s.opts.MaxFileMB))
-	}
-	src, err := fh.Open()
-	if err != nil {
-		return errorf(400, "There was a problem with the uploaded file")
+	fh, src, aerr := c.upload()
+	if aerr != nil {
+		return aerr
 	}
 	defer src.Close()
 	p := c.proj
@@ -239,12 +231,9 @@ func (c *call) repoImport(w http.ResponseWriter) error {
 	if aerr != nil {
 		return aerr
 	}
-	d, err := c.s.storeDoc(p, fh.Filename, fh.Header.Get("Content-Type"), src, max)
-	if err == errTooBig {
-		return errorf(400, fmt.Sprintf("The uploaded file exceeded the maximum file size limit of %d MB", c.s.opts.MaxFileMB))
-	}
-	if err != nil {
-		return errorf(400, "A problem occurred while trying to save the uploaded file")
+	d, aerr := c.saveUpload(fh, src)
+	if aerr != nil {
+		return aerr
 	}
 	d.Repo, d.Folder = true, folder
 	c.s.persistDocs(p, []*doc{d}, nil)

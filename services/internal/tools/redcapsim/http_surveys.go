@@ -112,7 +112,9 @@ func writeText(w http.ResponseWriter, s string) {
 	_, _ = w.Write([]byte(s))
 }
 
-func (c *call) surveyLink(w http.ResponseWriter) error {
+// surveyAnswer resolves a survey target, runs the call's own check, logs
+// the call and answers with plain text.
+func (c *call) surveyAnswer(w http.ResponseWriter, what string, check func(surveyTarget) *apiError, answer func(surveyTarget) string) error {
 	p := c.proj
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -120,38 +122,38 @@ func (c *call) surveyLink(w http.ResponseWriter) error {
 	if err != nil {
 		return err
 	}
-	c.logSurvey(t, "Download survey link")
-	writeText(w, c.surveyBase()+"?s="+p.surveyCode("link", t, 16, hashAlphabet))
+	if check != nil {
+		if err := check(t); err != nil {
+			return err
+		}
+	}
+	c.logSurvey(t, what)
+	writeText(w, answer(t))
 	return nil
+}
+
+func (c *call) surveyLink(w http.ResponseWriter) error {
+	return c.surveyAnswer(w, "Download survey link", nil, func(t surveyTarget) string {
+		return c.surveyBase() + "?s=" + c.proj.surveyCode("link", t, 16, hashAlphabet)
+	})
 }
 
 func (c *call) surveyAccessCode(w http.ResponseWriter) error {
-	p := c.proj
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	t, err := c.surveyTarget()
-	if err != nil {
-		return err
-	}
-	c.logSurvey(t, "Download survey access code")
-	writeText(w, p.surveyCode("access", t, 9, codeAlphabet))
-	return nil
+	return c.surveyAnswer(w, "Download survey access code", nil, func(t surveyTarget) string {
+		return c.proj.surveyCode("access", t, 9, codeAlphabet)
+	})
 }
 
 func (c *call) surveyReturnCode(w http.ResponseWriter) error {
-	p := c.proj
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	t, err := c.surveyTarget()
-	if err != nil {
-		return err
+	saveReturn := func(t surveyTarget) *apiError {
+		if !c.proj.surveyOf[t.form].SaveAndReturn {
+			return errorf(400, "The instrument '"+c.proj.forms[t.form].name+"' does not have the 'Save & Return Later' feature enabled")
+		}
+		return nil
 	}
-	if !p.surveyOf[t.form].SaveAndReturn {
-		return errorf(400, "The instrument '"+p.forms[t.form].name+"' does not have the 'Save & Return Later' feature enabled")
-	}
-	c.logSurvey(t, "Download survey return code")
-	writeText(w, p.surveyCode("return", t, 8, codeAlphabet))
-	return nil
+	return c.surveyAnswer(w, "Download survey return code", saveReturn, func(t surveyTarget) string {
+		return c.proj.surveyCode("return", t, 8, codeAlphabet)
+	})
 }
 
 func (c *call) surveyQueueLink(w http.ResponseWriter) error {

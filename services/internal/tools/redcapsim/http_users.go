@@ -246,7 +246,7 @@ func emptyPrivileges(forms []formInfo) privileges {
 }
 
 func (c *call) importUsers(w http.ResponseWriter) error {
-	rows, err := c.parseObjects()
+	rows, err := c.parseDesign()
 	if err != nil {
 		return err
 	}
@@ -316,27 +316,6 @@ func hasPrivilegeAttrs(r map[string]string) bool {
 		}
 	}
 	return false
-}
-
-// parseObjects decodes a users/roles/mappings import; JSON objects nested
-// in "forms" come through as "f1:1,f2:0".
-func (c *call) parseObjects() ([]map[string]string, error) {
-	data := c.p.str("data")
-	if c.p.format() == "json" {
-		data = flattenFormObjects(data)
-	}
-	rows, notArray, err := parseData(data, c.p.format(), "flat", c.p.csvDelimiter())
-	if err != nil {
-		return nil, err
-	}
-	if notArray {
-		return nil, errorf(400, "The data being imported is not formatted correctly. The JSON must be in an array, as in [{ ... }].")
-	}
-	out := make([]map[string]string, len(rows))
-	for i, r := range rows {
-		out[i] = r
-	}
-	return out, nil
 }
 
 // flattenFormObjects turns "forms":{"a":1,"b":2} (or [{"a":1},{"b":2}]) into
@@ -448,7 +427,7 @@ func newRoleName() string {
 }
 
 func (c *call) importRoles(w http.ResponseWriter) error {
-	rows, err := c.parseObjects()
+	rows, err := c.parseDesign()
 	if err != nil {
 		return err
 	}
@@ -548,7 +527,7 @@ func (c *call) exportRoleMapping(w http.ResponseWriter) error {
 }
 
 func (c *call) importRoleMapping(w http.ResponseWriter) error {
-	rows, err := c.parseObjects()
+	rows, err := c.parseDesign()
 	if err != nil {
 		return err
 	}
@@ -608,7 +587,7 @@ func (c *call) exportDAGMapping(w http.ResponseWriter) error {
 }
 
 func (c *call) importDAGMapping(w http.ResponseWriter) error {
-	rows, err := c.parseObjects()
+	rows, err := c.parseDesign()
 	if err != nil {
 		return err
 	}
