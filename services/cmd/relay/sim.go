@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/redcap-relay/relay/services/internal/redcap"
 	"github.com/redcap-relay/relay/services/internal/tools/redcapsim/faults"
 	"github.com/redcap-relay/relay/services/internal/tools/redcapsim/simrun"
 )
@@ -18,6 +19,7 @@ func init() {
 	var latency, perRecord, outageFor time.Duration
 	var banThreshold int
 	var verbose bool
+	var superTokenFile string
 	c := &cobra.Command{
 		Use:   "sim",
 		Short: "run the REDCap API simulator (with fault injection) for tests, demos and development",
@@ -26,6 +28,9 @@ folder holds project.xml or dictionary.csv/metadata.csv, optional data.csv,
 arm.csv, event.csv, dags.csv and tokens.csv). It prints each project's ID,
 the API URL and its token(s); a folder without tokens.csv gets a stable
 full-rights token derived from its name.
+
+A super token (--super-token-file) lets clients create projects with
+content=project, as REDCap's own integration tests do.
 
 Faults set by flags apply to every project; change them at run time through
 the admin API (--admin), e.g.
@@ -51,6 +56,17 @@ the admin API (--admin), e.g.
 			}
 			o.Faults = f
 			o.Out = cmd.OutOrStdout()
+			if superTokenFile != "" || os.Getenv("RELAY_SIM_SUPER_TOKEN") != "" {
+				env := ""
+				if superTokenFile == "" {
+					env = "RELAY_SIM_SUPER_TOKEN"
+				}
+				tok, err := redcap.ReadToken(superTokenFile, env)
+				if err != nil {
+					return fmt.Errorf("super token: %w", err)
+				}
+				o.SuperToken = tok
+			}
 			level := slog.LevelWarn
 			if verbose {
 				level = slog.LevelDebug
@@ -77,12 +93,16 @@ the admin API (--admin), e.g.
 	fl.Float64Var(&f.MemoryRate, "memory-rate", 0, `share of calls answered 200 with "REDCap ran out of server memory"`)
 	fl.Float64Var(&f.MySQLRate, "mysql-rate", 0, "share of calls answered 200 with a MySQL connection error")
 	fl.Float64Var(&f.TruncateRate, "truncate-rate", 0, "share of answers cut in half")
+	fl.Float64Var(&f.CutRate, "cut-rate", 0, "share of answers whose connection is closed halfway through the body")
 	fl.Float64Var(&f.DropRate, "drop-rate", 0, "share of rows silently dropped from record exports")
+	fl.IntVar(&f.OmitRecords, "omit-records", 0, "records silently left out of each record-ID list answer (a JSON export of the record-ID field only)")
+	fl.IntVar(&f.OmitAnswers, "omit-answers", 0, "with --omit-records: only the next this many such answers (0 = every one)")
 	fl.IntVar(&f.SlowBodyBPS, "slow-body", 0, "send answers at this many bytes per second")
 	fl.DurationVar(&outageFor, "outage-for", 0, "refuse every connection for this long after start")
 	fl.IntVar(&banThreshold, "ban-threshold", faults.DefaultBanThreshold, "calls per minute per client IP before REDCap's permanent IP ban (429); 0 = off")
 	fl.Uint64Var(&f.Seed, "seed", 0, "random seed for reproducible faults (0 = random)")
 	fl.IntVar(&f.EveryN, "every-n", 0, "instead of random rates, fault every Nth call (cycling through the kinds set)")
-	fl.BoolVarP(&verbose, "verbose", "v", false, "log every call")
+	fl.StringVar(&superTokenFile, "super-token-file", os.Getenv("RELAY_SIM_SUPER_TOKEN_FILE"), "file holding a 64-character super API token, which lets content=project create projects (env RELAY_SIM_SUPER_TOKEN_FILE, or the token itself in RELAY_SIM_SUPER_TOKEN)")
+	fl.BoolVarP(&verbose, "verbose", "v", false, "log every call: method, content, action, project, status and duration (never the token or values)")
 	rootCmd.AddCommand(c)
 }

@@ -1,5 +1,5 @@
-// Package redcap is REDCap Relay's client for the REDCap API (see
-// docs/redcap-api.md): one Client per site, every call a form POST to the
+// Package redcap is REDCap Relay's client for the REDCap API (REDCap's API
+// behaviour as documented in the README's simulator section): one Client per site, every call a form POST to the
 // project's …/api/ URL, with a client-side rate limit, a per-call timeout and
 // errors that say whether a retry can help (Kind) and never contain the
 // token or a field value.
@@ -207,44 +207,20 @@ const (
 // post sends one API call and returns the checked body of a 200.
 func (c *Client) post(ctx context.Context, call string, form url.Values, want bodyKind) ([]byte, error) {
 	form.Set("token", c.token)
-	if c.lim != nil {
-		if err := c.lim.Wait(ctx); err != nil {
-			return nil, c.netError(call, ctx, err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, strings.NewReader(form.Encode()))
+	enc := form.Encode()
+	resp, done, err := c.send(ctx, call, strings.NewReader(enc), int64(len(enc)), "application/x-www-form-urlencoded")
 	if err != nil {
-		return nil, c.newError(call, 0, KindPermanent, "cannot build the request", "", err)
+		return nil, err
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	start := time.Now()
-	c.calls.Add(1)
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		c.log.Debug("redcap call failed", "call", call, "ms", time.Since(start).Milliseconds())
-		return nil, c.netError(call, ctx, err)
-	}
-	body, err := readBody(resp)
+	defer done()
+	body, err := readBody(resp.Body, resp.ContentLength)
 	resp.Body.Close()
-	c.log.Debug("redcap call", "call", call, "status", resp.StatusCode, "bytes", len(body), "ms", time.Since(start).Milliseconds())
+	c.log.Debug("redcap call", "call", call, "status", resp.StatusCode, "bytes", len(body))
 	if err != nil {
-		return nil, c.netError(call, ctx, fmt.Errorf("reading the answer: %w", err))
+		return nil, c.netError(call, resp.Request.Context(), fmt.Errorf("reading the answer: %w", err))
 	}
 	if resp.StatusCode != http.StatusOK {
-		e := c.statusError(call, resp.StatusCode, body)
-		if resp.StatusCode >= 300 && resp.StatusCode < 400 {
-			e.Kind = KindPermanent
-			e.Message = "the server redirects the API call"
-			e.Hint = "set the site's URL to the address it redirects to"
-			if loc := resp.Header.Get("Location"); loc != "" {
-				e.Message += " to " + c.scrub(redactURL(loc))
-				e.Hint = "set the site's URL to that address"
-			}
-		}
-		return nil, e
+		return nil, c.answerError(call, resp, body)
 	}
 	if err := c.checkBody(call, body, want); err != nil {
 		return nil, err
@@ -252,12 +228,56 @@ func (c *Client) post(ctx context.Context, call string, form url.Values, want bo
 	return body, nil
 }
 
-func readBody(resp *http.Response) ([]byte, error) {
+// send makes one POST with the rate limit and the per-call timeout, and
+// returns the answer with its body unread; done ends the call's timeout
+// context once the body has been read.
+func (c *Client) send(ctx context.Context, call string, body io.Reader, length int64, ctype string) (*http.Response, context.CancelFunc, error) {
+	if c.lim != nil {
+		if err := c.lim.Wait(ctx); err != nil {
+			return nil, nil, c.netError(call, ctx, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, body)
+	if err != nil {
+		cancel()
+		return nil, nil, c.newError(call, 0, KindPermanent, "cannot build the request", "", err)
+	}
+	req.ContentLength = length
+	req.Header.Set("Content-Type", ctype)
+	req.Header.Set("Accept", "application/json")
+	start := time.Now()
+	c.calls.Add(1)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		c.log.Debug("redcap call failed", "call", call, "ms", time.Since(start).Milliseconds())
+		cancel()
+		return nil, nil, c.netError(call, ctx, err)
+	}
+	return resp, cancel, nil
+}
+
+// answerError is the error for a non-200 answer whose body was read.
+func (c *Client) answerError(call string, resp *http.Response, body []byte) *Error {
+	e := c.statusError(call, resp.StatusCode, body)
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		e.Kind = KindPermanent
+		e.Message = "the server redirects the API call"
+		e.Hint = "set the site's URL to the address it redirects to"
+		if loc := resp.Header.Get("Location"); loc != "" {
+			e.Message += " to " + c.scrub(redactURL(loc))
+			e.Hint = "set the site's URL to that address"
+		}
+	}
+	return e
+}
+
+func readBody(r io.Reader, n int64) ([]byte, error) {
 	var buf bytes.Buffer
-	if n := resp.ContentLength; n > 0 && n < 1<<31 {
+	if n > 0 && n < 1<<31 {
 		buf.Grow(int(n))
 	}
-	_, err := buf.ReadFrom(resp.Body)
+	_, err := buf.ReadFrom(r)
 	return buf.Bytes(), err
 }
 

@@ -23,6 +23,10 @@ type ExportParams struct {
 	DateRangeBegin, DateRangeEnd time.Time
 	ExportDataAccessGroups       bool
 	ExportBlankForGrayFormStatus bool
+	// ExportSurveyFields adds redcap_survey_identifier and, for survey
+	// instruments, <form>_timestamp ("YYYY-MM-DD HH:MM:SS" or
+	// "[not completed]").
+	ExportSurveyFields bool
 }
 
 // redcapTime is the layout of dateRangeBegin/End.
@@ -54,6 +58,9 @@ func (c *Client) ExportRecords(ctx context.Context, p ExportParams) ([]messages.
 	}
 	if p.ExportBlankForGrayFormStatus {
 		f.Set("exportBlankForGrayFormStatus", "true")
+	}
+	if p.ExportSurveyFields {
+		f.Set("exportSurveyFields", "true")
 	}
 	body, err := c.post(ctx, call, f, bodyJSON)
 	if err != nil {

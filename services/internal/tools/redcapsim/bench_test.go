@@ -151,3 +151,153 @@ func BenchmarkMemory1M(b *testing.B) {
 		s.Close()
 	}
 }
+
+// bench40 is the targets' project: 40 fields (the ID, 30 text, 6 integer,
+// 2 dates and a radio) on one instrument.
+func bench40(tb testing.TB, s *Server) int {
+	fields := []messages.Field{{FieldName: "record_id", FormName: "crf", FieldType: "text", FieldLabel: "ID"}}
+	for i := 1; i <= 39; i++ {
+		f := messages.Field{FieldName: fmt.Sprintf("v%02d", i), FormName: "crf", FieldType: "text", FieldLabel: "V"}
+		switch {
+		case i <= 6:
+			f.TextValidationTypeOrShowSlider = "integer"
+		case i <= 8:
+			f.TextValidationTypeOrShowSlider = "date_ymd"
+		case i == 9:
+			f.FieldType, f.SelectChoicesOrCalculations = "radio", "1, A | 2, B | 3, C"
+		}
+		fields = append(fields, f)
+	}
+	pid, err := s.CreateProject(ProjectSpec{Title: "bench40", Fields: fields})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := s.AddToken(pid, testToken, FullRights(), ""); err != nil {
+		tb.Fatal(err)
+	}
+	return pid
+}
+
+func rows40(from, n int) []map[string]string {
+	rows := make([]map[string]string, n)
+	for r := range rows {
+		id := from + r
+		row := map[string]string{"record_id": strconv.Itoa(id), "crf_complete": "2"}
+		for i := 1; i <= 39; i++ {
+			k := fmt.Sprintf("v%02d", i)
+			switch {
+			case i <= 6:
+				row[k] = strconv.Itoa(id * i % 1000)
+			case i <= 8:
+				row[k] = fmt.Sprintf("20%02d-%02d-%02d", id%25, id%12+1, id%28+1)
+			case i == 9:
+				row[k] = strconv.Itoa(id%3 + 1)
+			default:
+				row[k] = "answer " + strconv.Itoa(id%97) + " of field " + k
+			}
+		}
+		rows[r] = row
+	}
+	return rows
+}
+
+// BenchmarkImport40 imports new records in batches of 500 over HTTP
+// (flat JSON, 40 fields), as the pipeline's importer does (target
+// ≥ 30,000 records/s).
+func BenchmarkImport40(b *testing.B) {
+	s, u := startSim(b, Options{})
+	bench40(b, s)
+	const batch = 500
+	bodies := make([]string, 0, 64)
+	next := 1
+	body := func() string {
+		raw, _ := json.Marshal(rows40(next, batch))
+		next += batch
+		return string(raw)
+	}
+	for i := 0; i < 64; i++ {
+		bodies = append(bodies, body())
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i >= len(bodies) { // keep importing new records
+			b.StopTimer()
+			bodies = append(bodies, body())
+			b.StartTimer()
+		}
+		resp, err := http.PostForm(u, url.Values{"token": {testToken}, "content": {"record"}, "format": {"json"},
+			"returnContent": {"ids"}, "returnFormat": {"json"}, "data": {bodies[i]}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		out, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b.Fatalf("%d %s", resp.StatusCode, out)
+		}
+	}
+	b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+// BenchmarkExport40 exports 100,000 records of 40 fields as flat JSON
+// (target ≥ 150,000 records/s).
+func BenchmarkExport40(b *testing.B) {
+	s, u := startSim(b, Options{})
+	pid := bench40(b, s)
+	p := s.project(pid)
+	for from := 1; from <= 100000; from += 10000 {
+		rows := rows40(from, 10000)
+		in := make([]inRow, len(rows))
+		for i, r := range rows {
+			in[i] = r
+		}
+		if _, err := s.importInto(p, in, importOpts{user: "bench"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	form := url.Values{"token": {testToken}, "content": {"record"}, "format": {"json"}, "type": {"flat"}}
+	b.ResetTimer()
+	var n int64
+	for i := 0; i < b.N; i++ {
+		resp, err := http.PostForm(u, form)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	b.SetBytes(n)
+	b.ReportMetric(float64(100000*b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+// BenchmarkMemory1M40 holds 1,000,000 records of 40 fields and reports
+// the live heap (target ≤ 1.5 GiB).
+func BenchmarkMemory1M40(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		s, err := New(Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		pid := bench40(b, s)
+		p := s.project(pid)
+		for from := 1; from <= 1000000; from += 10000 {
+			rows := rows40(from, 10000)
+			in := make([]inRow, len(rows))
+			for i, r := range rows {
+				in[i] = r
+			}
+			if _, err := s.importInto(p, in, importOpts{user: "bench"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "heap-MiB")
+		if len(p.records) != 1000000 {
+			b.Fatalf("%d records", len(p.records))
+		}
+		runtime.KeepAlive(s)
+		s.Close()
+	}
+}

@@ -1,6 +1,8 @@
 package redcapsim
 
 import (
+	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"reflect"
@@ -79,6 +81,77 @@ func FuzzParseRequest(f *testing.F) {
 		case 200, 400, 403, 413:
 		default:
 			t.Fatalf("status %d for %q: %s", resp.StatusCode, body, b)
+		}
+	})
+}
+
+// FuzzParseJSONRows holds the import's JSON scanner to encoding/json: the
+// same rows for what encoding/json reads as an array of flat objects, a
+// refusal (never a panic) for the rest.
+func FuzzParseJSONRows(f *testing.F) {
+	for _, s := range []string{`[{"a":"1","b":2,"c":true,"d":null}]`, `[{"a":"\u00e9\n\"x\"","b":-1.5e3}]`, `[]`, ` [ {} , null ] `,
+		`[{"a":[1]}]`, `{"a":"b"}`, `[{"a":"1"}] x`, `[{"a":"\ud83d\ude00"}]`, `[{"a":01}]`, `["x"]`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data string) {
+		rows, notArray, err := parseJSONRows(data)
+		var ref []map[string]any
+		dec := json.NewDecoder(strings.NewReader(data))
+		dec.UseNumber()
+		refErr := dec.Decode(&ref)
+		if refErr == nil {
+			if _, e := dec.Token(); e != io.EOF {
+				refErr = errors.New("trailing data")
+			}
+		}
+		if notArray {
+			return
+		}
+		if refErr != nil {
+			if err == nil {
+				t.Fatalf("accepted what encoding/json refuses (%v): %q", refErr, data)
+			}
+			return
+		}
+		flat := true
+		for _, m := range ref {
+			for _, v := range m {
+				switch v.(type) {
+				case map[string]any, []any:
+					flat = false
+				}
+			}
+		}
+		if !flat {
+			if err == nil {
+				t.Fatalf("accepted nested values: %q", data)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("refused (%v) what encoding/json reads: %q", err, data)
+		}
+		if len(rows) != len(ref) {
+			t.Fatalf("%d rows, encoding/json %d: %q", len(rows), len(ref), data)
+		}
+		for i, m := range ref {
+			if len(rows[i]) != len(m) {
+				t.Fatalf("row %d: %v vs %v", i, rows[i], m)
+			}
+			for k, v := range m {
+				want := ""
+				switch x := v.(type) {
+				case string:
+					want = x
+				case json.Number:
+					want = x.String()
+				case bool:
+					want = map[bool]string{true: "1", false: "0"}[x]
+				}
+				if rows[i][k] != want {
+					t.Fatalf("row %d key %q: %q, encoding/json %q (input %q)", i, k, rows[i][k], want, data)
+				}
+			}
 		}
 	})
 }

@@ -84,3 +84,17 @@ func form(kv ...string) url.Values {
 	}
 	return v
 }
+
+// postNoT is post for goroutines: no testing.T, the error as status 0.
+func postNoT(u string, form url.Values) (int, string, string) {
+	resp, err := http.PostForm(u, form)
+	if err != nil {
+		return 0, "", err.Error()
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, "", err.Error()
+	}
+	return resp.StatusCode, resp.Header.Get("Content-Type"), string(b)
+}

@@ -1,6 +1,7 @@
 package redcapsim
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -46,7 +47,7 @@ func TestImportValidationByType(t *testing.T) {
 		"dts": {"2024-01-31 12:00"}, "tm": {"24:00", "7:5"}, "int": {"1.0", "one"}, "num": {"1,5", "abc"},
 		"num1": {"1", "1.25"}, "num2c": {"36.50", "36,5"}, "email": {"nope", "a@b"}, "phone": {"12345", "(105) 321-1111"},
 		"zip": {"1234"}, "radio": {"3", "a"}, "dd": {"X"}, "cb___2": {"2", "yes"}, "yn": {"yes"}, "tf": {"true"},
-		"visit_complete": {"3", "Complete"}, "calc": {"4"}, "file": {"x.pdf"},
+		"visit_complete": {"3", "Complete"},
 	}
 	for field, vals := range good {
 		for _, v := range vals {
@@ -235,5 +236,82 @@ func TestDesignImports(t *testing.T) {
 	_, body = e.call("content", "event", "format", "json")
 	if !strings.Contains(body, `"unique_event_name":"week_4_arm_1"`) {
 		t.Fatalf("events: %s", body)
+	}
+}
+
+// TestCalcAndFileValuesIgnoredOnImport: REDCap ignores calculated fields on
+// import (it computes them), whether the value is unchanged, changed or
+// blank with overwrite; so re-importing an export that holds calc values
+// (and file names) works and changes neither.
+func TestCalcAndFileValuesIgnoredOnImport(t *testing.T) {
+	e := loadFixture(t, "simple")
+	code, export := e.call("content", "record", "format", "json", "records", "1")
+	if code != 200 || !strings.Contains(export, `"bmi":"204.1"`) || !strings.Contains(export, `"mugshot":"mugshot-1.jpg"`) {
+		t.Fatalf("seed: %d %s", code, export)
+	}
+	for _, c := range []struct{ behavior, data string }{
+		{"normal", export}, // unchanged values, as exported
+		{"normal", `[{"record_id":"1","bmi":"99.9","mugshot":"other.png"}]`},
+		{"overwrite", `[{"record_id":"1","bmi":"","mugshot":""}]`},
+	} {
+		code, body := e.call("content", "record", "format", "json", "overwriteBehavior", c.behavior, "data", c.data)
+		if code != 200 || body != `{"count": 1}` {
+			t.Fatalf("%s %s: %d %s", c.behavior, c.data, code, body)
+		}
+		_, after := e.call("content", "record", "format", "json", "records", "1")
+		if after != export {
+			t.Fatalf("import of %s changed the record:\n%s\nwas\n%s", c.data, after, export)
+		}
+	}
+	// EAV: re-importing the EAV export works too (checkbox rows left out:
+	// EAV exports them as field=code, EAV import takes only field___code=0/1).
+	_, eav := e.call("content", "record", "format", "json", "type", "eav", "records", "1", "fields", "record_id,bmi,mugshot,height")
+	if !strings.Contains(eav, `"field_name":"bmi","value":"204.1"`) {
+		t.Fatalf("EAV export: %s", eav)
+	}
+	if code, body := e.call("content", "record", "format", "json", "type", "eav", "data", eav); code != 200 || body != `{"count": 1}` {
+		t.Fatalf("EAV re-import: %d %s", code, body)
+	}
+	if _, after := e.call("content", "record", "format", "json", "records", "1"); after != export {
+		t.Fatalf("EAV re-import changed the record: %s", after)
+	}
+}
+
+// TestEAVRowCounts: an EAV export has one row per stored value: the record
+// ID, every non-blank field (calc fields included), checked checkbox
+// choices only (value = code), saved form statuses, and file fields as
+// their doc_id. Record 1 of the simple project (values documented with the
+// fixture) gives 20 rows. A DAG-restricted token gets only its DAG's
+// records, and no DAG rows.
+func TestEAVRowCounts(t *testing.T) {
+	e := loadFixture(t, "simple")
+	_, body := e.call("content", "record", "format", "json", "type", "eav", "records", "1")
+	var rows []map[string]any
+	if err := json.Unmarshal([]byte(body), &rows); err != nil {
+		t.Fatal(err)
+	}
+	fields := map[string]string{}
+	for _, r := range rows {
+		fields[r["field_name"].(string)] = r["value"].(string)
+	}
+	if len(rows) != 20 || fields["bmi"] != "204.1" || fields["race"] != "5" || fields["mugshot"] == "mugshot-1.jpg" || fields["mugshot"] == "" {
+		t.Fatalf("%d EAV rows: %v", len(rows), fields)
+	}
+	dagTok := "13131313131313131313131313131313"
+	e.s.AddToken(e.pid, dagTok, FullRights(), "dag_1")
+	_, all := e.call("content", "record", "format", "json", "type", "eav")
+	_, dag := e.callTok(dagTok, "content", "record", "format", "json", "type", "eav", "exportDataAccessGroups", "true")
+	var allRows, dagRows []map[string]any
+	json.Unmarshal([]byte(all), &allRows)
+	json.Unmarshal([]byte(dag), &dagRows)
+	recs := map[string]int{}
+	for _, r := range dagRows {
+		recs[r["record"].(string)]++
+		if r["field_name"] == "redcap_data_access_group" {
+			t.Fatal("a DAG token got DAG rows")
+		}
+	}
+	if len(recs) != 3 || recs["4"] != 0 || recs["5"] != 0 || len(dagRows) >= len(allRows) {
+		t.Fatalf("DAG token's EAV: %v (%d of %d rows)", recs, len(dagRows), len(allRows))
 	}
 }

@@ -71,6 +71,14 @@ type diskDesign struct {
 	Created     time.Time                `json:"created"`
 	NextEventID int                      `json:"next_event_id"`
 	DAGSeq      map[int]int              `json:"dag_seq,omitempty"`
+	Users       []*user                  `json:"users,omitempty"`
+	Roles       []*role                  `json:"roles,omitempty"`
+	Docs        []*doc                   `json:"docs,omitempty"`
+	Folders     []*repoFolder            `json:"repository_folders,omitempty"`
+	SurveyForms []survey                 `json:"survey_forms,omitempty"`
+	SurveyQueue bool                     `json:"survey_queue,omitempty"`
+	SurveyIDs   map[string]string        `json:"survey_identifiers,omitempty"`
+	NextDocID   int                      `json:"next_doc_id,omitempty"`
 }
 
 type diskRow struct {
@@ -117,9 +125,20 @@ type diskChange struct {
 	TS        int64         `json:"ts"`
 	User      string        `json:"u"`
 	Overwrite bool          `json:"ow,omitempty"`
+	Silent    bool          `json:"silent,omitempty"` // no change-log entry
 	Rows      []diskPlanned `json:"rows,omitempty"`
 	IDs       []string      `json:"ids,omitempty"`
+	Log       []diskLog     `json:"log,omitempty"`     // entries the change logged (kinds that do not log on replay)
+	Docs      []*doc        `json:"docs,omitempty"`    // kind doc: docs added (DocIDs: removed)
+	Folders   []*repoFolder `json:"folders,omitempty"` // kind folders: every File Repository folder
+	DocIDs    []int         `json:"doc_ids,omitempty"`
+	Users     []*user       `json:"users,omitempty"` // kind access: every user and role
+	Roles     []*role       `json:"roles,omitempty"`
 	Arm       int           `json:"arm,omitempty"`
+	// a narrower delete: its event, instrument and instance
+	Event      string `json:"event,omitempty"`
+	Instrument string `json:"instrument,omitempty"`
+	Instance   int    `json:"instance,omitempty"`
 }
 
 type diskTokens struct {
@@ -131,42 +150,15 @@ type diskTokens struct {
 type diskToken struct {
 	Token   string `json:"token"`
 	Project int    `json:"project"`
-	Rights  Rights `json:"rights"`
-	DAG     string `json:"dag,omitempty"`
 	User    string `json:"user"`
+	// Rights and DAG are how data folders written before users existed
+	// kept a token's rights; such a token's user is created from them.
+	Rights *Rights `json:"rights,omitempty"`
+	DAG    string  `json:"dag,omitempty"`
 }
 
 func (s *Server) projectDir(id int) string {
 	return filepath.Join(s.opts.DataDir, "projects", strconv.Itoa(id))
-}
-
-func (p *project) repName(rep int16) string {
-	switch {
-	case rep == repEvent:
-		return "*"
-	case rep >= 0:
-		return p.forms[rep].name
-	}
-	return ""
-}
-
-func (p *project) repIndex(name string) (int, bool) {
-	switch name {
-	case "":
-		return repNone, true
-	case "*":
-		return repEvent, true
-	}
-	f, ok := p.formByName[name]
-	return f, ok
-}
-
-func (p *project) evIndex(name string) (int, bool) {
-	if !p.longitudinal {
-		return 0, true
-	}
-	e, ok := p.eventByName[name]
-	return e, ok
 }
 
 // openDataDir loads every persisted project and the tokens.
@@ -201,7 +193,10 @@ func (s *Server) openDataDir() error {
 		}
 		s.super, s.users = dt.Super, dt.Users
 		for _, t := range dt.Tokens {
-			s.tokens[t.Token] = &token{project: t.Project, rights: t.Rights, dag: t.DAG, user: t.User}
+			s.tokens[t.Token] = &token{project: t.Project, user: t.User}
+			if p := s.projs[t.Project]; p != nil && p.users[t.User] == nil && t.Rights != nil {
+				p.users[t.User] = &user{Name: t.User, DAG: t.DAG, MetadataOnly: t.Rights.Metadata, privileges: privilegesFromRights(*t.Rights, p.forms)}
+			}
 		}
 	} else if !os.IsNotExist(err) {
 		return fmt.Errorf("redcapsim: data dir %s: %w", dir, err)
@@ -230,9 +225,14 @@ func (s *Server) loadProjectDir(id int) (*project, error) {
 			p = &project{id: d.ID, title: d.Title, fields: d.Fields, instruments: d.Instruments, arms: d.Arms,
 				events: d.Events, fem: d.FEM, repeating: d.Repeating, dags: d.DAGs, surveys: d.Surveys,
 				autonumber: d.Autonumber, purpose: d.Purpose, created: d.Created, nextEventID: d.NextEventID,
-				dagSeq: d.DAGSeq, gen: d.Gen}
+				dagSeq: d.DAGSeq, gen: d.Gen, roles: d.Roles, nextDocID: d.NextDocID,
+				surveyForms: d.SurveyForms, surveyQueue: d.SurveyQueue, surveyIdents: d.SurveyIDs, folders: d.Folders}
 			if err := p.rebuild(); err != nil {
 				return nil, err
+			}
+			p.setUsers(d.Users)
+			for _, doc := range d.Docs {
+				p.docs[doc.ID] = doc
 			}
 		case l.Record != nil && p != nil:
 			if err := p.restoreRecord(l.Record); err != nil {
@@ -245,6 +245,9 @@ func (s *Server) loadProjectDir(id int) (*project, error) {
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err
+	}
+	if p != nil {
+		p.settleOrder()
 	}
 	if p == nil {
 		return nil, errors.New("snapshot.jsonl has no design line")
@@ -294,8 +297,10 @@ func (p *project) restoreRecord(d *diskRecord) error {
 		rec.rows = append(rec.rows, r)
 	}
 	rec.sortRows()
-	p.records[d.ID] = rec
-	p.sorted = false
+	if old := p.records[d.ID]; old != nil {
+		p.removeRecord(d.ID)
+	}
+	p.addRecord(rec)
 	return nil
 }
 
@@ -323,15 +328,34 @@ func (p *project) replay(op *diskChange, s *Server) {
 			}
 			plan = append(plan, pr)
 		}
-		p.applyPlan(plan, op.Overwrite, op.User, op.TS)
+		p.applyPlan(plan, writeOpts{overwrite: op.Overwrite, user: op.User, ts: op.TS, silent: op.Silent})
+		p.replayLog(op.Log)
+	case "doc":
+		for _, d := range op.Docs {
+			p.docs[d.ID] = d
+			p.nextDocID = max(p.nextDocID, d.ID)
+		}
+		for _, id := range op.DocIDs {
+			delete(p.docs, id)
+		}
+	case "folders":
+		p.folders = op.Folders
+	case "survey_ident":
+		if len(op.IDs) == 2 {
+			if op.IDs[1] == "" {
+				delete(p.surveyIdents, op.IDs[0])
+			} else {
+				p.surveyIdents[op.IDs[0]] = op.IDs[1]
+			}
+		}
+	case "rename":
+		s.replayRename(p, op)
+	case "access":
+		p.setUsers(op.Users)
+		p.roles = op.Roles
+		p.replayLog(op.Log)
 	case "delete":
-		saved := p.dataDir
-		p.dataDir = "" // replaying must not log the change again
-		now := s.now
-		s.now = func() time.Time { return time.Unix(op.TS, 0) }
-		s.deleteLocked(p, op.IDs, op.Arm, op.User)
-		s.now = now
-		p.dataDir = saved
+		s.replayDelete(p, op)
 	}
 }
 
@@ -363,11 +387,11 @@ func (s *Server) persistNewProject(p *project) error {
 	return s.snapshotLocked(p)
 }
 
-func (s *Server) persistImport(p *project, plan []plannedRow, overwrite bool, user string, ts int64) {
+func (s *Server) persistImport(p *project, plan []plannedRow, wo writeOpts, logged ...logEntry) {
 	if p.dataDir == "" || p.logFile == nil {
 		return
 	}
-	op := &diskChange{Kind: "import", TS: ts, User: user, Overwrite: overwrite, Rows: make([]diskPlanned, len(plan))}
+	op := &diskChange{Kind: "import", TS: wo.ts, User: wo.user, Overwrite: wo.overwrite, Silent: wo.silent, Rows: make([]diskPlanned, len(plan)), Log: diskLogs(logged)}
 	for i, pr := range plan {
 		dp := diskPlanned{Rec: pr.rec, Event: p.eventUnique(pr.ev), Rep: p.repName(int16(pr.rep)), Inst: pr.inst, New: pr.newInst}
 		if pr.dagSet {
@@ -386,11 +410,70 @@ func (s *Server) persistImport(p *project, plan []plannedRow, overwrite bool, us
 	s.appendChange(p, op)
 }
 
-func (s *Server) persistDelete(p *project, ids []string, arm int, user string, ts int64) {
+// persistAccess records every user and role (they are few), with the log
+// entries the change made. Callers hold p.mu (write).
+func (s *Server) persistAccess(p *project, logged ...logEntry) {
 	if p.dataDir == "" || p.logFile == nil {
 		return
 	}
-	s.appendChange(p, &diskChange{Kind: "delete", TS: ts, User: user, IDs: ids, Arm: arm})
+	s.appendChange(p, &diskChange{Kind: "access", TS: s.now().Unix(), Users: p.userList(), Roles: p.roles, Log: diskLogs(logged)})
+}
+
+func diskLogs(ls []logEntry) []diskLog {
+	var out []diskLog
+	for _, l := range ls {
+		out = append(out, diskLog{TS: l.ts, User: l.user, Action: l.action, Details: l.details, Record: l.record, Kind: l.kind})
+	}
+	return out
+}
+
+func (p *project) replayLog(ls []diskLog) {
+	for _, g := range ls {
+		p.log = append(p.log, logEntry{ts: g.TS, user: g.User, action: g.Action, details: g.Details, record: g.Record, kind: g.Kind})
+	}
+}
+
+func (s *Server) persistFolders(p *project) {
+	if p.dataDir == "" || p.logFile == nil {
+		return
+	}
+	s.appendChange(p, &diskChange{Kind: "folders", TS: s.now().Unix(), Folders: p.folders})
+}
+
+func (s *Server) persistSurveyIdent(p *project, record, ident string) {
+	if p.dataDir == "" || p.logFile == nil {
+		return
+	}
+	s.appendChange(p, &diskChange{Kind: "survey_ident", TS: s.now().Unix(), IDs: []string{record, ident}})
+}
+
+func (s *Server) persistRename(p *project, old, new string, arm int, user string, ts int64) {
+	if p.dataDir == "" || p.logFile == nil {
+		return
+	}
+	s.appendChange(p, &diskChange{Kind: "rename", TS: ts, User: user, IDs: []string{old, new}, Arm: arm})
+}
+
+// persistDocs records docs added and removed. Callers hold p.mu (write).
+func (s *Server) persistDocs(p *project, added []*doc, removed []int) {
+	if p.dataDir == "" || p.logFile == nil || (len(added) == 0 && len(removed) == 0) {
+		return
+	}
+	s.appendChange(p, &diskChange{Kind: "doc", TS: s.now().Unix(), Docs: added, DocIDs: removed})
+}
+
+func (s *Server) persistDelete(p *project, ids []string, sel deleteSel, user string, ts int64) {
+	if p.dataDir == "" || p.logFile == nil {
+		return
+	}
+	op := &diskChange{Kind: "delete", TS: ts, User: user, IDs: ids, Arm: sel.arm, Instance: sel.inst}
+	if sel.ev >= 0 {
+		op.Event = p.eventUnique(sel.ev)
+	}
+	if sel.form >= 0 {
+		op.Instrument = p.forms[sel.form].name
+	}
+	s.appendChange(p, op)
 }
 
 func (s *Server) appendChange(p *project, op *diskChange) {
@@ -425,7 +508,9 @@ func (s *Server) snapshotLocked(p *project) error {
 	gen := p.gen + 1
 	d := &diskDesign{ID: p.id, Gen: gen, Title: p.title, Fields: p.fields, Instruments: p.instruments, Arms: p.arms,
 		Events: p.events, FEM: p.fem, Repeating: p.repeating, DAGs: p.dags, Surveys: p.surveys, Autonumber: p.autonumber,
-		Purpose: p.purpose, Created: p.created, NextEventID: p.nextEventID, DAGSeq: p.dagSeq}
+		Purpose: p.purpose, Created: p.created, NextEventID: p.nextEventID, DAGSeq: p.dagSeq,
+		Users: p.userList(), Roles: p.roles, Docs: p.docList(), NextDocID: p.nextDocID,
+		SurveyForms: p.surveyForms, SurveyQueue: p.surveyQueue, SurveyIDs: p.surveyIdents, Folders: p.folders}
 	werr := enc.Encode(diskLine{Design: d})
 	for _, rec := range p.sortedRecords() {
 		dr := &diskRecord{ID: rec.id}
@@ -495,7 +580,7 @@ func (s *Server) persistTokens() error {
 	s.mu.RLock()
 	dt := diskTokens{Super: s.super, Users: s.users}
 	for k, t := range s.tokens {
-		dt.Tokens = append(dt.Tokens, diskToken{Token: k, Project: t.project, Rights: t.rights, DAG: t.dag, User: t.user})
+		dt.Tokens = append(dt.Tokens, diskToken{Token: k, Project: t.project, User: t.user})
 	}
 	s.mu.RUnlock()
 	sort.Slice(dt.Tokens, func(i, j int) bool { return dt.Tokens[i].User < dt.Tokens[j].User })

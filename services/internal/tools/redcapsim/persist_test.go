@@ -1,8 +1,13 @@
 package redcapsim
 
 import (
+	"encoding/json"
 	"net/url"
+	"os"
+	"path/filepath"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -75,5 +80,40 @@ func TestPersistenceAcrossRestart(t *testing.T) {
 	u3, _ := s3.Listen("127.0.0.1:0")
 	if code, _, _ := post(t, u3, url.Values{"token": {testToken}, "content": {"version"}}); code != 200 {
 		t.Fatalf("token after restart: %d", code)
+	}
+}
+
+// TestOldDataFolderTokens: a data folder written before tokens belonged to
+// users (rights and DAG on the token, no users in the snapshot) still
+// works: each token's user is made from its rights.
+func TestOldDataFolderTokens(t *testing.T) {
+	dir := t.TempDir()
+	s, err := New(Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := s.LoadProject("testdata/projects/dag-write")
+	s.Close()
+	// Rewrite the folder the old way.
+	tokens := `{"users":1,"tokens":[{"token":"` + testToken + `","project":` + strconv.Itoa(pid) + `,"rights":{"Export":true,"Import":false,"Delete":false,"Logging":false,"Metadata":true,"DesignImport":false},"dag":"","user":"api_user_1"}]}`
+	if err := os.WriteFile(filepath.Join(dir, "tokens.json"), []byte(tokens), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	snap := filepath.Join(dir, "projects", strconv.Itoa(pid), "snapshot.jsonl")
+	b, _ := os.ReadFile(snap)
+	lines := strings.SplitN(string(b), "\n", 2)
+	var design map[string]map[string]any
+	json.Unmarshal([]byte(lines[0]), &design)
+	delete(design["design"], "users")
+	first, _ := json.Marshal(design)
+	os.WriteFile(snap, []byte(string(first)+"\n"+lines[1]), 0o644)
+
+	s2, u := startSim(t, Options{DataDir: dir})
+	e := &simEnv{t: t, s: s2, url: u, pid: pid}
+	if code, body := e.call("content", "record", "format", "csv", "fields", "record_id"); code != 200 || !strings.HasPrefix(body, "record_id") {
+		t.Fatalf("old token: %d %s", code, body)
+	}
+	if code, _ := e.call("content", "record", "format", "json", "data", `[{"record_id":"9"}]`); code != 403 {
+		t.Fatalf("the old token's missing import right: %d", code)
 	}
 }

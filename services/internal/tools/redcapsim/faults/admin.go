@@ -24,6 +24,7 @@ type State struct {
 //	                             "outage_for": "30s" sets an outage window from now
 //	DELETE /faults?project=N     clear one project's (N=0: the every-project setting)
 //	DELETE /faults               clear everything, lift IP bans, zero counters
+//	                             (the ban threshold set at start stays)
 //	DELETE /faults/bans          lift IP bans only
 func (in *Injector) AdminHandler() http.Handler {
 	mux := http.NewServeMux()

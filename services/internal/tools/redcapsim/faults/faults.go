@@ -2,7 +2,8 @@
 // misbehave the way real REDCap servers do under load: added latency, 5xx
 // answers, outages (connections closed), 200 with an empty body, an HTML page
 // or REDCap's "ran out of server memory" / MySQL texts, REDCap's permanent IP
-// ban (429), dropped records in exports, and slow bodies.
+// ban (429), dropped rows in record exports, record-ID lists that silently
+// leave records out, and slow bodies.
 //
 // Faults are set for every project (ID 0) or for one project, found from the
 // request's API token. An admin handler (GET/PUT/DELETE /faults) changes them
@@ -33,7 +34,7 @@ import (
 // DefaultBanThreshold is REDCap's default page_hit_threshold_per_minute.
 const DefaultBanThreshold = 600
 
-// Texts the real servers send (docs/redcap-api.md §1.5, §7.1).
+// Texts real REDCap servers send under load and when banning an IP.
 const (
 	MemoryText = "REDCap ran out of server memory. The request cannot be processed. Please try importing/exporting a smaller amount of data."
 	MySQLText  = "The hostname (localhost) / username (redcap) / password (XXXXXX) combination could not connect to the MySQL server. Please check their values."
@@ -66,9 +67,22 @@ type Faults struct {
 	// TruncateRate passes the call on but cuts the answer in half (a
 	// proxy or worker that died mid-answer): the JSON no longer parses.
 	TruncateRate float64 `json:"truncate_rate,omitempty"`
+	// CutRate passes the call on, then closes the connection halfway
+	// through the answer, after a Content-Length that promised all of it
+	// (a dropped connection): clients read an unexpected EOF.
+	CutRate float64 `json:"cut_rate,omitempty"`
 	// DropRate drops each row of a JSON record export with this
 	// probability (REDCap can silently lose records in big exports).
 	DropRate float64 `json:"drop_rate,omitempty"`
+	// OmitRecords leaves this many records (every row of each) out of each
+	// record-ID list answer: a JSON record export asking for one field only
+	// (the record-ID field, when the injector knows it; see
+	// SetRecordIDField), which is how clients list a project's IDs. It is
+	// the incomplete answer that must never become a deletion.
+	OmitRecords int `json:"omit_records,omitempty"`
+	// OmitAnswers limits OmitRecords to the next this many such answers
+	// (0 = every one).
+	OmitAnswers int `json:"omit_answers,omitempty"`
 
 	// Outage closes every connection without an answer. OutageFrom and
 	// OutageUntil bound it in time (zero = open-ended on that side); with
@@ -121,21 +135,21 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // Validate checks rates, statuses and sizes.
 func (f Faults) Validate() error {
 	for name, r := range map[string]float64{"error_rate": f.ErrorRate, "empty_rate": f.EmptyRate, "html_rate": f.HTMLRate,
-		"memory_rate": f.MemoryRate, "mysql_rate": f.MySQLRate, "truncate_rate": f.TruncateRate, "drop_rate": f.DropRate} {
+		"memory_rate": f.MemoryRate, "mysql_rate": f.MySQLRate, "truncate_rate": f.TruncateRate, "cut_rate": f.CutRate, "drop_rate": f.DropRate} {
 		if r < 0 || r > 1 {
 			return fmt.Errorf("%s must be between 0 and 1, got %v", name, r)
 		}
 	}
-	if s := f.ErrorRate + f.EmptyRate + f.HTMLRate + f.MemoryRate + f.MySQLRate + f.TruncateRate; s > 1.000001 {
-		return fmt.Errorf("error_rate + empty_rate + html_rate + memory_rate + mysql_rate + truncate_rate must be at most 1, got %v", s)
+	if s := f.ErrorRate + f.EmptyRate + f.HTMLRate + f.MemoryRate + f.MySQLRate + f.TruncateRate + f.CutRate; s > 1.000001 {
+		return fmt.Errorf("error_rate + empty_rate + html_rate + memory_rate + mysql_rate + truncate_rate + cut_rate must be at most 1, got %v", s)
 	}
 	for _, st := range f.ErrorStatuses {
 		if st < 400 || st > 599 {
 			return fmt.Errorf("error_statuses: %d is not an HTTP error status", st)
 		}
 	}
-	if f.Latency < 0 || f.LatencyPerRecord < 0 || f.SlowBodyBPS < 0 || f.EveryN < 0 {
-		return fmt.Errorf("latency, latency_per_record, slow_body_bps and every_n cannot be negative")
+	if f.Latency < 0 || f.LatencyPerRecord < 0 || f.SlowBodyBPS < 0 || f.EveryN < 0 || f.OmitRecords < 0 || f.OmitAnswers < 0 {
+		return fmt.Errorf("latency, latency_per_record, slow_body_bps, every_n, omit_records and omit_answers cannot be negative")
 	}
 	return nil
 }
@@ -148,12 +162,14 @@ const (
 	KindMySQL   = "mysql"
 	KindEmpty   = "empty"
 	KindTrunc   = "truncated"
+	KindCut     = "cut"
 	KindOutage  = "outage"
 	KindBan     = "ban"
 	KindDropped = "dropped_rows"
+	KindOmitted = "omitted_records" // records left out of record-ID lists
 )
 
-var answerKinds = []string{KindError, KindHTML, KindMemory, KindMySQL, KindEmpty, KindTrunc}
+var answerKinds = []string{KindError, KindHTML, KindMemory, KindMySQL, KindEmpty, KindTrunc, KindCut}
 
 func (f *Faults) rate(kind string) float64 {
 	switch kind {
@@ -169,6 +185,8 @@ func (f *Faults) rate(kind string) float64 {
 		return f.EmptyRate
 	case KindTrunc:
 		return f.TruncateRate
+	case KindCut:
+		return f.CutRate
 	}
 	return 0
 }
@@ -196,10 +214,11 @@ func (f *Faults) outageAt(now time.Time) bool {
 
 // scope is one Faults setting with its own random source and call count.
 type scope struct {
-	f     Faults
-	mu    sync.Mutex
-	rng   *rand.Rand
-	calls int64
+	f        Faults
+	mu       sync.Mutex
+	rng      *rand.Rand
+	calls    int64
+	omitLeft int // answers still to cut when OmitAnswers > 0
 }
 
 func newScope(f Faults) *scope {
@@ -208,7 +227,7 @@ func newScope(f Faults) *scope {
 		seed = uint64(time.Now().UnixNano())
 	}
 	f.ErrorStatuses = append([]int(nil), f.ErrorStatuses...)
-	return &scope{f: f, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+	return &scope{f: f, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), omitLeft: f.OmitAnswers}
 }
 
 // decide picks this call's answer fault ("" = none) and error status.
@@ -254,6 +273,29 @@ func (s *scope) decide() (kind string, status int) {
 	return "", 0
 }
 
+// omitPlan says how many records to leave out of this record-ID list
+// answer, counting it against OmitAnswers.
+func (s *scope) omitPlan() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f.OmitRecords == 0 {
+		return 0
+	}
+	if s.f.OmitAnswers > 0 {
+		if s.omitLeft == 0 {
+			return 0
+		}
+		s.omitLeft--
+	}
+	return s.f.OmitRecords
+}
+
+func (s *scope) intn(n int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rng.IntN(n)
+}
+
 func (s *scope) drop() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -264,7 +306,9 @@ func (s *scope) drop() bool {
 type Injector struct {
 	next      http.Handler
 	projectOf func(token string) (int, bool)
+	idFieldOf func(token string) (string, bool)
 	now       func() time.Time
+	banBase   atomic.Int64 // the ban threshold when no setting names one
 
 	mu     sync.RWMutex
 	scopes map[int]*scope // 0 = every project
@@ -281,8 +325,30 @@ type Injector struct {
 // New wraps next. projectOf maps an API token to its project (nil: only the
 // every-project setting applies).
 func New(next http.Handler, projectOf func(token string) (int, bool)) *Injector {
-	return &Injector{next: next, projectOf: projectOf, now: time.Now, scopes: map[int]*scope{},
+	in := &Injector{next: next, projectOf: projectOf, now: time.Now, scopes: map[int]*scope{},
 		hits: map[string][]time.Time{}, banned: map[string]time.Time{}, stats: map[string]int64{}}
+	in.banBase.Store(DefaultBanThreshold)
+	return in
+}
+
+// SetBanDefault sets the ban threshold that applies while the every-project
+// setting names none (BanThreshold 0): the one the server was started with.
+// Reset, Clear(0) and DELETE /faults keep it. 0 means DefaultBanThreshold;
+// negative turns the ban off.
+func (in *Injector) SetBanDefault(threshold int) {
+	if threshold == 0 {
+		threshold = DefaultBanThreshold
+	}
+	in.banBase.Store(int64(threshold))
+}
+
+// SetRecordIDField tells the injector each token's record-ID field, so that
+// OmitRecords cuts only record-ID lists (without it, any one-field JSON
+// record export counts as one).
+func (in *Injector) SetRecordIDField(idFieldOf func(token string) (string, bool)) {
+	in.mu.Lock()
+	in.idFieldOf = idFieldOf
+	in.mu.Unlock()
 }
 
 // Set replaces the faults of a project (0 = every project without its own).
@@ -436,7 +502,7 @@ func (in *Injector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	in.mu.RLock()
 	global := in.scopes[0]
 	in.mu.RUnlock()
-	threshold := DefaultBanThreshold
+	threshold := int(in.banBase.Load())
 	if global != nil && global.f.BanThreshold != 0 {
 		threshold = global.f.BanThreshold
 	}
@@ -511,13 +577,27 @@ func (in *Injector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &recorder{header: http.Header{}, status: http.StatusOK}
 	in.next.ServeHTTP(rec, r)
 	if kind == KindEmpty {
+		// The server failed before it wrote anything of the answer: PHP's
+		// default header, no body (not the answer's own headers, which
+		// would name a file that never came).
 		in.count(KindEmpty, 1)
-		copyHeader(w.Header(), rec.header)
-		w.Header().Del("Content-Length")
+		w.Header().Set("Content-Type", "text/html; charset=UTF-8")
 		w.WriteHeader(http.StatusOK)
 		return
 	}
 	out := rec.buf.Bytes()
+	if kind == KindCut {
+		in.count(KindCut, 1)
+		copyHeader(w.Header(), rec.header)
+		w.Header().Set("Content-Length", strconv.Itoa(len(out)))
+		w.WriteHeader(rec.status)
+		w.Write(out[:len(out)/2])
+		if fl, ok := w.(http.Flusher); ok {
+			fl.Flush()
+		}
+		hangUp(w)
+		return
+	}
 	if kind == KindTrunc {
 		in.count(KindTrunc, 1)
 		out = out[:len(out)/2]
@@ -527,6 +607,15 @@ func (in *Injector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out, dropped = dropRows(out, sc.drop)
 		if dropped > 0 {
 			in.count(KindDropped, dropped)
+		}
+	}
+	if f.OmitRecords > 0 && rec.status == http.StatusOK && kind != KindTrunc {
+		if field, ok := in.recordIDList(form); ok {
+			if n := sc.omitPlan(); n > 0 {
+				var omitted int64
+				out, omitted = omitRecords(out, field, n, sc.intn)
+				in.count(KindOmitted, omitted)
+			}
 		}
 	}
 	if f.LatencyPerRecord > 0 {
@@ -735,6 +824,83 @@ func countRows(b []byte) int {
 func isRecordExport(form url.Values) bool {
 	return form.Get("content") == "record" && form.Get("data") == "" && form.Get("action") == "" &&
 		strings.EqualFold(form.Get("format"), "json")
+}
+
+// recordIDList reports whether a call asks for a record-ID list: a JSON
+// record export naming exactly one field (the token's record-ID field when
+// the injector knows it), and which field that is.
+func (in *Injector) recordIDList(form url.Values) (string, bool) {
+	if !isRecordExport(form) {
+		return "", false
+	}
+	var fields []string
+	for k, vs := range form {
+		if k == "fields" || strings.HasPrefix(k, "fields[") {
+			for _, v := range vs {
+				for _, f := range strings.Split(v, ",") {
+					if f = strings.TrimSpace(f); f != "" {
+						fields = append(fields, f)
+					}
+				}
+			}
+		}
+	}
+	if len(fields) != 1 {
+		return "", false
+	}
+	in.mu.RLock()
+	idFieldOf := in.idFieldOf
+	in.mu.RUnlock()
+	if idFieldOf != nil {
+		if id, ok := idFieldOf(form.Get("token")); ok && id != fields[0] {
+			return "", false
+		}
+	}
+	return fields[0], true
+}
+
+// omitRecords leaves n records (every row whose field holds one of n
+// distinct values, picked at random) out of a JSON array of rows.
+func omitRecords(body []byte, field string, n int, intn func(int) int) ([]byte, int64) {
+	var rows []json.RawMessage
+	if err := json.Unmarshal(body, &rows); err != nil || len(rows) == 0 {
+		return body, 0
+	}
+	ids := make([]string, len(rows))
+	var distinct []string
+	seen := map[string]bool{}
+	for i, r := range rows {
+		var m map[string]any
+		if json.Unmarshal(r, &m) != nil {
+			return body, 0
+		}
+		v, ok := m[field]
+		if !ok {
+			return body, 0 // not a list of that field after all
+		}
+		id := fmt.Sprint(v)
+		ids[i] = id
+		if !seen[id] {
+			seen[id] = true
+			distinct = append(distinct, id)
+		}
+	}
+	n = min(n, len(distinct))
+	omit := map[string]bool{}
+	for len(omit) < n {
+		omit[distinct[intn(len(distinct))]] = true
+	}
+	kept := rows[:0]
+	for i, r := range rows {
+		if !omit[ids[i]] {
+			kept = append(kept, r)
+		}
+	}
+	out, err := json.Marshal(kept)
+	if err != nil {
+		return body, 0
+	}
+	return out, int64(n)
 }
 
 // dropRows removes rows of a JSON array for which drop() is true.

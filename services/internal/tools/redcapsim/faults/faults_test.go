@@ -365,3 +365,90 @@ func TestAdminHandler(t *testing.T) {
 		t.Fatal("after reset", st, err)
 	}
 }
+
+// idList asks for a record-ID list (fields=record_id) of the given records.
+func (f *fixture) idList(t *testing.T, token string, field string, records ...string) []string {
+	t.Helper()
+	v := url.Values{"token": {token}, "content": {"record"}, "format": {"json"}, "fields[0]": {field}}
+	for i, r := range records {
+		v.Set(fmt.Sprintf("records[%d]", i), r)
+	}
+	resp, err := f.hc.PostForm(f.url, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var rows []map[string]string
+	if err := json.NewDecoder(resp.Body).Decode(&rows); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, r := range rows {
+		ids = append(ids, r["record_id"])
+	}
+	return ids
+}
+
+func TestOmitRecordsFromIDLists(t *testing.T) {
+	f := start(t)
+	if err := f.in.Set(1, Faults{OmitRecords: 2, OmitAnswers: 2, Seed: 7}); err != nil {
+		t.Fatal(err)
+	}
+	all := []string{"1", "2", "3", "4", "5"}
+	for i := 0; i < 2; i++ {
+		if got := f.idList(t, "AAAA", "record_id", all...); len(got) != 3 {
+			t.Fatalf("answer %d: %v, want 3 of 5 records", i+1, got)
+		}
+	}
+	if got := f.idList(t, "AAAA", "record_id", all...); len(got) != 5 {
+		t.Fatalf("after omit_answers: %v", got)
+	}
+	// Other projects and full exports are untouched.
+	if got := f.idList(t, "BBBB", "record_id", all...); len(got) != 5 {
+		t.Fatalf("project 2: %v", got)
+	}
+	f.in.Set(1, Faults{OmitRecords: 1})
+	if st, body, _ := f.call(t, "AAAA", all...); st != 200 || strings.Count(body, "record_id") != 5 {
+		t.Fatalf("a full record export lost rows: %s", body)
+	}
+	if f.in.Stats()[KindOmitted] != 4 {
+		t.Fatalf("stats %v", f.in.Stats())
+	}
+	// With the record-ID field known, a one-field export of another field
+	// is not an ID list.
+	f.in.SetRecordIDField(func(string) (string, bool) { return "study_id", true })
+	if got := f.idList(t, "AAAA", "record_id", all...); len(got) != 5 {
+		t.Fatalf("not the ID field: %v", got)
+	}
+	if err := (Faults{OmitRecords: -1}).Validate(); err == nil {
+		t.Fatal("negative omit_records accepted")
+	}
+}
+
+// TestResetKeepsStartupBan: DELETE /faults clears faults but keeps the ban
+// setting the server was started with (here: off).
+func TestResetKeepsStartupBan(t *testing.T) {
+	f := start(t)
+	f.in.SetBanDefault(-1)
+	f.in.Set(0, Faults{ErrorRate: 0})
+	admin := httptest.NewServer(f.in.AdminHandler())
+	defer admin.Close()
+	req, _ := http.NewRequest(http.MethodDelete, admin.URL+"/faults", nil)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 204 {
+		t.Fatal(resp, err)
+	}
+	for i := 0; i < DefaultBanThreshold+5; i++ {
+		if st, _, err := f.call(t, "AAAA"); err != nil || st != 200 {
+			t.Fatalf("call %d after DELETE /faults: %d %v (ban re-armed)", i+1, st, err)
+		}
+	}
+	// A threshold set at start is kept too, and a setting still overrides it.
+	f.in.SetBanDefault(3)
+	f.in.Reset()
+	for i := 0; i < 3; i++ {
+		f.call(t, "AAAA")
+	}
+	if st, _, _ := f.call(t, "AAAA"); st != 429 {
+		t.Fatalf("startup threshold 3 not kept: %d", st)
+	}
+}

@@ -31,11 +31,23 @@ type Project struct {
 	FEM           []messages.FormEvent
 	Repeating     []messages.RepeatingForm
 	DAGs          []messages.DAG
+	// SurveyForms are the instruments enabled as surveys
+	// (redcap:SurveysGroup); SurveyQueue is set when the project has a
+	// survey queue (redcap:SurveysQueueGroup).
+	SurveyForms []Survey
+	SurveyQueue bool
 	// Rows are flat raw rows keyed by export column names, plus
 	// redcap_event_name, redcap_repeat_instrument, redcap_repeat_instance and
 	// redcap_data_access_group where they apply. Checkbox columns hold "1"
 	// or "0"; file fields hold the document name.
 	Rows []messages.Row
+}
+
+// Survey is one survey-enabled instrument.
+type Survey struct {
+	Form          string `json:"form"`
+	Title         string `json:"title,omitempty"`
+	SaveAndReturn bool   `json:"save_and_return,omitempty"` // "Save & Return Later" (return codes)
 }
 
 type xODM struct {
@@ -66,6 +78,15 @@ type xGlobal struct {
 	RepeatingEvents []struct {
 		Event string `xml:"UniqueEventName,attr"`
 	} `xml:"RepeatingInstrumentsAndEvents>RepeatingEvents>RepeatingEvent"`
+	SurveyDefs []struct {
+		Form       string `xml:"form_name,attr"`
+		Title      string `xml:"title,attr"`
+		Enabled    string `xml:"survey_enabled,attr"`
+		SaveReturn string `xml:"save_and_return,attr"`
+	} `xml:"SurveysGroup>Surveys"`
+	Queue []struct {
+		SurveyID string `xml:"survey_id,attr"`
+	} `xml:"SurveysQueueGroup>SurveysQueue"`
 }
 
 type xMeta struct {
@@ -208,6 +229,13 @@ func Parse(r io.Reader) (*Project, error) {
 		Version:       x.SourceSystemVersion,
 	}
 	p.Purpose, _ = strconv.Atoi(g.Purpose)
+	for _, sv := range g.SurveyDefs {
+		if sv.Enabled == "0" || sv.Form == "" {
+			continue
+		}
+		p.SurveyForms = append(p.SurveyForms, Survey{Form: sv.Form, Title: sv.Title, SaveAndReturn: sv.SaveReturn == "1"})
+	}
+	p.SurveyQueue = len(g.Queue) > 0
 	for _, d := range g.DAGs {
 		p.DAGs = append(p.DAGs, messages.DAG{Name: d.Name, Unique: UniqueDAGName(d.Name)})
 	}
@@ -500,6 +528,16 @@ func Write(w io.Writer, p *Project, withData bool, asOf string) error {
 			b.WriteString("\t\t</redcap:RepeatingEvents>\n")
 		}
 		b.WriteString("\t</redcap:RepeatingInstrumentsAndEvents>\n")
+	}
+	if len(p.SurveyForms) > 0 {
+		b.WriteString("\t<redcap:SurveysGroup>\n")
+		for _, sv := range p.SurveyForms {
+			fmt.Fprintf(&b, "\t\t<redcap:Surveys form_name=\"%s\" title=\"%s\" survey_enabled=\"1\" save_and_return=\"%s\"/>\n", esc(sv.Form), esc(sv.Title), b01(sv.SaveAndReturn))
+		}
+		b.WriteString("\t</redcap:SurveysGroup>\n")
+	}
+	if p.SurveyQueue && len(p.SurveyForms) > 0 {
+		fmt.Fprintf(&b, "\t<redcap:SurveysQueueGroup>\n\t\t<redcap:SurveysQueue survey_form=\"%s\" active=\"1\"/>\n\t</redcap:SurveysQueueGroup>\n", esc(p.SurveyForms[0].Form))
 	}
 	if len(p.DAGs) > 0 {
 		b.WriteString("\t<redcap:DataAccessGroupsGroup>\n")

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,9 +39,12 @@ type Options struct {
 	// full-rights token derived from its folder name (stable across runs).
 	IssueTokens bool
 	Version     string // REDCap version reported ("" = the simulator's default)
-	Faults      faults.Faults
-	Logger      *slog.Logger
-	Out         io.Writer // where the project list is printed
+	// SuperToken (64 letters and digits) allows project creation through
+	// content=project and content=version with a super token.
+	SuperToken string
+	Faults     faults.Faults
+	Logger     *slog.Logger
+	Out        io.Writer // where the project list is printed
 	// Ready, if set, receives the API URL once serving (tests).
 	Ready func(apiURL, adminURL string)
 }
@@ -53,6 +57,8 @@ type Project struct {
 	Tokens []string `json:"tokens,omitempty"`
 	Issued bool     `json:"issued,omitempty"` // the token was made up by relay sim
 }
+
+var superTokenRE = regexp.MustCompile(`^[A-Za-z0-9]+$`)
 
 // manifestName sits in the data dir next to the simulator's own files so
 // that a restart can list the projects it reloads.
@@ -80,8 +86,16 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	if o.SuperToken != "" {
+		if len(o.SuperToken) != 64 || !superTokenRE.MatchString(o.SuperToken) {
+			return errors.New("the super token must be 64 letters and digits (REDCap's super API tokens are 64 characters)")
+		}
+		sim.SetSuperToken(o.SuperToken)
+	}
 
 	inj := faults.New(sim.Handler(), sim.ProjectIDForToken)
+	inj.SetBanDefault(o.Faults.BanThreshold)
+	inj.SetRecordIDField(sim.RecordIDFieldForToken)
 	if err := inj.Set(0, o.Faults); err != nil {
 		return fmt.Errorf("faults: %w", err)
 	}
@@ -100,7 +114,11 @@ func Run(ctx context.Context, o Options) error {
 		if err != nil {
 			return fmt.Errorf("listen on %s (fault admin): %w", o.Admin, err)
 		}
-		admin := &http.Server{Handler: inj.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		mux := http.NewServeMux()
+		mux.Handle("/faults", inj.AdminHandler())
+		mux.Handle("/faults/", inj.AdminHandler())
+		mux.Handle("/sim/", sim.AdminHandler())
+		admin := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go admin.Serve(aln)
 		defer admin.Close()
 		adminURL = "http://" + aln.Addr().String() + "/faults"
@@ -108,6 +126,9 @@ func Run(ctx context.Context, o Options) error {
 
 	fillTitles(ctx, apiURL, projects)
 	printProjects(o.Out, apiURL, adminURL, projects, o.Faults)
+	if o.SuperToken != "" {
+		fmt.Fprintln(o.Out, "super token:      set (content=project creates projects; the token is not printed)")
+	}
 	o.Logger.Info("redcap simulator serving", "url", apiURL, "admin", adminURL, "projects", len(projects))
 	if o.Ready != nil {
 		o.Ready(apiURL, adminURL)
@@ -273,6 +294,7 @@ func printProjects(w io.Writer, apiURL, adminURL string, ps []Project, f faults.
 	fmt.Fprintf(w, "REDCap simulator: %s\n", apiURL)
 	if adminURL != "" {
 		fmt.Fprintf(w, "fault admin:      %s  (GET/PUT/DELETE, ?project=N)\n", adminURL)
+		fmt.Fprintf(w, "simulator admin:  %s  (POST ?project=N&record=R: change values without a change-log entry)\n", strings.TrimSuffix(adminURL, "/faults")+"/sim/silent-values")
 	}
 	if b, _ := json.Marshal(f); string(b) != "{}" {
 		fmt.Fprintf(w, "faults:           %s\n", b)

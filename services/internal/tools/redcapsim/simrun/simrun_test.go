@@ -157,3 +157,71 @@ func TestRunRejectsBadInput(t *testing.T) {
 		t.Fatalf("bad faults: %v", err)
 	}
 }
+
+// TestRunKeepsBanOffAfterDelete: started with the ban off (relay sim
+// --ban-threshold 0), DELETE /faults must not re-arm REDCap's IP ban; and
+// the omit_records fault, set through the admin API for one project, cuts
+// only that project's record-ID lists.
+func TestRunKeepsBanOffAfterDelete(t *testing.T) {
+	api, admin, _, stop := start(t, Options{ProjectsDir: writeProjects(t), IssueTokens: true,
+		Faults: faults.Faults{BanThreshold: -1}})
+	defer stop()
+	req, _ := http.NewRequest(http.MethodDelete, admin, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatal(resp, err)
+	}
+	resp.Body.Close()
+	alpha, _ := redcap.New(redcap.Options{Site: "alpha", URL: api, Token: "ABCDEF0123456789ABCDEF0123456789", CallsPerMinute: -1})
+	for i := 0; i < faults.DefaultBanThreshold+10; i++ {
+		if _, err := alpha.ExportVersion(context.Background()); err != nil {
+			t.Fatalf("call %d after DELETE /faults: %v", i+1, err)
+		}
+	}
+	req, _ = http.NewRequest(http.MethodPut, admin+"?project=1", strings.NewReader(`{"omit_records":1,"omit_answers":1}`))
+	if resp, err = http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatal(resp, err)
+	}
+	resp.Body.Close()
+	ids, err := alpha.ExportRecordIDs(context.Background(), "record_id", time.Time{})
+	if err != nil || len(ids) != 1 {
+		t.Fatalf("first ID list: %v %v, want one of the two records", ids, err)
+	}
+	if ids, err = alpha.ExportRecordIDs(context.Background(), "record_id", time.Time{}); err != nil || strings.Join(ids, ",") != "1,2" {
+		t.Fatalf("second ID list: %v %v", ids, err)
+	}
+	rows, err := alpha.ExportRecords(context.Background(), redcap.ExportParams{})
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("full export: %d rows %v", len(rows), err)
+	}
+}
+
+// TestRunSuperToken: with a super token, clients create projects through
+// content=project (the answer is exactly the new token); the token is never
+// printed; a malformed one is refused at start.
+func TestRunSuperToken(t *testing.T) {
+	super := strings.Repeat("5A", 32)
+	api, _, out, stop := start(t, Options{SuperToken: super})
+	defer stop()
+	if strings.Contains(out.String(), super) || !strings.Contains(out.String(), "super token:") {
+		t.Fatalf("output:\n%s", out.String())
+	}
+	resp, err := http.PostForm(api, map[string][]string{"token": {super}, "content": {"project"}, "format": {"xml"},
+		"data": {`<?xml version="1.0" encoding="UTF-8" ?><item><project_title>New</project_title><purpose>0</purpose></item>`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(tok) != 32 {
+		t.Fatalf("create: %d %q", resp.StatusCode, tok)
+	}
+	c, _ := redcap.New(redcap.Options{Site: "new", URL: api, Token: string(tok), CallsPerMinute: -1})
+	if info, err := c.ExportProjectInfo(context.Background()); err != nil || info.ProjectTitle != "New" {
+		t.Fatalf("new project: %+v %v", info, err)
+	}
+	err = Run(context.Background(), Options{Listen: "127.0.0.1:0", SuperToken: "short", Out: io.Discard})
+	if err == nil || !strings.Contains(err.Error(), "64") {
+		t.Fatalf("short super token: %v", err)
+	}
+}

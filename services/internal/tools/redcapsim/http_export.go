@@ -3,6 +3,7 @@ package redcapsim
 import (
 	"bufio"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -50,7 +51,7 @@ func (p *project) selectColumns(fields, forms []string) ([]int, error) {
 			}
 			continue
 		}
-		if c, ok := p.colByName[f]; ok {
+		if c, ok := p.colByName[f]; ok && p.cols[c].kind != colSurveyTS {
 			dataFields++
 			want[c] = true
 			continue
@@ -93,6 +94,30 @@ func quoteList(vals []string) string {
 	return strings.Join(q, ", ")
 }
 
+// surveyColumns adds the <form>_timestamp columns of the survey forms the
+// selection touches (exportSurveyFields=true), or drops every one of them.
+func (p *project) surveyColumns(cols []int, with bool) []int {
+	touched := make([]bool, len(p.forms))
+	out := cols[:0:0]
+	for _, ci := range cols {
+		if p.cols[ci].kind == colSurveyTS {
+			continue
+		}
+		touched[p.cols[ci].form] = true
+		out = append(out, ci)
+	}
+	if !with {
+		return out
+	}
+	for fi, sv := range p.surveyOf {
+		if sv != nil && touched[fi] {
+			out = append(out, p.colByName[p.forms[fi].name+"_timestamp"])
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // parseRangeTime parses dateRangeBegin/End: Y-M-D with an optional H:M or
 // H:M:S, "-" or "/", space or T. ok is false when it cannot be parsed.
 func parseRangeTime(s string, end bool, loc *time.Location) (time.Time, bool) {
@@ -113,9 +138,17 @@ func parseRangeTime(s string, end bool, loc *time.Location) (time.Time, bool) {
 func (c *call) resolveExport() (*exportSpec, error) {
 	p := c.proj
 	q := c.p
-	cols, err := p.selectColumns(q.array("fields", true), q.array("forms", true))
+	if c.acc.noExport(p.forms) {
+		return nil, errNoAccessExport
+	}
+	fields := q.array("fields", true)
+	cols, err := p.selectColumns(fields, q.array("forms", true))
 	if err != nil {
 		return nil, err
+	}
+	cols = p.surveyColumns(cols, p.surveys && q.boolean("exportSurveyFields"))
+	if cols = p.exportableColumns(c.acc, cols); len(cols) == 0 {
+		return nil, errorf(400, "The API request cannot complete because all the fields you have specified are fields that your data export rights do not allow you to export.")
 	}
 	spec := &exportSpec{
 		cols:          cols,
@@ -130,6 +163,9 @@ func (c *call) resolveExport() (*exportSpec, error) {
 	}
 	dag := c.dagIndex()
 	spec.withDAG = q.boolean("exportDataAccessGroups") && len(p.dags) > 0 && dag < 0
+	if spec.withDAG && !c.acc.can("data_access_groups") {
+		return nil, needBoth("API Export", "Data Access Groups")
+	}
 	if p.longitudinal {
 		if evs := q.array("events", true); len(evs) > 0 {
 			spec.events = make([]bool, p.numEvents())
@@ -216,20 +252,11 @@ func (c *call) dateRangeSet() map[string]bool {
 	out := map[string]bool{}
 	for i := range c.proj.log {
 		l := &c.proj.log[i]
-		if l.kind == logData && l.ts >= bu && l.ts <= eu {
+		if l.isRecordChange() && l.ts >= bu && l.ts <= eu {
 			out[l.record] = true
 		}
 	}
 	return out
-}
-
-func sortRecords(recs []*record) {
-	// insertion-friendly: requests are small
-	for i := 1; i < len(recs); i++ {
-		for j := i; j > 0 && lessRecordID(recs[j].id, recs[j-1].id); j-- {
-			recs[j], recs[j-1] = recs[j-1], recs[j]
-		}
-	}
 }
 
 // header returns the output column names.
@@ -273,6 +300,8 @@ func (p *project) headerName(spec *exportSpec, ci int) string {
 	switch col.kind {
 	case colComplete:
 		return "Complete?"
+	case colSurveyTS:
+		return "Survey Timestamp"
 	case colCheckbox:
 		return p.finfo[col.field].FieldLabel + " (choice=" + col.label + ")"
 	}
@@ -290,6 +319,10 @@ func (p *project) cellValue(spec *exportSpec, rec *record, r *row, ci int) strin
 	}
 	v := r.cell(ci)
 	switch col.kind {
+	case colSurveyTS:
+		return v
+	case colFile:
+		return p.docName(v) // flat exports give the file name (EAV the doc_id)
 	case colCheckbox:
 		checked := v == "1"
 		if spec.label {
@@ -448,7 +481,7 @@ func (p *project) writeFlatJSON(bw *bufio.Writer, spec *exportSpec) int64 {
 				field(p.dagValue(spec, rec))
 			}
 			if spec.withSurvey {
-				field("")
+				field(p.surveyIdents[rec.id])
 			}
 			for _, ci := range spec.cols[start:] {
 				field(p.cellValue(spec, rec, r, ci))
@@ -484,7 +517,7 @@ func (p *project) flatCells(spec *exportSpec, rec *record, r *row, out []string)
 		out = append(out, p.dagValue(spec, rec))
 	}
 	if spec.withSurvey {
-		out = append(out, "")
+		out = append(out, p.surveyIdents[rec.id])
 	}
 	for _, ci := range spec.cols[start:] {
 		out = append(out, p.cellValue(spec, rec, r, ci))
@@ -598,6 +631,8 @@ func (p *project) eavRows(spec *exportSpec, fn func(eavRow)) {
 				case colComplete:
 					e.field = col.name
 					e.value = p.cellValue(spec, rec, r, ci)
+				case colFile:
+					e.field, e.value = col.name, v // EAV exports give the doc_id
 				default:
 					e.field = col.name
 					e.value = p.cellValue(spec, rec, r, ci)

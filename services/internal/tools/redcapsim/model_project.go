@@ -1,15 +1,17 @@
 package redcapsim
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/redcap-relay/relay/messages"
+	"github.com/redcap-relay/relay/services/internal/tools/redcapsim/odm"
 )
 
 // Column kinds of the storage layout.
@@ -17,6 +19,8 @@ const (
 	colPlain    = iota // one field, one cell
 	colCheckbox        // one checkbox choice (field___code)
 	colComplete        // <form>_complete
+	colFile            // a file-upload or signature field: the cell holds the doc_id
+	colSurveyTS        // <form>_timestamp of a survey: only with exportSurveyFields
 )
 
 type column struct {
@@ -46,91 +50,6 @@ type formInfo struct {
 	completeCol int
 }
 
-// row is one record × event × repeat instance. Cells are packed into one
-// string with end offsets, which keeps a million records in a few hundred MB.
-type row struct {
-	ev   int16 // event index (0 in classic projects)
-	rep  int16 // form index of a repeating instrument; repNone; repEvent
-	inst int32 // 0 on non-repeating rows
-	data string
-	offs []uint32 // end offset of each cell
-}
-
-const (
-	repNone  = -1
-	repEvent = -2
-)
-
-func (r *row) cell(i int) string {
-	var start uint32
-	if i > 0 {
-		start = r.offs[i-1]
-	}
-	return r.data[start:r.offs[i]]
-}
-
-func (r *row) cells(n int) []string {
-	out := make([]string, n)
-	if r.offs == nil {
-		return out
-	}
-	for i := 0; i < n && i < len(r.offs); i++ {
-		out[i] = r.cell(i)
-	}
-	return out
-}
-
-func packRow(vals []string) (string, []uint32) {
-	n := 0
-	for _, v := range vals {
-		n += len(v)
-	}
-	var b strings.Builder
-	b.Grow(n)
-	offs := make([]uint32, len(vals))
-	for i, v := range vals {
-		b.WriteString(v)
-		offs[i] = uint32(b.Len())
-	}
-	return b.String(), offs
-}
-
-type record struct {
-	id   string
-	dag  int // index into project.dags, -1 none
-	rows []row
-}
-
-func (r *record) findRow(ev, rep, inst int) int {
-	for i := range r.rows {
-		if int(r.rows[i].ev) == ev && int(r.rows[i].rep) == rep && int(r.rows[i].inst) == inst {
-			return i
-		}
-	}
-	return -1
-}
-
-func (r *record) sortRows() {
-	sort.SliceStable(r.rows, func(i, j int) bool {
-		a, b := r.rows[i], r.rows[j]
-		if a.ev != b.ev {
-			return a.ev < b.ev
-		}
-		// The non-repeating row first, then instruments in form order, then instance.
-		ar, br := a.rep, b.rep
-		if ar == repNone {
-			ar = -100
-		}
-		if br == repNone {
-			br = -100
-		}
-		if ar != br {
-			return ar < br
-		}
-		return a.inst < b.inst
-	})
-}
-
 type logEntry struct {
 	ts      int64 // unix seconds
 	user    string
@@ -145,7 +64,16 @@ const (
 	logExport
 	logManage
 	logDelete
+	logRename // a record renamed: a data change of the new name
+	logFile   // a file uploaded to or deleted from a record's field
+	logUser   // a user or role created, updated or deleted
 )
+
+// isRecordChange: the entry created or changed a record (what dateRangeBegin
+// and logtype=record see).
+func (l *logEntry) isRecordChange() bool {
+	return l.kind == logData || l.kind == logRename || l.kind == logFile
+}
 
 // project is one simulated REDCap project.
 type project struct {
@@ -187,11 +115,25 @@ type project struct {
 	dagByName   map[string]int
 	armFirstEv  map[int]int // arm number -> first event index
 
+	docs      map[int]*doc // stored files by doc_id (store_files.go)
+	nextDocID int
+	folders   []*repoFolder // File Repository folders
+
+	surveyForms  []survey          // survey-enabled instruments
+	surveyQueue  bool              // the project has a survey queue
+	surveyIdents map[string]string // record -> participant identifier (redcap_survey_identifier)
+	surveyOf     []*survey         // [form]: its survey, derived
+
+	users map[string]*user // by username
+	roles []*role          // in creation order
+
 	records map[string]*record
-	order   []*record
-	sorted  bool
+	order   recordOrder // maintained on every change (store_order.go)
 	log     []logEntry
 }
+
+// survey is one survey-enabled instrument.
+type survey = odm.Survey
 
 var uniqueNameRE = regexp.MustCompile(`[^a-z0-9_]+`)
 
@@ -351,9 +293,25 @@ func (p *project) rebuild() error {
 	for i := range p.finfo {
 		byForm[p.finfo[i].form] = append(byForm[p.finfo[i].form], i)
 	}
+	p.surveyOf = make([]*survey, len(p.forms))
+	for i := range p.surveyForms {
+		if fi, ok := p.formByName[p.surveyForms[i].Form]; ok && p.surveys {
+			p.surveyOf[fi] = &p.surveyForms[i]
+		}
+	}
 	// Dictionary order decides the form order of columns when the
 	// instruments list is absent; otherwise the instrument order does.
+	// A survey's <form>_timestamp column comes before its first field
+	// (after the record ID on the first instrument).
+	addTS := func(fi int) error {
+		return add(column{name: p.forms[fi].name + "_timestamp", field: -1, form: fi, kind: colSurveyTS})
+	}
 	for fi := range p.forms {
+		if p.surveyOf[fi] != nil && fi > 0 {
+			if err := addTS(fi); err != nil {
+				return err
+			}
+		}
 		for _, i := range byForm[fi] {
 			info := &p.finfo[i]
 			switch info.FieldType {
@@ -368,11 +326,20 @@ func (p *project) rebuild() error {
 				}
 			default:
 				info.cols = append(info.cols, len(p.cols))
-				if err := add(column{name: info.FieldName, field: i, form: fi, kind: colPlain}); err != nil {
+				kind := colPlain
+				if info.FieldType == "file" {
+					kind = colFile
+				}
+				if err := add(column{name: info.FieldName, field: i, form: fi, kind: kind}); err != nil {
 					return err
 				}
 			}
 			p.forms[fi].fields = append(p.forms[fi].fields, i)
+			if fi == 0 && i == 0 && p.surveyOf[0] != nil {
+				if err := addTS(0); err != nil {
+					return err
+				}
+			}
 		}
 		p.forms[fi].completeCol = len(p.cols)
 		if err := add(column{name: p.forms[fi].name + "_complete", field: -1, form: fi, kind: colComplete}); err != nil {
@@ -460,10 +427,30 @@ func (p *project) rebuild() error {
 	if p.records == nil {
 		p.records = map[string]*record{}
 	}
+	if p.users == nil {
+		p.users = map[string]*user{}
+	}
+	if p.docs == nil {
+		p.docs = map[int]*doc{}
+	}
+	if p.surveyIdents == nil {
+		p.surveyIdents = map[string]string{}
+	}
 	if p.dagSeq == nil {
 		p.dagSeq = map[int]int{}
 	}
 	return nil
+}
+
+// dagIndexOf finds a unique DAG name (-1 for "" or unknown). Callers hold p.mu.
+func (p *project) dagIndexOf(unique string) int {
+	if unique == "" {
+		return -1
+	}
+	if i, ok := p.dagByName[unique]; ok {
+		return i
+	}
+	return -1
 }
 
 func (p *project) recordIDField() string { return p.fields[0].FieldName }
@@ -512,76 +499,92 @@ func (p *project) applies(form int, r *row) bool {
 	}
 }
 
-// sortedRecords returns the records in export order: numeric IDs
-// numerically, then the others (DAG-prefixed IDs by prefix and number).
-func (p *project) sortedRecords() []*record {
-	if !p.sorted {
-		p.order = p.order[:0]
-		for _, r := range p.records {
-			p.order = append(p.order, r)
+func (p *project) info() (header []string, vals []string, ints map[string]bool) {
+	b := func(v bool) string {
+		if v {
+			return "1"
 		}
-		sort.Slice(p.order, func(i, j int) bool { return lessRecordID(p.order[i].id, p.order[j].id) })
-		p.sorted = true
+		return "0"
 	}
-	return p.order
+	ct := p.created.Format("2006-01-02 15:04:05")
+	kv := [][2]string{
+		{"project_id", strconv.Itoa(p.id)}, {"project_title", p.title}, {"creation_time", ct},
+		{"production_time", ""}, {"in_production", "0"}, {"project_language", "English"},
+		{"purpose", strconv.Itoa(p.purpose)}, {"purpose_other", ""}, {"project_notes", ""},
+		{"custom_record_label", ""}, {"secondary_unique_field", ""},
+		{"is_longitudinal", b(p.longitudinal)}, {"has_repeating_instruments_or_events", b(p.hasRepeat)},
+		{"surveys_enabled", b(p.surveys)}, {"scheduling_enabled", "0"},
+		{"record_autonumbering_enabled", b(p.autonumber)}, {"randomization_enabled", "0"},
+		{"ddp_enabled", "0"}, {"project_irb_number", ""}, {"project_grant_number", ""},
+		{"project_pi_firstname", ""}, {"project_pi_lastname", ""}, {"display_today_now_button", "1"},
+		{"missing_data_codes", ""}, {"external_modules", ""}, {"bypass_branching_erase_field_prompt", "0"},
+	}
+	ints = map[string]bool{}
+	for _, k := range []string{"project_id", "in_production", "purpose", "is_longitudinal", "has_repeating_instruments_or_events",
+		"surveys_enabled", "scheduling_enabled", "record_autonumbering_enabled", "randomization_enabled", "ddp_enabled",
+		"display_today_now_button", "bypass_branching_erase_field_prompt"} {
+		ints[k] = true
+	}
+	for _, x := range kv {
+		header = append(header, x[0])
+		vals = append(vals, x[1])
+	}
+	return header, vals, ints
 }
 
-func lessRecordID(a, b string) bool {
-	ak, an, ar := recordKey(a)
-	bk, bn, br := recordKey(b)
-	if ak != bk {
-		return ak < bk
-	}
-	if ak == 0 {
-		if an != bn {
-			return an < bn
-		}
-		return a < b
-	}
-	if ak == 1 {
-		if an != bn {
-			return an < bn
-		}
-		if ar != br {
-			return ar < br
-		}
-	}
-	return a < b
-}
-
-// recordKey classifies an ID: 0 numeric, 1 <n>-<m>, 2 other.
-func recordKey(s string) (kind int, n, m int64) {
-	if v, err := strconv.ParseInt(s, 10, 64); err == nil && s != "" && s[0] != '+' {
-		return 0, v, 0
-	}
-	if a, b, ok := strings.Cut(s, "-"); ok {
-		x, err1 := strconv.ParseInt(a, 10, 64)
-		y, err2 := strconv.ParseInt(b, 10, 64)
-		if err1 == nil && err2 == nil {
-			return 1, x, y
-		}
-	}
-	return 2, 0, 0
-}
-
-// nextRecordName is REDCap's Generate Next Record Name: the largest numeric
-// ID plus one; for a DAG user "<dagId>-<n>".
-func (p *project) nextRecordName(dag int) string {
-	if dag >= 0 {
-		id := p.dags[dag].ID
-		n := p.dagSeq[id]
-		for _, r := range p.records {
-			if k, a, b := recordKey(r.id); k == 1 && a == int64(id) && int(b) > n {
-				n = int(b)
+func (p *project) exportFieldNameRows() []messages.ExportFieldName {
+	var out []messages.ExportFieldName
+	for fi := range p.forms {
+		for _, i := range p.forms[fi].fields {
+			info := &p.finfo[i]
+			switch info.FieldType {
+			case "file", "descriptive":
+				continue
+			case "checkbox":
+				for _, ch := range info.choices {
+					out = append(out, messages.ExportFieldName{OriginalFieldName: info.FieldName, ChoiceValue: ch.code, ExportFieldName: checkboxColumn(info.FieldName, ch.code)})
+				}
+			default:
+				out = append(out, messages.ExportFieldName{OriginalFieldName: info.FieldName, ExportFieldName: info.FieldName})
 			}
 		}
-		return fmt.Sprintf("%d-%d", id, n+1)
+		n := p.forms[fi].name + "_complete"
+		out = append(out, messages.ExportFieldName{OriginalFieldName: n, ExportFieldName: n})
 	}
-	var max int64
-	for _, r := range p.records {
-		if k, v, _ := recordKey(r.id); k == 0 && v > max {
-			max = v
-		}
+	return out
+}
+
+func newToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return strings.ToUpper(hex.EncodeToString(b))
+}
+
+func (p *project) repName(rep int16) string {
+	switch {
+	case rep == repEvent:
+		return "*"
+	case rep >= 0:
+		return p.forms[rep].name
 	}
-	return strconv.FormatInt(max+1, 10)
+	return ""
+}
+
+func (p *project) repIndex(name string) (int, bool) {
+	switch name {
+	case "":
+		return repNone, true
+	case "*":
+		return repEvent, true
+	}
+	f, ok := p.formByName[name]
+	return f, ok
+}
+
+func (p *project) evIndex(name string) (int, bool) {
+	if !p.longitudinal {
+		return 0, true
+	}
+	e, ok := p.eventByName[name]
+	return e, ok
 }

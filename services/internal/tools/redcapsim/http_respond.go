@@ -236,3 +236,54 @@ func xmlTable(header []string, rows [][]string) string {
 	b.WriteString("</records>")
 	return b.String()
 }
+
+// table is a small export: a header, string rows, and the columns that are
+// JSON numbers.
+type table struct {
+	header []string
+	rows   [][]string
+	ints   map[string]bool
+}
+
+func (t *table) write(w http.ResponseWriter, format string) {
+	switch format {
+	case "json":
+		buf := []byte{'['}
+		for i, r := range t.rows {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = append(buf, '{')
+			for j, v := range r {
+				if j > 0 {
+					buf = append(buf, ',')
+				}
+				buf = appendJSONString(buf, t.header[j])
+				buf = append(buf, ':')
+				if t.ints[t.header[j]] && v != "" {
+					buf = append(buf, v...)
+				} else {
+					buf = appendJSONString(buf, v)
+				}
+			}
+			buf = append(buf, '}')
+		}
+		buf = append(buf, ']')
+		writeBody(w, "json", string(buf))
+	case "csv":
+		writeBody(w, "csv", csvTable(t.header, t.rows))
+	default:
+		writeBody(w, "xml", xmlTable(t.header, t.rows))
+	}
+}
+
+func writeCount(w http.ResponseWriter, rf string, n int) {
+	switch rf {
+	case "json":
+		writeBody(w, "json", strconv.Itoa(n))
+	case "csv":
+		writeBody(w, "csv", strconv.Itoa(n))
+	default:
+		writeBody(w, "xml", xmlHeader+"<count>"+strconv.Itoa(n)+"</count>")
+	}
+}

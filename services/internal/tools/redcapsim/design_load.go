@@ -5,7 +5,6 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -142,7 +141,8 @@ func (s *Server) LoadProject(dir string) (int, error) {
 	return id, nil
 }
 
-// parseRights reads "export|import|delete|logging|metadata|design" or "all".
+// parseRights reads "export|import|delete|logging|metadata|design|rename|
+// users|dags|repository|surveys" or "all".
 func parseRights(s string) Rights {
 	var r Rights
 	for _, p := range strings.FieldsFunc(strings.ToLower(s), func(c rune) bool { return c == '|' || c == ' ' || c == ';' || c == '+' }) {
@@ -161,6 +161,16 @@ func parseRights(s string) Rights {
 			r.Metadata = true
 		case "design", "designimport", "design_import":
 			r.DesignImport = true
+		case "rename":
+			r.Rename = true
+		case "users", "user_rights":
+			r.UserRights = true
+		case "dags", "data_access_groups":
+			r.DAGs = true
+		case "repository", "file_repository":
+			r.FileRepository = true
+		case "surveys", "survey_tools":
+			r.SurveyTools = true
 		}
 	}
 	return r
@@ -174,7 +184,8 @@ func (s *Server) seed(id int, rows []messages.Row) error {
 	for i, r := range rows {
 		in[i] = inRow(r)
 	}
-	_, err := s.importInto(p, in, importOpts{overwrite: false, dateFormat: "YMD", dag: -1, user: "site_admin", trusted: true})
+	s.seedDocs(p, in)
+	_, err := s.importInto(p, in, importOpts{overwrite: false, dateFormat: "YMD", user: "site_admin", trusted: true})
 	var ve *validationError
 	if errors.As(err, &ve) {
 		return fmt.Errorf("seed data rejected: %s", ve.redacted())
@@ -182,12 +193,24 @@ func (s *Server) seed(id int, rows []messages.Row) error {
 	return err
 }
 
-func specFromODM(op *odm.Project) ProjectSpec {
-	return ProjectSpec{
-		Title: op.Title, Fields: op.Fields, Instruments: op.Instruments, Arms: op.Arms, Events: op.Events,
-		FormEventMapping: op.FEM, Repeating: op.Repeating, DAGs: op.DAGs, SurveysEnabled: op.Surveys,
-		Autonumbering: op.Autonumber, Purpose: op.Purpose,
+// seedDocs turns the file names of seed data into docs (name only: the
+// folder carries no content), so file fields hold doc_ids as REDCap's do.
+func (s *Server) seedDocs(p *project, rows []inRow) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var added []*doc
+	for _, r := range rows {
+		for k, v := range r {
+			ci, ok := p.colByName[k]
+			if !ok || v == "" || p.cols[ci].kind != colFile {
+				continue
+			}
+			d := p.nameOnlyDoc(v)
+			added = append(added, d)
+			r[k] = strconv.Itoa(d.ID)
+		}
 	}
+	s.persistDocs(p, added, nil)
 }
 
 // inferDAGIDs gives DAGs without an ID the <id> prefix their records carry
@@ -470,140 +493,4 @@ func readSeedData(dir string) ([]messages.Row, error) {
 		return out, nil
 	}
 	return nil, nil
-}
-
-// rawRows are the stored values as flat rows (gray statuses absent,
-// checkboxes "1" or "0"), for the project XML.
-func (p *project) rawRows(recs []*record) []messages.Row {
-	var out []messages.Row
-	for _, rec := range recs {
-		for ri := range rec.rows {
-			r := &rec.rows[ri]
-			m := messages.Row{p.recordIDField(): rec.id}
-			if p.longitudinal {
-				m["redcap_event_name"] = p.eventUnique(int(r.ev))
-			}
-			if r.rep != repNone {
-				m["redcap_repeat_instrument"] = p.repName(r.rep)
-				if r.rep == repEvent {
-					m["redcap_repeat_instrument"] = ""
-				}
-				m["redcap_repeat_instance"] = strconv.Itoa(int(r.inst))
-			}
-			if ri == 0 && rec.dag >= 0 {
-				m["redcap_data_access_group"] = p.dags[rec.dag].Unique
-			}
-			for ci := 1; ci < len(p.cols); ci++ {
-				if !p.applies(p.cols[ci].form, r) {
-					continue
-				}
-				v := r.cell(ci)
-				if p.cols[ci].kind == colCheckbox {
-					if v == "1" {
-						m[p.cols[ci].name] = "1"
-					} else {
-						m[p.cols[ci].name] = "0"
-					}
-					continue
-				}
-				if v != "" {
-					m[p.cols[ci].name] = v
-				}
-			}
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-func (p *project) odmProject(version string, recs []*record) *odm.Project {
-	op := &odm.Project{
-		Title: p.title, RecordIDField: p.recordIDField(), Purpose: p.purpose, Autonumber: p.autonumber,
-		Surveys: p.surveys, Version: version, Fields: p.fields, Instruments: p.instruments,
-		Repeating: p.repeating, DAGs: p.dags,
-	}
-	if p.longitudinal {
-		op.Arms, op.Events, op.FEM = p.arms, p.events, p.fem
-	}
-	if recs != nil {
-		op.Rows = p.rawRows(recs)
-	}
-	return op
-}
-
-func (c *call) exportProjectXML(w http.ResponseWriter) error {
-	p := c.proj
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	var recs []*record
-	if !c.p.boolean("returnMetadataOnly") {
-		spec, err := c.resolveExport()
-		if err != nil {
-			return err
-		}
-		recs = spec.records
-	}
-	var buf bytes.Buffer
-	if err := odm.Write(&buf, p.odmProject(c.s.opts.Version, recs), recs != nil, c.s.now().Format("2006-01-02T15:04:05")); err != nil {
-		return err
-	}
-	writeBody(w, "xml", buf.String())
-	return nil
-}
-
-// createProjectAPI is content=project with data and a super token: it
-// creates a project (from the odm parameter when given) and answers with
-// the new project's 32-character API token.
-func (s *Server) createProjectAPI(w http.ResponseWriter, q params, rf string) {
-	rows, notArray, err := parseData(q.str("data"), q.format(), "flat", ',')
-	if err != nil || notArray || len(rows) != 1 {
-		writeError(w, rf, 400, "The data being imported is not formatted correctly. Send one project's attributes, as in [{\"project_title\":\"…\",\"purpose\":\"0\"}].")
-		return
-	}
-	attrs := rows[0]
-	title := strings.TrimSpace(attrs["project_title"])
-	if title == "" {
-		writeError(w, rf, 400, "The project_title attribute is missing; it is required to create a project.")
-		return
-	}
-	var spec ProjectSpec
-	var data []messages.Row
-	if x := q.str("odm"); x != "" {
-		op, err := odm.Parse(strings.NewReader(x))
-		if err != nil {
-			writeError(w, rf, 400, "The project XML in the odm parameter could not be read: "+err.Error())
-			return
-		}
-		spec, data = specFromODM(op), op.Rows
-		inferDAGIDs(&spec, data)
-	} else {
-		spec.Fields = []messages.Field{{FieldName: "record_id", FormName: "my_first_instrument", FieldType: "text", FieldLabel: "Record ID"}}
-		spec.Instruments = []messages.Instrument{{InstrumentName: "my_first_instrument", InstrumentLabel: "My First Instrument"}}
-		spec.Longitudinal = attrs["is_longitudinal"] == "1"
-	}
-	spec.Title = title
-	spec.Purpose = atoiDefault(attrs["purpose"], spec.Purpose)
-	if v, ok := attrs["surveys_enabled"]; ok {
-		spec.SurveysEnabled = v == "1"
-	}
-	if v, ok := attrs["record_autonumbering_enabled"]; ok {
-		spec.Autonumbering = v == "1"
-	}
-	id, err := s.CreateProject(spec)
-	if err != nil {
-		writeError(w, rf, 400, "The project could not be created: "+err.Error())
-		return
-	}
-	if len(data) > 0 {
-		if err := s.seed(id, data); err != nil {
-			writeError(w, rf, 400, "The project was created but its data could not be imported: "+err.Error())
-			return
-		}
-	}
-	tok := newToken()
-	if err := s.AddToken(id, tok, FullRights(), ""); err != nil {
-		writeError(w, rf, 500, "")
-		return
-	}
-	writeBody(w, "csv", tok)
 }

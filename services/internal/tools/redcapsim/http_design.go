@@ -1,57 +1,13 @@
 package redcapsim
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
 	"net/http"
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/redcap-relay/relay/messages"
 )
-
-// table is a small export: a header, string rows, and the columns that are
-// JSON numbers.
-type table struct {
-	header []string
-	rows   [][]string
-	ints   map[string]bool
-}
-
-func (t *table) write(w http.ResponseWriter, format string) {
-	switch format {
-	case "json":
-		buf := []byte{'['}
-		for i, r := range t.rows {
-			if i > 0 {
-				buf = append(buf, ',')
-			}
-			buf = append(buf, '{')
-			for j, v := range r {
-				if j > 0 {
-					buf = append(buf, ',')
-				}
-				buf = appendJSONString(buf, t.header[j])
-				buf = append(buf, ':')
-				if t.ints[t.header[j]] && v != "" {
-					buf = append(buf, v...)
-				} else {
-					buf = appendJSONString(buf, v)
-				}
-			}
-			buf = append(buf, '}')
-		}
-		buf = append(buf, ']')
-		writeBody(w, "json", string(buf))
-	case "csv":
-		writeBody(w, "csv", csvTable(t.header, t.rows))
-	default:
-		writeBody(w, "xml", xmlTable(t.header, t.rows))
-	}
-}
 
 var metadataHeader = []string{"field_name", "form_name", "section_header", "field_type", "field_label",
 	"select_choices_or_calculations", "field_note", "text_validation_type_or_show_slider_number",
@@ -169,20 +125,15 @@ func (c *call) importMetadata(w http.ResponseWriter) error {
 	return nil
 }
 
-func writeCount(w http.ResponseWriter, rf string, n int) {
-	switch rf {
-	case "json":
-		writeBody(w, "json", strconv.Itoa(n))
-	case "csv":
-		writeBody(w, "csv", strconv.Itoa(n))
-	default:
-		writeBody(w, "xml", xmlHeader+"<count>"+strconv.Itoa(n)+"</count>")
-	}
-}
-
 // parseDesign decodes a design import's data (json, csv or xml) as rows.
+// JSON objects nested in a user's or role's "forms" come through as
+// "f1:1,f2:0", as in CSV.
 func (c *call) parseDesign() ([]map[string]string, error) {
-	rows, notArray, err := parseData(c.p.str("data"), c.p.format(), "flat", c.p.csvDelimiter())
+	data := c.p.str("data")
+	if c.p.format() == "json" {
+		data = flattenFormObjects(data)
+	}
+	rows, notArray, err := parseData(data, c.p.format(), "flat", c.p.csvDelimiter())
 	if err != nil {
 		return nil, err
 	}
@@ -194,108 +145,6 @@ func (c *call) parseDesign() ([]map[string]string, error) {
 		out[i] = r
 	}
 	return out, nil
-}
-
-// redesign applies a metadata or design change to a copy of the project,
-// checks it, remaps the stored rows and swaps it in. Callers hold p.mu.
-func (s *Server) redesign(p *project, change func(q *project)) error {
-	q := &project{
-		id: p.id, title: p.title,
-		fields:      append([]messages.Field(nil), p.fields...),
-		instruments: append([]messages.Instrument(nil), p.instruments...),
-		arms:        append([]messages.Arm(nil), p.arms...),
-		events:      append([]messages.Event(nil), p.events...),
-		fem:         append([]messages.FormEvent(nil), p.fem...),
-		repeating:   append([]messages.RepeatingForm(nil), p.repeating...),
-		dags:        append([]messages.DAG(nil), p.dags...),
-		surveys:     p.surveys, autonumber: p.autonumber, purpose: p.purpose,
-		nextEventID: p.nextEventID, records: map[string]*record{}, dagSeq: p.dagSeq,
-	}
-	change(q)
-	fillEventDefaults(q)
-	fillDAGDefaults(q)
-	q.longitudinal = len(q.events) > 0
-	if err := q.rebuild(); err != nil {
-		return errorf(400, "The design change was not applied: "+err.Error())
-	}
-	// Remap rows by column, form and event names.
-	colMap := make([]int, len(p.cols))
-	for i, c := range p.cols {
-		colMap[i] = -1
-		if j, ok := q.colByName[c.name]; ok {
-			colMap[i] = j
-		}
-	}
-	evMap := make([]int, p.numEvents())
-	for i := range evMap {
-		evMap[i] = -1
-		if !p.longitudinal {
-			evMap[i] = 0 // classic data moves into the first event
-			continue
-		}
-		if j, ok := q.eventByName[p.events[i].UniqueEventName]; ok {
-			evMap[i] = j
-		}
-	}
-	formMap := make([]int, len(p.forms))
-	for i, f := range p.forms {
-		formMap[i] = -1
-		if j, ok := q.formByName[f.name]; ok {
-			formMap[i] = j
-		}
-	}
-	dagMap := make([]int, len(p.dags))
-	for i, d := range p.dags {
-		dagMap[i] = -1
-		if j, ok := q.dagByName[d.Unique]; ok {
-			dagMap[i] = j
-		}
-	}
-	ncols := len(q.cols)
-	for id, rec := range p.records {
-		nr := &record{id: id, dag: -1}
-		if rec.dag >= 0 {
-			nr.dag = dagMap[rec.dag]
-		}
-		for _, r := range rec.rows {
-			ev := evMap[r.ev]
-			if ev < 0 {
-				continue
-			}
-			rep := int(r.rep)
-			if rep >= 0 {
-				rep = formMap[rep]
-				if rep < 0 || !q.repForm[ev][rep] {
-					continue
-				}
-			} else if rep == repEvent && !q.repEv[ev] {
-				continue
-			}
-			old := r.cells(len(p.cols))
-			vals := make([]string, ncols)
-			for i, v := range old {
-				if colMap[i] >= 0 {
-					vals[colMap[i]] = v
-				}
-			}
-			nrow := row{ev: int16(ev), rep: int16(rep), inst: r.inst}
-			nrow.data, nrow.offs = packRow(vals)
-			nr.rows = append(nr.rows, nrow)
-		}
-		if len(nr.rows) > 0 {
-			nr.sortRows()
-			q.records[id] = nr
-		}
-	}
-	// Swap the new design in, keeping the lock, log and persistence state.
-	p.fields, p.instruments, p.arms, p.events, p.fem, p.repeating, p.dags = q.fields, q.instruments, q.arms, q.events, q.fem, q.repeating, q.dags
-	p.longitudinal, p.nextEventID = q.longitudinal, q.nextEventID
-	p.finfo, p.fieldByName, p.forms, p.formByName, p.cols, p.colByName = q.finfo, q.fieldByName, q.forms, q.formByName, q.cols, q.colByName
-	p.eventByName, p.designated, p.repForm, p.repEv, p.hasRepeat = q.eventByName, q.designated, q.repForm, q.repEv, q.hasRepeat
-	p.dagByName, p.armFirstEv = q.dagByName, q.armFirstEv
-	p.records, p.sorted = q.records, false
-	p.log = append(p.log, logEntry{ts: s.now().Unix(), user: "api", action: "Manage/Design", details: "Design change (API)", kind: logManage})
-	return s.snapshotLocked(p)
 }
 
 func (c *call) exportInstruments(w http.ResponseWriter) error {
@@ -397,6 +246,16 @@ func (c *call) importDesign(w http.ResponseWriter, content string) error {
 	override := c.p.boolean("override")
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if content == "formEventMapping" {
+		for _, r := range rows {
+			if _, ok := p.eventByName[r["unique_event_name"]]; !ok || !p.longitudinal {
+				return errorf(400, "The unique event name '"+r["unique_event_name"]+"' is not valid for this project. No mappings were imported.")
+			}
+			if !p.isForm(r["form"]) {
+				return errorf(400, "The form '"+r["form"]+"' is not valid for this project. No mappings were imported.")
+			}
+		}
+	}
 	n := len(rows)
 	err := c.s.redesign(p, func(q *project) {
 		switch {
@@ -457,12 +316,8 @@ func (c *call) importDesign(w http.ResponseWriter, content string) error {
 				}
 			}
 			sort.SliceStable(q.events, func(i, j int) bool { return q.events[i].ArmNum < q.events[j].ArmNum })
-		default: // formEventMapping: replaces the mapping of the arms given
-			arms := map[int]bool{}
-			for _, r := range rows {
-				arms[atoiDefault(r["arm_num"], 1)] = true
-			}
-			q.fem = filter(q.fem, func(m messages.FormEvent) bool { return !arms[m.ArmNum] })
+		default: // formEventMapping: what is sent replaces the whole mapping, every arm
+			q.fem = nil
 			for _, r := range rows {
 				q.fem = append(q.fem, messages.FormEvent{ArmNum: atoiDefault(r["arm_num"], 1), UniqueEventName: r["unique_event_name"], Form: r["form"]})
 			}
@@ -589,39 +444,6 @@ func (c *call) importDAGs(w http.ResponseWriter) error {
 	return nil
 }
 
-func (p *project) info() (header []string, vals []string, ints map[string]bool) {
-	b := func(v bool) string {
-		if v {
-			return "1"
-		}
-		return "0"
-	}
-	ct := p.created.Format("2006-01-02 15:04:05")
-	kv := [][2]string{
-		{"project_id", strconv.Itoa(p.id)}, {"project_title", p.title}, {"creation_time", ct},
-		{"production_time", ""}, {"in_production", "0"}, {"project_language", "English"},
-		{"purpose", strconv.Itoa(p.purpose)}, {"purpose_other", ""}, {"project_notes", ""},
-		{"custom_record_label", ""}, {"secondary_unique_field", ""},
-		{"is_longitudinal", b(p.longitudinal)}, {"has_repeating_instruments_or_events", b(p.hasRepeat)},
-		{"surveys_enabled", b(p.surveys)}, {"scheduling_enabled", "0"},
-		{"record_autonumbering_enabled", b(p.autonumber)}, {"randomization_enabled", "0"},
-		{"ddp_enabled", "0"}, {"project_irb_number", ""}, {"project_grant_number", ""},
-		{"project_pi_firstname", ""}, {"project_pi_lastname", ""}, {"display_today_now_button", "1"},
-		{"missing_data_codes", ""}, {"external_modules", ""}, {"bypass_branching_erase_field_prompt", "0"},
-	}
-	ints = map[string]bool{}
-	for _, k := range []string{"project_id", "in_production", "purpose", "is_longitudinal", "has_repeating_instruments_or_events",
-		"surveys_enabled", "scheduling_enabled", "record_autonumbering_enabled", "randomization_enabled", "ddp_enabled",
-		"display_today_now_button", "bypass_branching_erase_field_prompt"} {
-		ints[k] = true
-	}
-	for _, x := range kv {
-		header = append(header, x[0])
-		vals = append(vals, x[1])
-	}
-	return header, vals, ints
-}
-
 func (c *call) exportProjectInfo(w http.ResponseWriter) error {
 	p := c.proj
 	p.mu.RLock()
@@ -706,190 +528,4 @@ func (c *call) exportFieldNames(w http.ResponseWriter) error {
 	}
 	t.write(w, c.p.format())
 	return nil
-}
-
-func (p *project) exportFieldNameRows() []messages.ExportFieldName {
-	var out []messages.ExportFieldName
-	for fi := range p.forms {
-		for _, i := range p.forms[fi].fields {
-			info := &p.finfo[i]
-			switch info.FieldType {
-			case "file", "descriptive":
-				continue
-			case "checkbox":
-				for _, ch := range info.choices {
-					out = append(out, messages.ExportFieldName{OriginalFieldName: info.FieldName, ChoiceValue: ch.code, ExportFieldName: checkboxColumn(info.FieldName, ch.code)})
-				}
-			default:
-				out = append(out, messages.ExportFieldName{OriginalFieldName: info.FieldName, ExportFieldName: info.FieldName})
-			}
-		}
-		n := p.forms[fi].name + "_complete"
-		out = append(out, messages.ExportFieldName{OriginalFieldName: n, ExportFieldName: n})
-	}
-	return out
-}
-
-func (c *call) deleteRecords(w http.ResponseWriter) error {
-	ids := c.p.array("records", false)
-	if len(ids) == 0 {
-		return errorf(400, "The parameter 'records' is missing or empty. Give the records to delete as records[]=.")
-	}
-	p := c.proj
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	dag := c.dagIndex()
-	var missing []string
-	seen := map[string]bool{}
-	var uniq []string
-	for _, id := range ids {
-		if seen[id] {
-			continue
-		}
-		seen[id] = true
-		r := p.records[id]
-		if r == nil || (dag >= 0 && r.dag != dag) {
-			missing = append(missing, id)
-			continue
-		}
-		uniq = append(uniq, id)
-	}
-	if len(missing) > 0 {
-		return errorf(400, "One or more of the records provided cannot be deleted because they do not exist in the project. The following records do not exist: "+strings.Join(missing, ", "))
-	}
-	arm := 0
-	if a := c.p.str("arm"); a != "" && p.longitudinal {
-		arm = atoiDefault(a, 0)
-		if _, ok := p.armFirstEv[arm]; !ok {
-			return errorf(400, `The value of the parameter "arm" is not valid`)
-		}
-	}
-	n := c.s.deleteLocked(p, uniq, arm, c.tok.user)
-	writeBody(w, c.rf, strconv.Itoa(n))
-	return nil
-}
-
-// deleteLocked deletes records (or their rows in one arm). Callers hold p.mu.
-func (s *Server) deleteLocked(p *project, ids []string, arm int, user string) int {
-	ts := s.now().Unix()
-	n := 0
-	for _, id := range ids {
-		rec := p.records[id]
-		if rec == nil {
-			continue
-		}
-		if arm > 0 {
-			rec.rows = filter(rec.rows, func(r row) bool { return p.events[r.ev].ArmNum != arm })
-			if len(rec.rows) > 0 {
-				n++
-				p.log = append(p.log, logEntry{ts: ts, user: user, action: "Delete record " + id + " (arm " + strconv.Itoa(arm) + ")", record: id, kind: logData})
-				continue
-			}
-		}
-		delete(p.records, id)
-		p.sorted = false
-		n++
-		p.log = append(p.log, logEntry{ts: ts, user: user, action: "Delete record " + id, record: id, details: p.recordIDField() + " = '" + id + "'", kind: logDelete})
-	}
-	s.recDeleted.Add(int64(n))
-	s.persistDelete(p, ids, arm, user, ts)
-	return n
-}
-
-// DeleteRecord deletes one record (test helper; no token).
-func (s *Server) DeleteRecord(projectID int, rec string) error {
-	p := s.project(projectID)
-	if p == nil {
-		return fmt.Errorf("redcapsim: project %d does not exist", projectID)
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.records[rec] == nil {
-		return fmt.Errorf("redcapsim: project %d: record %q does not exist", projectID, rec)
-	}
-	s.deleteLocked(p, []string{rec}, 0, "site_admin")
-	return nil
-}
-
-// ExportRows returns the flat raw rows of every record and field, exactly
-// as content=record&format=json&type=flat would.
-func (s *Server) ExportRows(projectID int) ([]messages.Row, error) {
-	p := s.project(projectID)
-	if p == nil {
-		return nil, fmt.Errorf("redcapsim: project %d does not exist", projectID)
-	}
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	cols, _ := p.selectColumns(nil, nil)
-	spec := &exportSpec{cols: cols, withID: true, withEvent: p.longitudinal, withRepeat: p.hasRepeat, records: p.sortedRecords()}
-	hdr := p.header(spec)
-	var out []messages.Row
-	var cells []string
-	for _, rec := range spec.records {
-		for ri := range rec.rows {
-			cells = p.flatCells(spec, rec, &rec.rows[ri], cells)
-			r := make(messages.Row, len(hdr))
-			for i, h := range hdr {
-				r[h] = cells[i]
-			}
-			out = append(out, r)
-		}
-	}
-	return out, nil
-}
-
-func (c *call) exportLog(w http.ResponseWriter) error {
-	p := c.proj
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	loc := c.s.now().Location()
-	var begin, end int64 = 0, 1 << 62
-	if t, ok := parseRangeTime(c.p.str("beginTime"), false, loc); ok {
-		begin = t.Unix()
-	}
-	if t, ok := parseRangeTime(c.p.str("endTime"), false, loc); ok {
-		end = t.Unix() + 59 // minute resolution
-	}
-	logtype := c.p.str("logtype")
-	user := c.p.str("user")
-	rec := c.p.str("record")
-	t := &table{header: []string{"timestamp", "username", "action", "details", "record"}}
-	for i := len(p.log) - 1; i >= 0; i-- {
-		l := &p.log[i]
-		if l.ts < begin || l.ts > end || (user != "" && l.user != user) || (rec != "" && l.record != rec) {
-			continue
-		}
-		if !logTypeMatches(logtype, l) {
-			continue
-		}
-		t.rows = append(t.rows, []string{time.Unix(l.ts, 0).In(loc).Format("2006-01-02 15:04"), l.user, l.action, l.details, l.record})
-	}
-	t.write(w, c.p.format())
-	return nil
-}
-
-func logTypeMatches(lt string, l *logEntry) bool {
-	switch lt {
-	case "":
-		return true
-	case "export":
-		return l.kind == logExport
-	case "manage":
-		return l.kind == logManage
-	case "record":
-		return l.kind == logData || l.kind == logDelete
-	case "record_add":
-		return l.kind == logData && strings.HasPrefix(l.action, "Create record")
-	case "record_edit":
-		return l.kind == logData && strings.HasPrefix(l.action, "Update record")
-	case "record_delete":
-		return l.kind == logDelete
-	}
-	return false
-}
-
-func newToken() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return strings.ToUpper(hex.EncodeToString(b))
 }

@@ -1,6 +1,7 @@
 package redcapsim
 
 import (
+	"mime/multipart"
 	"net/url"
 	"sort"
 	"strconv"
@@ -9,7 +10,19 @@ import (
 
 // params is the POST form with REDCap's normalisation rules.
 type params struct {
-	v url.Values
+	v     url.Values
+	files map[string]*multipart.FileHeader // uploaded parts ("file")
+}
+
+// has reports whether an array parameter was sent at all (name, name[] or
+// name[i]), even empty.
+func (p params) has(name string) bool {
+	for k := range p.v {
+		if k == name || strings.HasPrefix(k, name+"[") {
+			return true
+		}
+	}
+	return false
 }
 
 // str returns a parameter; "" means absent.

@@ -1,16 +1,15 @@
 package redcapsim
 
 import (
+	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
-	"time"
 )
 
 const msgFormat = "The value you provided could not be validated because it does not follow the expected format. Please try again."
 
 var (
-	reInteger     = regexp.MustCompile(`^[-+]?\d+$`)
 	reNumber      = regexp.MustCompile(`^[-+]?[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$`)
 	reNumberComma = regexp.MustCompile(`^[-+]?[0-9]*,?[0-9]+([eE][-+]?[0-9]+)?$`)
 	reNumberDP    = regexp.MustCompile(`^number_(\d)dp(_comma_decimal)?$`)
@@ -21,36 +20,92 @@ var (
 	reTimeMMSS    = regexp.MustCompile(`^[0-5][0-9]:[0-5][0-9]$`)
 	reTimeHHMMSS  = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$`)
 	reAlpha       = regexp.MustCompile(`^[A-Za-z]+$`)
-	reDateParts   = regexp.MustCompile(`^(\d{1,4})[-/](\d{1,2})[-/](\d{1,4})$`)
 )
 
 // normDate reads a date in the import's dateFormat (YMD, MDY or DMY) and
 // returns it as REDCap stores it (Y-M-D).
 func normDate(v, dateFormat string) (string, bool) {
-	m := reDateParts.FindStringSubmatch(v)
-	if m == nil {
+	p1, p2, p3, ok := dateParts(v)
+	if !ok {
 		return "", false
 	}
 	var y, mo, d string
 	switch dateFormat {
 	case "MDY":
-		mo, d, y = m[1], m[2], m[3]
+		mo, d, y = p1, p2, p3
 	case "DMY":
-		d, mo, y = m[1], m[2], m[3]
+		d, mo, y = p1, p2, p3
 	default:
-		y, mo, d = m[1], m[2], m[3]
+		y, mo, d = p1, p2, p3
 	}
-	if len(y) != 4 {
+	if len(y) != 4 || len(mo) > 2 || len(d) > 2 {
 		return "", false
 	}
 	yi, _ := strconv.Atoi(y)
 	mi, _ := strconv.Atoi(mo)
 	di, _ := strconv.Atoi(d)
-	t := time.Date(yi, time.Month(mi), di, 0, 0, 0, 0, time.UTC)
-	if t.Year() != yi || int(t.Month()) != mi || t.Day() != di {
+	if mi < 1 || mi > 12 || di < 1 || di > daysIn(yi, mi) {
 		return "", false
 	}
-	return t.Format("2006-01-02"), true
+	if len(mo) == 2 && len(d) == 2 && y == v[:4] && v[4] == '-' && v[7] == '-' {
+		return v, true // already Y-M-D
+	}
+	return fmt.Sprintf("%04d-%02d-%02d", yi, mi, di), true
+}
+
+// dateParts splits "a-b-c" or "a/b/c" (digits: 1-4, 1-2, 1-4 long, as
+// reDateParts did).
+func dateParts(v string) (string, string, string, bool) {
+	sep := func(c byte) bool { return c == '-' || c == '/' }
+	var parts [3]string
+	start, n := 0, 0
+	for i := 0; i <= len(v); i++ {
+		if i < len(v) && !sep(v[i]) {
+			if v[i] < '0' || v[i] > '9' {
+				return "", "", "", false
+			}
+			continue
+		}
+		if n == 3 || i == start {
+			return "", "", "", false
+		}
+		parts[n] = v[start:i]
+		n++
+		start = i + 1
+	}
+	if n != 3 || len(parts[0]) > 4 || len(parts[1]) > 2 || len(parts[2]) > 4 {
+		return "", "", "", false
+	}
+	return parts[0], parts[1], parts[2], true
+}
+
+func daysIn(y, m int) int {
+	switch m {
+	case 2:
+		if y%4 == 0 && (y%100 != 0 || y%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
+}
+
+// isInteger is reInteger (^[-+]?\d+$) without the regexp.
+func isInteger(v string) bool {
+	if v != "" && (v[0] == '-' || v[0] == '+') {
+		v = v[1:]
+	}
+	if v == "" {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // normValue validates one non-empty value of a text field by its
@@ -86,7 +141,7 @@ func normValue(validation, v, dateFormat string) (string, bool) {
 	case validation == "time_hh_mm_ss":
 		return v, reTimeHHMMSS.MatchString(v)
 	case validation == "integer":
-		return v, reInteger.MatchString(v)
+		return v, isInteger(v)
 	case validation == "number":
 		return v, reNumber.MatchString(v)
 	case validation == "number_comma_decimal":
