@@ -235,3 +235,26 @@ func TestAWronglyDeletedRecordComesBack(t *testing.T) {
 	}
 	n.assertEqual(n.expected())
 }
+
+// The site's record-ID list leaves 3 records out of one answer (a cut or
+// incomplete answer that still parses): nothing is deleted at the
+// destination, then or at the next normal run.
+func TestARecordIDListThatOmitsRecordsDeletesNothing(t *testing.T) {
+	n := newNet(t, netOpts{sites: []string{"alpha"}, records: 40, deletions: true, siteExtra: "    deletion_delay: none\n"})
+	n.start(pipeline...)
+	t0 := time.Now()
+	n.sync(false, t0)
+	if err := n.faults.Set(n.sites["alpha"], faults.Faults{OmitRecords: 3, OmitAnswers: 1, Seed: 3}); err != nil {
+		t.Fatal(err)
+	}
+	ev := n.sync(false, t0.Add(2*time.Second))["alpha"]
+	if ev.Deleted != 0 || ev.DeletionsPending != 0 || ev.ShortAnswers == 0 {
+		t.Fatalf("run on a record-ID list missing 3 records: deleted %d, pending %d, short answers %d; want nothing deleted or pending and the short answer reported",
+			ev.Deleted, ev.DeletionsPending, ev.ShortAnswers)
+	}
+	n.faults.Clear(n.sites["alpha"])
+	if ev := n.sync(false, t0.Add(4*time.Second))["alpha"]; ev.Deleted != 0 {
+		t.Fatalf("the next normal run deleted %d records", ev.Deleted)
+	}
+	n.assertEqual(n.expected())
+}

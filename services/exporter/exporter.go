@@ -66,6 +66,7 @@ type REDCap interface {
 	ExportRecordIDs(ctx context.Context, idField string, since time.Time) ([]string, error)
 	ExportRecords(ctx context.Context, p redcap.ExportParams) ([]messages.Row, error)
 	ExportDAGs(ctx context.Context) ([]messages.DAG, error)
+	GenerateNextRecordName(ctx context.Context) (string, error)
 	Calls() int64
 }
 

@@ -104,6 +104,16 @@ func (s *fakeSite) ExportInstruments(context.Context) ([]messages.Instrument, er
 	return []messages.Instrument{{InstrumentName: "survey", InstrumentLabel: "Survey"}}, nil
 }
 func (s *fakeSite) ExportArms(context.Context) ([]messages.Arm, error) { s.call(); return nil, nil }
+func (s *fakeSite) GenerateNextRecordName(context.Context) (string, error) {
+	s.call()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dagRestricted {
+		return "12-1", nil
+	}
+	return fmt.Sprint(len(s.rows) + 1), nil
+}
+
 func (s *fakeSite) ExportDAGs(context.Context) ([]messages.DAG, error) {
 	s.call()
 	s.mu.Lock()

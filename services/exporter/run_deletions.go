@@ -52,39 +52,54 @@ func (e *Exporter) deletions(ctx context.Context, r *siteRun, st messages.SiteSt
 
 // accessChanged measures what the token sees of the project's data access
 // groups and compares it with the last measure: a token newly restricted to
-// a DAG (or seeing other DAGs) sees fewer records, which is no reason to
-// delete any. The measure is kept in r.access for the site's state.
+// a DAG (or to another one, or seeing other DAGs) sees fewer records, which
+// is no reason to delete any. The measure is kept in r.access for the
+// site's state: "restricted <dag>" or "all", plus the DAG list's hash when
+// the token may export it.
 func (e *Exporter) accessChanged(ctx context.Context, r *siteRun, st messages.SiteState) string {
-	dags, err := r.client.ExportDAGs(ctx)
-	switch {
-	case err == nil:
+	// Any token may ask for the next record name, and REDCap prefixes it
+	// with the DAG's ID for a token assigned to one.
+	next, err := r.client.GenerateNextRecordName(ctx)
+	if err != nil {
+		return "" // not measurable now: compare nothing
+	}
+	access := "all"
+	if dag, _, ok := strings.Cut(next, "-"); ok {
+		access = "restricted " + dag
+	}
+	if dags, err := r.client.ExportDAGs(ctx); err == nil {
 		names := make([]string, len(dags))
 		for i, d := range dags {
 			names[i] = d.Unique
 		}
-		r.access = "all " + messages.HashJSON(names)[:12]
-	case isDAGRestricted(err):
-		r.access = "restricted"
-	default:
-		return "" // not measurable with this token (no design rights): compare nothing
+		access += " dags " + messages.HashJSON(names)[:12]
+	} else if isDAGRestricted(err) && access == "all" {
+		access = "restricted ?"
 	}
-	if st.DAGAccess == "" || st.DAGAccess == r.access {
+	r.access = access
+	prev := st.DAGAccess
+	if prev == "" || prev == access {
 		return ""
 	}
+	wasRestricted, isRestricted := strings.HasPrefix(prev, "restricted"), strings.HasPrefix(access, "restricted")
 	switch {
-	case r.access == "restricted":
+	case isRestricted && !wasRestricted:
 		return "the site's token is now restricted to a data access group (it sees only that group's records)"
-	case st.DAGAccess == "restricted":
+	case isRestricted && wasRestricted && strings.Fields(prev)[1] != strings.Fields(access)[1]:
+		return "the site's token is now assigned to another data access group"
+	case wasRestricted && !isRestricted:
 		return "the site's token is no longer restricted to a data access group"
+	case strings.Contains(prev, " dags ") && strings.Contains(access, " dags "):
+		return "the project's data access groups changed since the last run"
 	}
-	return "the project's data access groups changed since the last run"
+	return ""
 }
 
 // isDAGRestricted is REDCap's refusal of the DAG export to a token assigned
 // to a data access group.
 func isDAGRestricted(err error) bool {
 	var e *redcap.Error
-	return errors.As(err, &e) && e.Status == 403 && strings.Contains(strings.ToLower(e.Message), "data access group")
+	return errors.As(err, &e) && e.Status == 403 && strings.Contains(strings.ToLower(e.Message), "assigned to a data access group")
 }
 
 func joinReasons(a, b string) string {

@@ -57,7 +57,11 @@ func checklist(p *protocol.Protocol, sites []*site, L *layout) []ChecklistRow {
 				r.NotUsed = append(r.NotUsed, s.cfg.ID)
 			case pi.Status == messages.InstrumentPresent:
 				r.Used = append(r.Used, s.cfg.ID)
-			case pi.Status == messages.InstrumentSubstituted:
+			case pi.Status == messages.InstrumentIncomplete && pi.Substitute == "":
+				// Collected, with items missing: used, and said so.
+				r.Used = append(r.Used, s.cfg.ID)
+				r.Note = joinNote(r.Note, "incomplete at site "+s.cfg.ID+" (items missing: see its protocol report)")
+			case pi.Status == messages.InstrumentSubstituted || pi.Status == messages.InstrumentIncomplete:
 				r.Substituted = append(r.Substituted, s.cfg.ID)
 				if !subs[pi.Substitute] {
 					subs[pi.Substitute] = true

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -725,4 +726,27 @@ func BenchmarkExportRecordsLoopback10k(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(10_000*b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+func TestGenerateNextRecordNameShowsADAGRestriction(t *testing.T) {
+	sim, err := redcapsim.New(redcapsim.Options{})
+	must(t, err)
+	defer sim.Close()
+	url, err := sim.Listen("127.0.0.1:0")
+	must(t, err)
+	pid, err := sim.CreateProject(redcapsim.ProjectSpec{Title: "dags", Fields: []messages.Field{{FieldName: "record_id", FormName: "f", FieldType: "text"}},
+		DAGs: []messages.DAG{{Name: "East", Unique: "east"}}})
+	must(t, err)
+	must(t, sim.ImportRows(pid, []messages.Row{{"record_id": "1"}, {"record_id": "7"}}, false))
+	all, east := strings.Repeat("A", 32), strings.Repeat("B", 32)
+	must(t, sim.AddToken(pid, all, redcapsim.Rights{Export: true}, ""))
+	must(t, sim.AddToken(pid, east, redcapsim.Rights{Export: true}, "east"))
+	for tok, want := range map[string]*regexp.Regexp{all: regexp.MustCompile(`^8$`), east: regexp.MustCompile(`^[0-9]+-1$`)} {
+		c, err := redcap.New(redcap.Options{Site: "s", URL: url, Token: tok, CallsPerMinute: -1})
+		must(t, err)
+		got, err := c.GenerateNextRecordName(ctx)
+		if err != nil || !want.MatchString(got) {
+			t.Errorf("next record name %q (%v), want %s", got, err, want)
+		}
+	}
 }
