@@ -90,7 +90,9 @@ type netOpts struct {
 	dags bool
 	// siteExtra is appended to every site's entry in the network file
 	// (YAML lines indented by four spaces), e.g. "    max_deletions_per_run: 10\n".
-	siteExtra   string
+	siteExtra string
+	// reports gives the network a reports folder, for the checker.
+	reports     bool
 	timing      timing
 	batchSize   int
 	importBatch int
@@ -210,6 +212,9 @@ func (n *testNet) writeNetwork(natsURL string) *config.Network {
 	var b strings.Builder
 	fmt.Fprintf(&b, "streams:\n  export_ack_wait: %s\n  transform_ack_wait: %s\n  import_ack_wait: %s\n  check_ack_wait: %s\n",
 		n.opts.timing.ExportAckWait, n.opts.timing.TransformAckWait, n.opts.timing.ImportAckWait, n.opts.timing.CheckAckWait)
+	if n.opts.reports {
+		b.WriteString("reports_dir: reports\n")
+	}
 	fmt.Fprintf(&b, "nats:\n  url: %q\ndestination:\n  url: %s\n  token: {file: secrets/destination.token}\n  batch_size: %d\n  concurrency: 3\n  calls_per_minute: -1\nsites:\n",
 		natsURL, n.simURL, n.opts.importBatch)
 	for _, s := range n.opts.sites {

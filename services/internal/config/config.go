@@ -6,18 +6,20 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/robfig/cron/v3"
 	"gopkg.in/yaml.v3"
+
+	"github.com/redcap-relay/relay/services/internal/yamlcheck"
 )
 
 // Network is the whole network file.
@@ -249,7 +251,7 @@ type Duration time.Duration
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := time.ParseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration (use e.g. 90s, 15m, 72h)", n.Line, n.Value)
+		return yamlcheck.Errorf(n, "%q is not a duration (use e.g. 90s, 15m, 72h)", n.Value)
 	}
 	*d = Duration(v)
 	return nil
@@ -282,7 +284,7 @@ func (d *DeletionDelay) UnmarshalYAML(n *yaml.Node) error {
 	default:
 		t, err := time.ParseDuration(v)
 		if err != nil || t <= 0 {
-			return fmt.Errorf("line %d: %q is not a deletion delay (use run, none, or a duration such as 24h)", n.Line, v)
+			return yamlcheck.Errorf(n, "%q is not a deletion delay (use run, none, or a duration such as 24h)", v)
 		}
 		*d = DeletionDelay{Mode: DelayFor, For: t}
 	}
@@ -309,14 +311,14 @@ func (l *Limit) UnmarshalYAML(n *yaml.Node) error {
 	if p, ok := strings.CutSuffix(v, "%"); ok {
 		f, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
 		if err != nil || f <= 0 || f > 100 {
-			return fmt.Errorf("line %d: %q is not a share of records (use e.g. 2%%)", n.Line, v)
+			return yamlcheck.Errorf(n, "%q is not a share of records (use e.g. 2%%)", v)
 		}
 		*l = Limit{Percent: f, AtLeast: 1}
 		return nil
 	}
 	c, err := strconv.Atoi(v)
 	if err != nil || c < 0 {
-		return fmt.Errorf("line %d: %q is not a number of records or a share such as 2%%", n.Line, v)
+		return yamlcheck.Errorf(n, "%q is not a number of records or a share such as 2%%", v)
 	}
 	*l = Limit{Count: c}
 	return nil
@@ -451,26 +453,37 @@ func Load(path string) (*Network, error) {
 // Parse is Load on bytes already read; path is used for messages and to
 // resolve relative paths.
 func Parse(path string, raw []byte) (*Network, error) {
-	var root yaml.Node
-	if err := yaml.Unmarshal(raw, &root); err != nil {
-		return nil, &Error{Path: path, Problems: []Problem{{Setting: "(file)", Message: "not valid YAML: " + err.Error()}}}
-	}
 	n := &Network{path: path, dir: filepath.Dir(path)}
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	if err := dec.Decode(n); err != nil {
-		return nil, &Error{Path: path, Problems: []Problem{{Setting: "(file)", Message: strings.TrimPrefix(err.Error(), "yaml: ")}}}
+	root, problems := yamlcheck.Decode(raw, n)
+	if root == nil { // not YAML at all
+		return nil, &Error{Path: path, Problems: fromChecks(problems)}
 	}
 	n.applyDefaults()
 	n.resolvePaths()
-	problems := n.validate()
-	for i := range problems {
-		problems[i].Line = lineOf(&root, problems[i].Setting)
+	decoded := map[string]bool{} // a setting that did not decode is not validated again
+	for _, p := range problems {
+		decoded[p.Setting] = true
+	}
+	for _, p := range n.validate() {
+		if decoded[p.Setting] {
+			continue
+		}
+		p.Line = yamlcheck.LineOf(root, p.Setting)
+		problems = append(problems, yamlcheck.Problem(p))
 	}
 	if len(problems) > 0 {
-		return n, &Error{Path: path, Problems: problems}
+		sort.SliceStable(problems, func(i, j int) bool { return problems[i].Line < problems[j].Line })
+		return n, &Error{Path: path, Problems: fromChecks(problems)}
 	}
 	return n, nil
+}
+
+func fromChecks(ps []yamlcheck.Problem) []Problem {
+	out := make([]Problem, len(ps))
+	for i, p := range ps {
+		out[i] = Problem(p)
+	}
+	return out
 }
 
 // Path is the file the network was loaded from.
@@ -616,24 +629,33 @@ func (n *Network) validate() []Problem {
 		add("streams.dedupe_window", "%s is longer than streams.raw_max_age %s", n.Streams.DedupeWindow.D(), n.Streams.RawMaxAge.D())
 	}
 	seen := map[string]int{}
-	seenNS := map[string]int{}
+	seenNS := map[string]string{}
 	for i, s := range n.Sites {
-		p := fmt.Sprintf("sites[%d]", i)
+		p := "sites[" + s.label(i) + "]"
 		if !siteIDRe.MatchString(s.ID) {
 			add(p+".id", "%q must be 1-63 lowercase letters, digits, '-' or '_' (it is used in NATS subjects)", s.ID)
 		} else if j, dup := seen[s.ID]; dup {
-			add(p+".id", "%q is already used by sites[%d]", s.ID, j)
+			add(fmt.Sprintf("sites[%d].id", i), "%q is already the ID of the site at position %d: every site needs its own", s.ID, j+1)
 		} else {
 			seen[s.ID] = i
 		}
 		checkURL(p+".url", s.URL)
 		checkSecret(p+".token", s.Token, "the site's API token")
 		checkFile(p+".ca_file", s.CAFile)
+		zoneOK := true
 		if _, err := time.LoadLocation(s.TimeZone); err != nil {
 			add(p+".time_zone", "%q is not a known time zone (use e.g. America/New_York)", s.TimeZone)
-		} else if _, err := time.LoadLocation(s.ServerTimeZone); err != nil {
+			zoneOK = false
+		}
+		if _, err := time.LoadLocation(s.ServerTimeZone); err != nil && s.ServerTimeZone != s.TimeZone {
 			add(p+".server_time_zone", "%q is not a known time zone", s.ServerTimeZone)
-		} else if _, err := s.ParseSchedule(); err != nil {
+		}
+		// A bad time zone must not hide a bad schedule: check it in UTC.
+		check := s
+		if !zoneOK {
+			check.TimeZone = "UTC"
+		}
+		if _, err := check.ParseSchedule(); err != nil {
 			add(p+".schedule", "%q is not a cron schedule: %v (use e.g. \"0 2 * * *\" or @daily)", s.Schedule, err)
 		}
 		if s.Policy == "" {
@@ -643,10 +665,10 @@ func (n *Network) validate() []Problem {
 		}
 		if !namespaceRe.MatchString(s.Namespace) {
 			add(p+".namespace", "%q must be letters, digits, '-' or '_' (it prefixes record IDs)", s.Namespace)
-		} else if j, dup := seenNS[s.Namespace]; dup {
-			add(p+".namespace", "%q is already used by sites[%d]: record IDs would collide", s.Namespace, j)
+		} else if other, dup := seenNS[s.Namespace]; dup {
+			add(p+".namespace", "%q is already used by site %s: record IDs would collide", s.Namespace, other)
 		} else {
-			seenNS[s.Namespace] = i
+			seenNS[s.Namespace] = s.label(i)
 		}
 		if s.BatchSize < 1 || s.BatchSize > 5000 {
 			add(p+".batch_size", "%d is out of range 1..5000", s.BatchSize)
@@ -709,46 +731,12 @@ func (n *Network) CheckSecretsOf(need Needs) []Problem {
 }
 
 // siteSetting names a site's setting by the site's ID.
-func siteSetting(s Site, key string) string { return fmt.Sprintf("sites[%s].%s", s.ID, key) }
+func siteSetting(s Site, key string) string { return "sites[" + s.label(-1) + "]." + key }
 
-// lineOf finds the line of a setting path such as sites[1].schedule; it falls
-// back to the nearest existing parent.
-func lineOf(root *yaml.Node, setting string) int {
-	node := root
-	if node.Kind == yaml.DocumentNode && len(node.Content) > 0 {
-		node = node.Content[0]
+// label is how settings name a site: by its ID, else by its position.
+func (s Site) label(i int) string {
+	if s.ID != "" {
+		return s.ID
 	}
-	line := 0
-	for _, part := range strings.Split(setting, ".") {
-		key, idx := part, -1
-		if i := strings.IndexByte(part, '['); i >= 0 {
-			key = part[:i]
-			fmt.Sscanf(part[i:], "[%d]", &idx)
-		}
-		next := mapValue(node, key)
-		if next == nil {
-			return line
-		}
-		node, line = next, next.Line
-		if idx >= 0 {
-			if node.Kind != yaml.SequenceNode || idx >= len(node.Content) {
-				return line
-			}
-			node = node.Content[idx]
-			line = node.Line
-		}
-	}
-	return line
-}
-
-func mapValue(n *yaml.Node, key string) *yaml.Node {
-	if n == nil || n.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i+1]
-		}
-	}
-	return nil
+	return strconv.Itoa(i)
 }

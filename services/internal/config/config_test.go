@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -109,15 +110,15 @@ streams:
 		t.Fatalf("want a config.Error, got %v", err)
 	}
 	want := map[string]int{ // setting -> line
-		"destination.url":            2,
-		"destination.concurrency":    4,
-		"sites[0].id":                6,
-		"sites[0].schedule":          9,
-		"sites[0].calls_per_minute":  11,
-		"sites[1].time_zone":         15,
-		"sites[1].policy":            12,
-		"sites[2].namespace":         21,
-		"streams.export_run_timeout": 24,
+		"destination.url":                2,
+		"destination.concurrency":        4,
+		"sites[Site A].id":               6,
+		"sites[Site A].schedule":         9,
+		"sites[Site A].calls_per_minute": 11,
+		"sites[b].time_zone":             15,
+		"sites[b].policy":                12,
+		"sites[c].namespace":             21,
+		"streams.export_run_timeout":     24,
 	}
 	got := map[string]int{}
 	for _, p := range ce.Problems {
@@ -141,7 +142,7 @@ streams:
 		secrets = append(secrets, p.String())
 	}
 	msg += "\n" + strings.Join(secrets, "\n")
-	for _, frag := range []string{"missing.token", "RELAY_TEST_UNSET_VAR", "already used by sites[1]", "600 calls/minute"} {
+	for _, frag := range []string{"missing.token", "RELAY_TEST_UNSET_VAR", "already used by site b", "600 calls/minute"} {
 		if !strings.Contains(msg, frag) {
 			t.Errorf("message lacks %q:\n%s", frag, msg)
 		}
@@ -155,6 +156,74 @@ func TestUnknownKeysAreRefused(t *testing.T) {
 	_, err := Load(writeNet(t, good+"    schedual: \"@daily\"\n"))
 	if err == nil || !strings.Contains(err.Error(), "schedual") {
 		t.Fatalf("a misspelt key must be refused by name, got %v", err)
+	}
+}
+
+// Every mistake at once, in the user's terms: misspelt keys (each with the
+// key it probably meant) do not hide each other or the other mistakes,
+// values of the wrong kind are named in words, sites by their ID, each with
+// the line of its key; a bad time zone does not hide a bad schedule.
+func TestEveryMistakeAtOnceInTheUsersTerms(t *testing.T) {
+	bad := `destination:
+  url: https://center.example.org/api/
+  token: {file: dest.token}
+  batch_size: lots
+streams:
+  raw_max_age: three days
+sites:
+  - id: lakeshore
+    url: https://a.example.org/api/
+    token: {file: site.token}
+    schedul: "@daily"
+    policy: policy.yaml
+  - id: hillcrest
+    url: https://b.example.org/api/
+    token: ABCDEF0123456789ABCDEF0123456789
+    time_zone: Mars/Olympus
+    schedule: "every day"
+    policy: policy.yaml
+    propagate_deletions: maybe
+desination:
+  url: x
+`
+	_, err := Load(writeNet(t, bad))
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("want a config.Error, got %v", err)
+	}
+	type want struct {
+		line int
+		msg  string
+	}
+	wants := map[string]want{
+		"destination.batch_size":               {4, `"lots" is not a whole number`},
+		"streams.raw_max_age":                  {6, `"three days" is not a duration`},
+		"sites[lakeshore].schedul":             {11, `unknown key, did you mean "schedule"?`},
+		"sites[hillcrest].token":               {15, "{file: PATH} or {env: VARIABLE}"},
+		"sites[hillcrest].time_zone":           {16, "not a known time zone"},
+		"sites[hillcrest].schedule":            {17, "not a cron schedule"},
+		"sites[hillcrest].propagate_deletions": {19, `"maybe" is not true or false`},
+		"desination":                           {20, `did you mean "destination"?`},
+	}
+	got := map[string]Problem{}
+	for _, p := range ce.Problems {
+		got[p.Setting] = p
+	}
+	for setting, w := range wants {
+		p, ok := got[setting]
+		switch {
+		case !ok:
+			t.Errorf("no problem for %s; got:\n%s", setting, ce.Error())
+		case p.Line != w.line || !strings.Contains(p.Message, w.msg):
+			t.Errorf("%s: line %d %q; want line %d and %q", setting, p.Line, p.Message, w.line, w.msg)
+		}
+	}
+	msg := ce.Error()
+	if m := regexp.MustCompile(`\b(int|int64|bool|float64|string|config\.\w+|time\.Duration|unmarshal)\b|!!`).FindString(msg); m != "" {
+		t.Errorf("the message uses a Go or YAML type name %q:\n%s", m, msg)
+	}
+	if strings.Contains(msg, "ABCDEF0123456789") {
+		t.Error("the message quotes the token written into the file")
 	}
 }
 

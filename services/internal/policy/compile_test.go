@@ -258,3 +258,19 @@ func TestCheckboxRecodeCollision(t *testing.T) {
 	_, err := Compile(mustParse(t, "name: x\napproved: {forms: [f]}\nrecode: {race: {\"1\": \"2\"}}\n"), meta, opts())
 	wantErr(t, err, "test.yaml:3: recode.race: checkbox codes 1 and 2 would both be written to race___2")
 }
+
+// Every mistake of a policy at once: misspelt keys with the key they were
+// probably meant to be, a value of the wrong kind in words, each with its line.
+func TestPolicyMistakesAllAtOnce(t *testing.T) {
+	_, err := Parse("p.yaml", []byte("name: x\napprove:\n  forms: [a]\nrecord_id: {mod: hmac}\nrules:\n  - field: b\n    rul: drop\nrecode: [1, 2]\n"))
+	for _, want := range []string{
+		`p.yaml:2: approve: unknown key, did you mean "approved"?`,
+		`p.yaml:4: record_id.mod: unknown key, did you mean "mode"?`,
+		`p.yaml:7: rules[0].rul: unknown key, did you mean "rule"?`,
+		`p.yaml:8: recode: a list is not a section of keys`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+}

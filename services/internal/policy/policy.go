@@ -13,7 +13,6 @@
 package policy
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -24,6 +23,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/redcap-relay/relay/services/internal/yamlcheck"
 )
 
 // Rule names.
@@ -221,28 +222,41 @@ func Parse(name string, data []byte) (*Policy, error) {
 	fail := func(line int, setting, msg string) error {
 		return &Error{File: name, What: "invalid policy", Problems: []Problem{{Line: line, Setting: setting, Message: msg}}}
 	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, fail(yamlErrLine(err), "(file)", "not valid YAML: "+strings.TrimPrefix(err.Error(), "yaml: "))
+	p := &Policy{file: name, lines: map[string]int{}}
+	root, decodeProblems := yamlcheck.Decode(data, p)
+	if root == nil {
+		return nil, &Error{File: name, What: "invalid policy", Problems: policyProblems(decodeProblems)}
 	}
-	if len(root.Content) == 0 {
+	if root.Kind == 0 || root.Kind == yaml.DocumentNode {
 		return nil, fail(0, "(file)", "empty policy: a policy needs at least name and approved")
 	}
-	p := &Policy{file: name, lines: map[string]int{}}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(p); err != nil {
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		msg = strings.TrimPrefix(msg, "unmarshal errors:\n  ")
-		return nil, fail(yamlErrLine(err), "(file)", msg+" (see the policy format in deploy/policies/README.md)")
-	}
-	collectLines(root.Content[0], "", p.lines)
+	collectLines(root, "", p.lines)
 	sum := sha256.Sum256(data)
 	p.version = "sha256:" + hex.EncodeToString(sum[:])[:12]
-	if ps := p.validate(); len(ps) > 0 {
+	ps := policyProblems(decodeProblems)
+	failed := map[string]bool{}
+	for _, dp := range decodeProblems {
+		failed[dp.Setting] = true
+	}
+	for _, vp := range p.validate() {
+		if !failed[vp.Setting] {
+			ps = append(ps, vp)
+		}
+	}
+	if len(ps) > 0 {
+		sort.SliceStable(ps, func(i, j int) bool { return ps[i].Line < ps[j].Line })
 		return nil, &Error{File: name, What: "invalid policy", Problems: ps}
 	}
 	return p, nil
+}
+
+// policyProblems are the decoder's problems, pointing to the format.
+func policyProblems(ps []yamlcheck.Problem) []Problem {
+	out := make([]Problem, len(ps))
+	for i, p := range ps {
+		out[i] = Problem{Line: p.Line, Setting: p.Setting, Message: p.Message}
+	}
+	return out
 }
 
 // Version is the content hash of the policy file ("sha256:" + 12 hex
@@ -277,15 +291,6 @@ var (
 	yamlLineRe  = regexp.MustCompile(`line (\d+)`)
 )
 
-func yamlErrLine(err error) int {
-	m := yamlLineRe.FindStringSubmatch(err.Error())
-	if m == nil {
-		return 0
-	}
-	var n int
-	fmt.Sscanf(m[1], "%d", &n)
-	return n
-}
 
 func collectLines(n *yaml.Node, path string, out map[string]int) {
 	switch n.Kind {
