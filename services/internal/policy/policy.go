@@ -291,7 +291,6 @@ var (
 	yamlLineRe  = regexp.MustCompile(`line (\d+)`)
 )
 
-
 func collectLines(n *yaml.Node, path string, out map[string]int) {
 	switch n.Kind {
 	case yaml.MappingNode:
