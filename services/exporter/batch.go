@@ -82,7 +82,8 @@ func (e *Exporter) fetchComplete(ctx context.Context, r *siteRun, ids []string, 
 	ask := ids
 	for try := 1; len(ask) > 0; try++ {
 		rows, err := retry.Value(ctx, r.retry, func() ([]messages.Row, error) {
-			return r.client.ExportRecords(ctx, redcap.ExportParams{Records: ask, Fields: fields, Events: events})
+			return r.client.ExportRecords(ctx, redcap.ExportParams{Records: ask, Fields: fields, Events: events,
+				ExportSurveyFields: r.compiled.SurveyTimestamps()})
 		})
 		if err != nil {
 			return nil, err

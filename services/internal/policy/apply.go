@@ -106,7 +106,7 @@ func (c *Compiled) Apply(rec messages.RecordExported) (messages.RecordCleaned, e
 			if cp == nil {
 				if d, ok := c.completeDest[k]; ok {
 					o[d] = v
-				} else if form, ok := strings.CutSuffix(k, "_timestamp"); ok && c.tsForms[form] && c.tsRule != Drop {
+				} else if form, ok := strings.CutSuffix(k, "_timestamp"); ok && c.tsForms[form] && v != "" && v != "[not completed]" {
 					nv, err := c.transform(c.tsRule, kindDatetimeSeconds, v, days, true)
 					if err != nil {
 						errs = append(errs, FieldError{Field: k, Rule: "survey_timestamps " + c.tsRule, Err: err})

@@ -226,6 +226,9 @@ func compile(p *Policy, meta *messages.MetadataSnapshot, opts Options) (*Compile
 		if form, ok := strings.CutSuffix(src, "_complete"); ok && formFields[form] != nil {
 			continue
 		}
+		if form, ok := strings.CutSuffix(src, "_timestamp"); ok && formFields[form] != nil {
+			continue // a survey's completion time (exportSurveyFields)
+		}
 		add("rename."+src, "field %s is not in site %s's data dictionary", src, opts.Site)
 	}
 
@@ -325,7 +328,7 @@ func compile(p *Policy, meta *messages.MetadataSnapshot, opts Options) (*Compile
 			col := form + "_complete"
 			c.completeDest[col] = destName(p, col)
 			c.exportFields = append(c.exportFields, col)
-			c.tsForms[form] = true
+			c.decideTimestamp(form)
 		}
 	}
 	for _, k := range sortedKeys(keyNeeded) {
@@ -359,6 +362,32 @@ func compile(p *Policy, meta *messages.MetadataSnapshot, opts Options) (*Compile
 	c.version = p.version + "+" + c.optionsHash()
 	return c, ps
 }
+
+// decideTimestamp decides an approved form's survey completion time
+// (<form>_timestamp, exported only with exportSurveyFields and only for
+// survey instruments). REDCap ignores <form>_timestamp on import, so the
+// value reaches the destination only renamed to a real datetime field.
+func (c *Compiled) decideTimestamp(form string) {
+	col := form + "_timestamp"
+	d := Decision{Field: col, Form: form, Type: "survey timestamp", Approved: true, Action: c.tsRule, Line: c.policy.line("survey_timestamps")}
+	switch dest := destName(c.policy, col); {
+	case c.tsRule == Drop:
+		d.Action, d.By = Drop, "survey_timestamps: drop (the default)"
+	case dest == col:
+		d.Action, d.By = Drop, fmt.Sprintf("survey_timestamps: %s, but REDCap ignores %s on import: add rename: {%s: <a datetime field of the destination>} to transfer it", c.tsRule, col, col)
+	default:
+		d.By, d.Dest = "survey_timestamps: "+c.tsRule, dest
+		c.tsForms[form] = true
+		// The destination check sees it as a datetime (seconds) field.
+		c.plans = append(c.plans, &fieldPlan{name: col, dest: dest, action: c.tsRule, kind: kindDatetimeSeconds,
+			field: messages.Field{FieldName: col, FormName: form, FieldType: "text", TextValidationTypeOrShowSlider: "datetime_seconds_ymd"}})
+	}
+	c.decisions = append(c.decisions, d)
+}
+
+// SurveyTimestamps reports whether any survey completion time reaches the
+// destination: the exporter then asks for exportSurveyFields.
+func (c *Compiled) SurveyTimestamps() bool { return len(c.tsForms) > 0 }
 
 // kept reports whether a field reaches the destination.
 func (c *Compiled) kept(field string) bool {

@@ -204,6 +204,7 @@ func TestCheckDestination(t *testing.T) {
 		fld("dem_race", "demographics", "checkbox", "", "1, A | 2, B | 3, C | 98, Other"),
 		fld("dem_email", "demographics", "text"),
 		fld("dem_visit", "demographics", "text", "datetime_seconds_mdy"),
+		fld("demographics_completed_year", "demographics", "text", "integer"),
 		fld("peg_pain", "pain", "dropdown", "", "0, 0 | 1, 1 | 2, 2 | 10, 10"),
 		fld("peg_date", "pain", "text", "date_dmy"),
 		fld("peg_time", "pain", "text", "datetime_ymd"),
@@ -212,6 +213,16 @@ func TestCheckDestination(t *testing.T) {
 	}
 	if err := c.CheckDestination(good); err != nil {
 		t.Fatalf("good destination refused: %v", err)
+	}
+	// The survey completion year needs its real destination field.
+	var noTimestamp []messages.Field
+	for _, f := range good {
+		if f.FieldName != "demographics_completed_year" {
+			noTimestamp = append(noTimestamp, f)
+		}
+	}
+	if err := c.CheckDestination(noTimestamp); err == nil || !strings.Contains(err.Error(), "demographics_timestamp → demographics_completed_year: not in the destination") {
+		t.Fatalf("a destination without the renamed timestamp field: %v", err)
 	}
 	bad := []messages.Field{
 		fld("record_id", "demographics", "text"),
@@ -240,9 +251,10 @@ func TestCheckDestination(t *testing.T) {
 		"field peg_time → peg_time: not in the destination's data dictionary",
 		"field sleep_hours → sleep_hours: rule keep writes number, but the destination validates it as integer",
 		"peg_complete → pain_complete: the destination has no form pain",
+		"field demographics_timestamp → demographics_completed_year: not in the destination's data dictionary",
 	)
 	var de *DestinationError
-	if !errors.As(err, &de) || len(de.Mismatches) != 11 {
+	if !errors.As(err, &de) || len(de.Mismatches) != 12 {
 		t.Errorf("mismatches: %v", err)
 	}
 }
