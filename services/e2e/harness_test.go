@@ -96,14 +96,18 @@ type netOpts struct {
 	// policy replaces the test policy; destExtra adds destination fields;
 	// surveys makes the sites' survey form a survey; key gives the network
 	// a pseudonym key (keyed rules: shift, hash, hmac IDs).
-	policy      string
-	destExtra   []messages.Field
-	surveys     bool
-	key         bool
-	timing      timing
-	batchSize   int
-	importBatch int
-	natsPort    int
+	policy    string
+	destExtra []messages.Field
+	// siteExtra adds fields to the sites' dictionary; repeating makes
+	// forms repeating at the sites and the destination.
+	siteFieldsExtra []messages.Field
+	repeating       []messages.RepeatingForm
+	surveys         bool
+	key             bool
+	timing          timing
+	batchSize       int
+	importBatch     int
+	natsPort        int
 }
 
 // testNet is one simulated network: a simulator (behind the faults
@@ -162,7 +166,7 @@ func newNet(t *testing.T, o netOpts) *testNet {
 
 	os.MkdirAll(filepath.Join(n.dir, "secrets"), 0o700)
 	for i, site := range o.sites {
-		spec := redcapsim.ProjectSpec{Title: site, Fields: surveyFields}
+		spec := redcapsim.ProjectSpec{Title: site, Fields: append(append([]messages.Field(nil), surveyFields...), o.siteFieldsExtra...), Repeating: o.repeating}
 		if o.surveys {
 			spec.Surveys = []redcapsim.Survey{{Form: "survey", Title: "Survey"}}
 		}
@@ -183,7 +187,7 @@ func newNet(t *testing.T, o netOpts) *testNet {
 		n.sites[site] = pid
 		n.tokens[site] = n.addToken(pid, site, redcapsim.Rights{Export: true, Metadata: true})
 	}
-	n.dest, err = sim.CreateProject(redcapsim.ProjectSpec{Title: "destination", Fields: append(destFields(o.destScoreCodes), o.destExtra...)})
+	n.dest, err = sim.CreateProject(redcapsim.ProjectSpec{Title: "destination", Fields: append(destFields(o.destScoreCodes), o.destExtra...), Repeating: o.repeating})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,6 +357,9 @@ func (n *testNet) expected() map[string]messages.Row {
 			n.t.Fatal(err)
 		}
 		for _, r := range rows {
+			if r["redcap_repeat_instrument"] != "" {
+				continue
+			}
 			out := messages.Row{}
 			for _, f := range approved {
 				out[f] = r[f]
@@ -373,6 +380,9 @@ func (n *testNet) destination() map[string]messages.Row {
 	}
 	got := map[string]messages.Row{}
 	for _, r := range rows {
+		if r["redcap_repeat_instrument"] != "" {
+			continue // the survey form's fields are on the record's own row
+		}
 		out := messages.Row{}
 		for _, f := range approved {
 			out[f] = r[f]

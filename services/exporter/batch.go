@@ -22,17 +22,18 @@ import (
 // it is skipped, and the next run sees it gone.
 const maxBatchTries = 8
 
-// batchResult is one batch's complete records.
+// batchResult is one batch's complete records, with their files.
 type batchResult struct {
 	index, from, count int
 	records            []redcap.Record
+	files              fileOutcome
 	err                error
 }
 
 // exportBatches fetches the batches with at most conc calls in flight and
 // delivers each result on the channel (in completion order). After the
 // first error it starts no new call.
-func exportBatches(ctx context.Context, ids []string, size, conc int, fetch func([]string) ([]redcap.Record, error)) <-chan batchResult {
+func exportBatches(ctx context.Context, ids []string, size, conc int, fetch func([]string) ([]redcap.Record, fileOutcome, error)) <-chan batchResult {
 	out := make(chan batchResult, conc)
 	ctx, cancel := context.WithCancel(ctx)
 	go func() {
@@ -53,11 +54,11 @@ func exportBatches(ctx context.Context, ids []string, size, conc int, fetch func
 				defer wg.Done()
 				defer func() { <-sem }()
 				part := ids[i:min(i+size, len(ids))]
-				recs, err := fetch(part)
+				recs, files, err := fetch(part)
 				if err != nil {
 					cancel()
 				}
-				out <- batchResult{index: n, from: i, count: len(part), records: recs, err: err}
+				out <- batchResult{index: n, from: i, count: len(part), records: recs, files: files, err: err}
 			}(i, n)
 		}
 		wg.Wait()

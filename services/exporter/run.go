@@ -244,7 +244,9 @@ func (e *Exporter) listIDs(ctx context.Context, r *siteRun, st messages.SiteStat
 		seen[id] = true
 	}
 	for _, id := range list.order {
-		if _, known := prev[id]; !known && !seen[id] {
+		// Unknown here (new, or dropped by mistake), or marked to be
+		// exported again (a file of it did not make it last time).
+		if h, known := prev[id]; (!known || h == "") && !seen[id] {
 			todo = append(todo, id)
 		}
 	}
@@ -310,8 +312,13 @@ func (e *Exporter) absentRecords(ctx context.Context, r *siteRun, prev Known, li
 // those whose content changed.
 func (e *Exporter) exportRecords(ctx context.Context, r *siteRun, todo []string, list *idList, prev, next Known, current map[string]struct{}, short *atomic.Int64) (exported, same int, err error) {
 	site := r.site
-	results := exportBatches(ctx, todo, site.BatchSize, site.ExportConcurrency, func(ids []string) ([]redcap.Record, error) {
-		return e.fetchComplete(ctx, r, ids, list, short)
+	results := exportBatches(ctx, todo, site.BatchSize, site.ExportConcurrency, func(ids []string) ([]redcap.Record, fileOutcome, error) {
+		recs, err := e.fetchComplete(ctx, r, ids, list, short)
+		if err != nil {
+			return nil, fileOutcome{}, err
+		}
+		files, err := e.attachFiles(ctx, r, recs)
+		return recs, files, err
 	})
 	done := 0
 	for b := range results {
@@ -322,19 +329,24 @@ func (e *Exporter) exportRecords(ctx context.Context, r *siteRun, todo []string,
 			if _, ok := current[rec.ID]; !ok {
 				continue // created after the ID list; the next run takes it
 			}
-			h := messages.HashRows(rec.Rows)
+			files := b.files.files[rec.ID]
+			h := messages.HashRecord(rec.Rows, files)
 			if unchanged(prev, rec.ID, h, r.plan.Force) {
 				same++
 				continue
 			}
 			m := messages.RecordExported{
 				V: messages.V, Site: site.ID, RunID: r.req.RunID, RecordID: rec.ID, Version: r.version(),
-				Hash: h, MetadataHash: r.snap.Hash, Rows: rec.Rows, ExportedAt: r.start,
+				Hash: h, MetadataHash: r.snap.Hash, Rows: rec.Rows, Files: files, ExportedAt: r.start,
 			}
 			if err := r.pub.Add(ctx, messages.RecordsRawSubject(site.ID), m.MsgID(), broker.Route{Site: site.ID, Run: r.req.RunID, Record: rec.ID}, m); err != nil {
 				return exported, same, err
 			}
 			next[rec.ID] = shortHash(h)
+			if b.files.failed[rec.ID] {
+				// A file did not make it: export the record again next run.
+				next[rec.ID] = ""
+			}
 			exported++
 		}
 		done += b.count

@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -49,6 +50,8 @@ type Destination interface {
 	ImportRecords(ctx context.Context, rows []messages.Row, p redcap.ImportParams) (redcap.ImportResult, error)
 	DeleteRecords(ctx context.Context, ids []string) (int, error)
 	ExportRecords(ctx context.Context, p redcap.ExportParams) ([]messages.Row, error)
+	ImportFile(ctx context.Context, ref redcap.FileRef, name string, r io.Reader, size int64) error
+	DeleteFile(ctx context.Context, ref redcap.FileRef) error
 }
 
 // Importer holds the destination client and the latest-wins versions.
@@ -85,7 +88,7 @@ func New(ctx context.Context, d Deps) (*Importer, error) {
 		d.MaxProbeInterval = 30 * time.Second
 	}
 	if d.Store == nil {
-		d.Store = JetStreamStore{JS: d.JS}
+		d.Store = JetStreamStore{JS: d.JS, Log: d.Logger}
 	}
 	if d.Destination == nil {
 		return nil, fmt.Errorf("importer: no destination client")

@@ -9,8 +9,9 @@ import (
 
 // item is one delivery with its decoded record.
 type item struct {
-	msg router.Msg
-	rec messages.RecordCleaned
+	msg   router.Msg
+	rec   messages.RecordCleaned
+	files []messages.ImportedFile // written at the destination (for the audit)
 }
 
 // batchPlan sorts a fetched batch; it does no I/O.

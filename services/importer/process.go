@@ -106,7 +106,7 @@ func (im *Importer) confirm(ctx context.Context, items []*item, res redcap.Impor
 	if len(missing) > 0 {
 		im.log.Warn("destination did not confirm every record sent; importing them again", "confirmed", len(done), "missing", len(missing))
 	}
-	if len(done) > 0 {
+	if len(done) > 0 && im.transferFiles(ctx, done) {
 		im.finish(ctx, done, false)
 	}
 	if len(missing) == len(items) {
@@ -247,6 +247,7 @@ func audits(items []*item, deleted bool, at time.Time) []messages.ImportDone {
 		for _, f := range messages.FieldNames(r.Rows) {
 			fields[k][f] = true
 		}
+		a.Files = append(a.Files, it.files...)
 	}
 	out := make([]messages.ImportDone, 0, len(order))
 	for _, k := range order {

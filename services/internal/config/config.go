@@ -54,14 +54,17 @@ type NATS struct {
 
 // Streams sets retention. Zero values take the defaults in Defaults().
 type Streams struct {
-	RawMaxAge       Duration `yaml:"raw_max_age"`   // RECORDS_RAW holds PHI: keep it short
-	CleanMaxAge     Duration `yaml:"clean_max_age"` // the replay window
-	AuditMaxAge     Duration `yaml:"audit_max_age"`
-	DLQMaxAge       Duration `yaml:"dlq_max_age"`
-	DedupeWindow    Duration `yaml:"dedupe_window"`
-	RawMaxBytes     int64    `yaml:"raw_max_bytes"`
-	CleanMaxBytes   int64    `yaml:"clean_max_bytes"`
-	MetadataPerSite int64    `yaml:"metadata_per_site"`
+	RawMaxAge     Duration `yaml:"raw_max_age"`   // RECORDS_RAW holds PHI: keep it short
+	CleanMaxAge   Duration `yaml:"clean_max_age"` // the replay window
+	AuditMaxAge   Duration `yaml:"audit_max_age"`
+	DLQMaxAge     Duration `yaml:"dlq_max_age"`
+	DedupeWindow  Duration `yaml:"dedupe_window"`
+	RawMaxBytes   int64    `yaml:"raw_max_bytes"`
+	CleanMaxBytes int64    `yaml:"clean_max_bytes"`
+	// FilesMaxBytes caps the files bucket (0 = unlimited): a file that no
+	// longer fits is dead-lettered, the rest of its record imported.
+	FilesMaxBytes   int64 `yaml:"files_max_bytes"`
+	MetadataPerSite int64 `yaml:"metadata_per_site"`
 	// Replicas for clustered NATS (1 for a single server).
 	Replicas int `yaml:"replicas"`
 	// How long a delivered message may stay unacked before JetStream

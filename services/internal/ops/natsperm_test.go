@@ -145,6 +145,7 @@ func TestServiceUsersPublishOnlyOnTheirSubjects(t *testing.T) {
 		{"importer", "relay.dlq.import.a", messages.StreamDLQ, true},
 		{"importer", "relay.records.clean.a", messages.StreamRecordsClean, false},
 		{"importer", "relay.run.a", messages.StreamAudit, false},
+		{"importer", "$O.relay_files.C.x", "OBJ_relay_files", false}, // reads files, never writes them
 		{"checker", "relay.protocol.report.a", messages.StreamReports, true},
 		{"checker", "relay.dlq.check.a", messages.StreamDLQ, true},
 		{"checker", "relay.records.clean.a", messages.StreamRecordsClean, false},
@@ -286,6 +287,16 @@ func TestServiceUsersCanDoTheirWork(t *testing.T) {
 	if _, err := decisions.Get(c, "a.run"); err != nil {
 		t.Fatalf("exporter decision get: %v", err)
 	}
+	files, err := ejs.ObjectStore(c, messages.BucketFiles)
+	if err != nil {
+		t.Fatalf("exporter files bucket: %v", err)
+	}
+	if _, err := files.GetInfo(c, "sha256/ab"); err == nil {
+		t.Fatal("an object that was never stored")
+	}
+	if _, err := files.PutBytes(c, "sha256/ab", []byte(strings.Repeat("%PDF", 100000))); err != nil {
+		t.Fatalf("exporter stores a file: %v", err)
+	}
 	mustPub(ejs, messages.RecordsRawSubject("a"))
 	mustPub(ejs, messages.MetadataSubject("a"))
 	mustPub(ejs, messages.RunSubject("a"))
@@ -337,6 +348,20 @@ func TestServiceUsersCanDoTheirWork(t *testing.T) {
 	}
 	if _, err := kept.PutBytes(c, "a/a-1", []byte(`{"v":1}`)); err != nil {
 		t.Fatalf("importer keeps a deleted record: %v", err)
+	}
+	ifiles, err := ijs.ObjectStore(c, messages.BucketFiles)
+	if err != nil {
+		t.Fatalf("importer files bucket: %v", err)
+	}
+	if b, err := ifiles.GetBytes(c, "sha256/ab"); err != nil || len(b) != 400000 {
+		t.Fatalf("importer reads a file: %d bytes, %v", len(b), err)
+	}
+	destFiles, err := ijs.KeyValue(c, messages.BucketDestFiles)
+	if err != nil {
+		t.Fatalf("importer destination files KV: %v", err)
+	}
+	if _, err := destFiles.Put(c, "a", []byte("ab")); err != nil {
+		t.Fatalf("importer records an upload: %v", err)
 	}
 	mustPub(ijs, messages.ImportDoneSubject("a"))
 	// The destination check: the exporter asks, the importer answers.

@@ -147,7 +147,18 @@ func (c *Compiled) Apply(rec messages.RecordExported) (messages.RecordCleaned, e
 		return out, &ApplyError{Site: rec.Site, Record: recName, Fields: dedupe(errs)}
 	}
 	out.Rows = rows
-	out.Hash = messages.HashRows(rows)
+	for _, f := range rec.Files {
+		fp, ok := c.filesBy[f.Field]
+		if !ok {
+			continue // not kept: the exporter never sends one, but never pass one on
+		}
+		f.Field = fp.Dest
+		if !fp.KeepName {
+			f.Name = ""
+		}
+		out.Files = append(out.Files, f)
+	}
+	out.Hash = messages.HashRecord(rows, out.Files)
 	return out, nil
 }
 

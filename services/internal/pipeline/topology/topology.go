@@ -263,6 +263,15 @@ var Buckets = []Bucket{
 		config: func(config.Streams) (jetstream.KeyValueConfig, jetstream.ObjectStoreConfig) {
 			return kv(jetstream.KeyValueConfig{History: 1})
 		}},
+	{Name: messages.BucketFiles, Object: true, Holds: "files of kept file-upload fields, by content (never inside a message)", Writers: []string{Exporter}, Readers: []string{Importer},
+		config: func(c config.Streams) (jetstream.KeyValueConfig, jetstream.ObjectStoreConfig) {
+			// As long as the records that refer to them can be replayed.
+			return obj(jetstream.ObjectStoreConfig{TTL: c.CleanMaxAge.D(), MaxBytes: orUnlimited(c.FilesMaxBytes)})
+		}},
+	{Name: messages.BucketDestFiles, Holds: "the file the destination holds at each file location (SHA-256)", Writers: []string{Importer},
+		config: func(config.Streams) (jetstream.KeyValueConfig, jetstream.ObjectStoreConfig) {
+			return kv(jetstream.KeyValueConfig{History: 1})
+		}},
 	{Name: messages.BucketDeletedRecords, Object: true, Holds: "destination rows of deleted records, for relay deletions restore", Writers: []string{Importer},
 		config: func(c config.Streams) (jetstream.KeyValueConfig, jetstream.ObjectStoreConfig) {
 			return obj(jetstream.ObjectStoreConfig{TTL: c.DeletedRetention.D()})
