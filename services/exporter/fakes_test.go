@@ -249,6 +249,7 @@ type fakeStore struct {
 	deletions map[string]messages.DeletionState
 	dest      *messages.MetadataSnapshot // the destination's dictionary (default: the site's)
 	objects   map[string][]byte          // the files bucket
+	putErr    error
 	letters   []messages.DeadLetter
 	destErr   error
 	decisions map[string]*messages.DeletionDecision
@@ -359,6 +360,9 @@ func (f *fakeStore) HasFile(_ context.Context, object string) (bool, error) {
 }
 
 func (f *fakeStore) PutFile(_ context.Context, object string, r io.Reader, size int64) error {
+	if f.putErr != nil {
+		return f.putErr
+	}
 	b, err := io.ReadAll(io.LimitReader(r, size))
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package exporter
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -113,5 +114,37 @@ func TestAFileReplacedUnderTheSameNameIsExportedAgain(t *testing.T) {
 	got := u.store.take()
 	if len(got) != 1 || got[0].RecordID != "2" || got[0].Files[0].SHA256 != sha([]byte("%PDF re-signed")) {
 		t.Fatalf("published %+v, want record 2 with its new file", got)
+	}
+}
+
+func TestAFileThatCannotBeTransferredIsDeadLetteredWithTheReason(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		set  func(u *unit)
+		want string
+	}{
+		{"a type the policy refuses", func(u *unit) {
+			u.site.files["1/consent_pdf"] = fakeFile{name: "x.exe", mime: "application/x-msdownload", data: []byte("MZ")}
+		}, "does not allow"},
+		{"REDCap's error", func(u *unit) { delete(u.site.files, "1/consent_pdf") }, "There is no file to download"},
+		{"the files bucket full", func(u *unit) { u.store.putErr = errors.New("nats: maximum bytes exceeded") }, "maximum bytes exceeded"},
+	} {
+		u := fileUnit(t)
+		c.set(u)
+		if err := u.runAt(u.now, false); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		var letter string
+		for _, dl := range u.store.letters {
+			if strings.Contains(dl.Error, "record alpha-1, field consent_pdf") {
+				letter = dl.Error
+			}
+		}
+		if !strings.Contains(letter, c.want) {
+			t.Errorf("%s: dead letters %+v, want record 1's file with %q", c.name, u.store.letters, c.want)
+		}
+		if got := len(u.store.take()); got != 4 {
+			t.Errorf("%s: %d records published, want all 4", c.name, got)
+		}
 	}
 }
