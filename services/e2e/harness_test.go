@@ -102,6 +102,7 @@ type netOpts struct {
 	// forms repeating at the sites and the destination.
 	siteFieldsExtra []messages.Field
 	repeating       []messages.RepeatingForm
+	destDAGs        []messages.DAG
 	surveys         bool
 	key             bool
 	timing          timing
@@ -187,7 +188,7 @@ func newNet(t *testing.T, o netOpts) *testNet {
 		n.sites[site] = pid
 		n.tokens[site] = n.addToken(pid, site, redcapsim.Rights{Export: true, Metadata: true})
 	}
-	n.dest, err = sim.CreateProject(redcapsim.ProjectSpec{Title: "destination", Fields: append(destFields(o.destScoreCodes), o.destExtra...), Repeating: o.repeating})
+	n.dest, err = sim.CreateProject(redcapsim.ProjectSpec{Title: "destination", Fields: append(destFields(o.destScoreCodes), o.destExtra...), Repeating: o.repeating, DAGs: o.destDAGs})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -84,8 +85,11 @@ func (e *Exporter) fetchComplete(ctx context.Context, r *siteRun, ids []string, 
 	for try := 1; len(ask) > 0; try++ {
 		rows, err := retry.Value(ctx, r.retry, func() ([]messages.Row, error) {
 			return r.client.ExportRecords(ctx, redcap.ExportParams{Records: ask, Fields: fields, Events: events,
-				ExportSurveyFields: r.compiled.SurveyTimestamps()})
+				ExportSurveyFields: r.compiled.SurveyTimestamps(), ExportDataAccessGroups: r.compiled.NeedsSiteDAG()})
 		})
+		if err != nil && r.compiled.NeedsSiteDAG() && isDAGRightMissing(err) {
+			return nil, retry.Permanent(fmt.Errorf("site %s: policy %s maps the site's data access groups (site_dags), so the exporter asks for each record's DAG, and the site's token may not export them: grant the token's user the 'Data Access Groups' right, or remove site_dags: %w", r.site.ID, r.site.Policy, err))
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -119,6 +123,13 @@ func (e *Exporter) fetchComplete(ctx context.Context, r *siteRun, ids []string, 
 		ask = incomplete
 	}
 	return assemble(ids, got, order), nil
+}
+
+// isDAGRightMissing is REDCap refusing exportDataAccessGroups to a token
+// without the Data Access Groups right.
+func isDAGRightMissing(err error) bool {
+	var e *redcap.Error
+	return errors.As(err, &e) && e.Status == 403 && strings.Contains(e.Message, "Data Access Groups")
 }
 
 // shortRecords lists the records asked for that lack rows the list expects

@@ -137,8 +137,13 @@ func (c *Compiled) Apply(rec messages.RecordExported) (messages.RecordCleaned, e
 			o[cp.dest] = nv
 		}
 		o[c.idDest] = destID
-		if c.opts.DAG != "" {
-			o[colDAG] = c.opts.DAG
+		dag := c.opts.DAG
+		if mapped, ok := c.policy.SiteDAGs[row[colDAG]]; ok && row[colDAG] != "" {
+			dag = mapped
+			out.DAG = mapped
+		}
+		if dag != "" {
+			o[colDAG] = dag
 		}
 		rows = append(rows, o)
 	}

@@ -468,6 +468,10 @@ func (c *Compiled) decideTimestamp(form string) {
 	c.decisions = append(c.decisions, d)
 }
 
+// NeedsSiteDAG reports whether the policy maps the site's data access
+// groups: the exporter then asks for each record's DAG.
+func (c *Compiled) NeedsSiteDAG() bool { return len(c.policy.SiteDAGs) > 0 }
+
 // SurveyTimestamps reports whether any survey completion time reaches the
 // destination: the exporter then asks for exportSurveyFields.
 func (c *Compiled) SurveyTimestamps() bool { return len(c.tsForms) > 0 }

@@ -72,6 +72,12 @@ type Policy struct {
 	Rename map[string]string `yaml:"rename"`
 	// Recode maps a field's site codes to the destination's codes.
 	Recode map[string]map[string]string `yaml:"recode"`
+	// SiteDAGs maps the site's data access groups (unique names) to the
+	// destination's; a record in another group (or none) goes to the
+	// site's dag from the network file. Set, it makes the exporter ask for
+	// each record's DAG (exportDataAccessGroups), which needs the token's
+	// Data Access Groups right.
+	SiteDAGs map[string]string `yaml:"site_dags"`
 
 	file    string
 	version string
@@ -299,6 +305,8 @@ func policyProblems(ps []yamlcheck.Problem) []Problem {
 	return out
 }
 
+var dagNameRE = regexp.MustCompile(`^[a-z0-9_]{1,100}$`)
+
 // Version is the content hash of the policy file ("sha256:" + 12 hex
 // digits). Any edit, comments included, is a new version: the file is the
 // document the IRB approved.
@@ -365,6 +373,14 @@ func isRule(s string) bool {
 func (p *Policy) validate() []Problem {
 	var ps []Problem
 	add := func(setting, format string, a ...any) { ps = append(ps, p.problem(setting, format, a...)) }
+	for _, site := range sortedKeys(p.SiteDAGs) {
+		if !dagNameRE.MatchString(site) {
+			add("site_dags."+site, "%q is not a REDCap data access group's unique name (lowercase letters, digits, _)", site)
+		}
+		if d := p.SiteDAGs[site]; !dagNameRE.MatchString(d) {
+			add("site_dags."+site, "%q is not a REDCap data access group's unique name (lowercase letters, digits, _)", d)
+		}
+	}
 	if strings.TrimSpace(p.Name) == "" {
 		add("name", "missing: give the policy a name (it appears in reports)")
 	}
