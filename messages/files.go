@@ -45,12 +45,21 @@ func FileObject(sha256Hex string) string { return "sha256/" + sha256Hex }
 
 // HashRecord is a record's content hash: its rows and, when it has any, the
 // contents of its files (a file replaced under the same name changes it).
-func HashRecord(rows []Row, files []FileRef) string {
+func HashRecord(rows []Row, files []FileRef) string { return hashRecord(rows, files, "") }
+
+// HashContent is a record's content hash without its ID (the idField
+// column): the same content under another ID (a record renamed at the
+// site) hashes the same.
+func HashContent(rows []Row, files []FileRef, idField string) string {
+	return hashRecord(rows, files, idField)
+}
+
+func hashRecord(rows []Row, files []FileRef, skip string) string {
 	if len(files) == 0 {
-		return HashRows(rows)
+		return hashRows(rows, skip)
 	}
 	h := sha256.New()
-	io.WriteString(h, HashRows(rows))
+	io.WriteString(h, hashRows(rows, skip))
 	var n [binary.MaxVarintLen64]byte
 	put := func(s string) {
 		h.Write(n[:binary.PutUvarint(n[:], uint64(len(s)))])

@@ -58,7 +58,10 @@ type RecordExported struct {
 	Hash         string `json:"hash"`
 	MetadataHash string `json:"metadata_hash"`
 	Deleted      bool   `json:"deleted,omitempty"` // the record no longer exists at the site
-	Rows         []Row  `json:"rows,omitempty"`
+	// RenamedFrom is the ID the record had before it was renamed at the
+	// site: the destination renames its record too (keeping its history).
+	RenamedFrom string `json:"renamed_from,omitempty"`
+	Rows        []Row  `json:"rows,omitempty"`
 	// Files are the record's files the policy keeps (references into
 	// BucketFiles, never the content).
 	Files      []FileRef `json:"files,omitempty"`
@@ -85,7 +88,10 @@ type RecordCleaned struct {
 	PolicyVersion string `json:"policy_version"`
 	DAG           string `json:"dag,omitempty"`
 	Deleted       bool   `json:"deleted,omitempty"`
-	Rows          []Row  `json:"rows,omitempty"`
+	// RenamedFrom is the destination ID of the record before the site
+	// renamed it.
+	RenamedFrom string `json:"renamed_from,omitempty"`
+	Rows        []Row  `json:"rows,omitempty"`
 	// Files go to the destination after the rows (destination field names).
 	Files     []FileRef `json:"files,omitempty"`
 	CleanedAt time.Time `json:"cleaned_at"`
@@ -136,7 +142,9 @@ type ImportDone struct {
 	Site    string   `json:"site"`
 	Records []string `json:"records"`           // destination record IDs imported
 	Deleted []string `json:"deleted,omitempty"` // destination record IDs deleted
-	Fields  []string `json:"fields"`            // field names written
+	// Renamed are the records renamed at the destination ("old -> new").
+	Renamed []string `json:"renamed,omitempty"`
+	Fields  []string `json:"fields"` // field names written
 	// Files are the files uploaded (or removed) at the destination: where
 	// and how big, never their content or (unless the policy keeps it)
 	// their original name.
@@ -240,7 +248,10 @@ func HashJSON(v any) string {
 // HashRows hashes record rows independent of map order: per row, the
 // fields sorted by name, each name and value length-prefixed (so no value
 // can imitate a separator). It is on every record's path, so it avoids JSON.
-func HashRows(rows []Row) string {
+func HashRows(rows []Row) string { return hashRows(rows, "") }
+
+// hashRows hashes rows, leaving out the column skip ("" = none).
+func hashRows(rows []Row, skip string) string {
 	h := sha256.New()
 	var keys []string
 	var n [binary.MaxVarintLen64]byte
@@ -251,7 +262,9 @@ func HashRows(rows []Row) string {
 	for _, r := range rows {
 		keys = keys[:0]
 		for k := range r {
-			keys = append(keys, k)
+			if k != skip {
+				keys = append(keys, k)
+			}
 		}
 		sort.Strings(keys)
 		h.Write(n[:binary.PutUvarint(n[:], uint64(len(keys)))])

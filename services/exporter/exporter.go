@@ -69,6 +69,7 @@ type REDCap interface {
 	ExportDAGs(ctx context.Context) ([]messages.DAG, error)
 	GenerateNextRecordName(ctx context.Context) (string, error)
 	ExportFile(ctx context.Context, ref redcap.FileRef, w io.Writer) (redcap.FileInfo, error)
+	ExportLogging(ctx context.Context, p redcap.LogParams) ([]redcap.LogEntry, error)
 	Calls() int64
 }
 

@@ -60,6 +60,8 @@ type fakeSite struct {
 	failAll error
 	// files are the records' files, by "<record>/<field>".
 	files map[string]fakeFile
+	// logs is the project's log (nil: the token has no Logging right).
+	logs []redcap.LogEntry
 }
 
 type fakeFile struct {
@@ -122,6 +124,32 @@ func (s *fakeSite) ExportFile(_ context.Context, ref redcap.FileRef, w io.Writer
 	}
 	n, err := w.Write(f.data)
 	return redcap.FileInfo{Name: f.name, MIME: f.mime, Size: int64(n)}, err
+}
+
+func (s *fakeSite) ExportLogging(context.Context, redcap.LogParams) ([]redcap.LogEntry, error) {
+	s.call()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.logs == nil {
+		return nil, &redcap.Error{Site: "alpha", Call: "export logging", Status: 403, Kind: redcap.KindPermanent, Message: "You do not have Logging privileges"}
+	}
+	return s.logs, nil
+}
+
+// rename renames a record as REDCap does, logging it when the fake keeps a log.
+func (s *fakeSite) rename(old, new string, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rows := s.rows[old]
+	for _, r := range rows {
+		r["record_id"] = new
+	}
+	s.rows[new], s.changed[new] = rows, at
+	delete(s.rows, old)
+	delete(s.changed, old)
+	if s.logs != nil {
+		s.logs = append(s.logs, redcap.LogEntry{Action: "Rename Record (API) " + new, Record: new, Details: "old_record = '" + old + "',\nnew_record = '" + new + "'"})
+	}
 }
 
 func (s *fakeSite) GenerateNextRecordName(context.Context) (string, error) {

@@ -51,6 +51,7 @@ type Destination interface {
 	DeleteRecords(ctx context.Context, ids []string) (int, error)
 	ExportRecords(ctx context.Context, p redcap.ExportParams) ([]messages.Row, error)
 	ImportFile(ctx context.Context, ref redcap.FileRef, name string, r io.Reader, size int64) error
+	RenameRecord(ctx context.Context, oldID, newID string, arm int) error
 	DeleteFile(ctx context.Context, ref redcap.FileRef) error
 }
 

@@ -67,6 +67,8 @@ type fakeDest struct {
 	anonymous bool
 	files     map[string]string // "<record>/<field>" -> "<name>:<content>"
 	uploads   int
+	noRename  bool
+	renames   int
 }
 
 func (d *fakeDest) ExportVersion(context.Context) (string, error) { return "14.7.3", nil }
@@ -136,6 +138,23 @@ func (d *fakeDest) ImportFile(_ context.Context, ref redcap.FileRef, name string
 	}
 	d.uploads++
 	d.files[ref.Record+"/"+ref.Field] = name + ":" + string(b)
+	return nil
+}
+
+func (d *fakeDest) RenameRecord(_ context.Context, old, new string, _ int) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.noRename {
+		return &redcap.Error{Site: "destination", Call: "rename record", Status: 403, Kind: redcap.KindPermanent, Message: "You do not have Rename Record privileges"}
+	}
+	r, ok := d.records[old]
+	if !ok {
+		return &redcap.Error{Site: "destination", Call: "rename record", Status: 400, Kind: redcap.KindPermanent, Message: "The record '" + old + "' does not exist"}
+	}
+	delete(d.records, old)
+	r["record_id"] = new
+	d.records[new] = r
+	d.renames++
 	return nil
 }
 
@@ -423,5 +442,43 @@ func TestFilesFollowTheirRecordOnceAndAreRemovedWithTheSite(t *testing.T) {
 	im.process(context.Background(), batch(m))
 	if m.outcome != "ack" || dest.records["a-2"]["score"] != "5" || len(st.letters) != 1 || !strings.Contains(st.letters[0].Error, "record a-2, field consent_file") {
 		t.Fatalf("a missing file: %q, rows %v, letters %+v", m.outcome, dest.records["a-2"], st.letters)
+	}
+}
+
+func renamedRecord(old, new string, version int64, score string) *fakeMsg {
+	m := cleaned(new, version, score)
+	var rec messages.RecordCleaned
+	json.Unmarshal(m.data, &rec)
+	rec.RenamedFrom = old
+	m.data, _ = json.Marshal(rec)
+	return m
+}
+
+func TestARenameAtTheSiteIsARenameAtTheDestination(t *testing.T) {
+	dest := &fakeDest{}
+	im, st := newImporter(t, dest, nil)
+	im.process(context.Background(), batch(cleaned("a-1", 1, "3")))
+	m := renamedRecord("a-1", "a-100", 2, "3")
+	im.process(context.Background(), batch(m))
+	if m.outcome != "ack" || dest.renames != 1 || dest.records["a-100"]["score"] != "3" {
+		t.Fatalf("rename: %q, %d renames, destination %v", m.outcome, dest.renames, dest.records)
+	}
+	if _, ok := dest.records["a-1"]; ok {
+		t.Fatal("the old ID is still at the destination")
+	}
+	if a := st.audits[len(st.audits)-1]; len(a.Renamed) != 1 || a.Renamed[0] != "a-1 -> a-100" {
+		t.Fatalf("audit %+v: want the rename", a)
+	}
+	if len(st.kept) != 0 {
+		t.Fatal("a rename deleted (and kept) a record")
+	}
+
+	// Without the Rename right: created anew, the old one deleted (and kept).
+	dest2 := &fakeDest{noRename: true}
+	im2, st2 := newImporter(t, dest2, nil)
+	im2.process(context.Background(), batch(cleaned("a-1", 1, "3")))
+	im2.process(context.Background(), batch(renamedRecord("a-1", "a-100", 2, "3")))
+	if _, ok := dest2.records["a-1"]; ok || dest2.records["a-100"]["score"] != "3" || len(st2.kept) != 1 || st2.kept[0].DestRecordID != "a-1" {
+		t.Fatalf("without the rename right: destination %v, kept %+v", dest2.records, st2.kept)
 	}
 }

@@ -67,6 +67,9 @@ func (c *Compiled) Apply(rec messages.RecordExported) (messages.RecordCleaned, e
 		V: messages.V, Site: rec.Site, RunID: rec.RunID, SourceRecord: rec.RecordID, DestRecordID: destID,
 		Version: rec.Version, PolicyVersion: c.version, DAG: c.opts.DAG, Deleted: rec.Deleted,
 	}
+	if rec.RenamedFrom != "" {
+		out.RenamedFrom = c.DestRecordID(rec.RenamedFrom)
+	}
 	recName := rec.RecordID
 	if c.recordMode == ModeHMAC {
 		recName = destID
