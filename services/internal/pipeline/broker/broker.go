@@ -33,8 +33,15 @@ type EmbeddedOptions struct {
 	// without the default 2-minute sync window.
 	SyncAlways bool
 	// Key encrypts JetStream at rest (RECORDS_RAW holds PHI).
-	Key    string
-	Logger *slog.Logger
+	Key string
+	// MaxFileStore and MaxMemoryStore cap what JetStream may store on disk
+	// and in memory (0: the config file's, else 1 TiB on disk: the
+	// streams' own byte caps are then the limit).
+	MaxFileStore, MaxMemoryStore int64
+	// TLSCert and TLSKey (PEM files) make the server require TLS; clients
+	// verify it against the CA that signed the certificate.
+	TLSCert, TLSKey string
+	Logger          *slog.Logger
 }
 
 // StartEmbedded starts a NATS server with JetStream and waits until it
@@ -69,6 +76,12 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 	if o.Key != "" {
 		opts.JetStreamKey = o.Key
 	}
+	if err := storeLimits(opts, o); err != nil {
+		return nil, err
+	}
+	if err := serverTLS(opts, o); err != nil {
+		return nil, err
+	}
 	opts.NoSigs = true
 	opts.NoLog = true
 	opts.MaxPayload = 8 << 20 // one REDCap record with many events can be large
@@ -88,6 +101,41 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 			net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port)), opts.StoreDir)
 	}
 	return s, nil
+}
+
+// storeLimits applies the JetStream storage caps. Unset, the server would
+// take 75% of the free disk, and on a small disk refuse to provision the
+// streams' caps (their sum is reserved up front).
+func storeLimits(opts *server.Options, o EmbeddedOptions) error {
+	if o.MaxFileStore < 0 || o.MaxMemoryStore < 0 {
+		return errors.New("nats: max file and memory store must not be negative")
+	}
+	if o.MaxFileStore > 0 {
+		opts.JetStreamMaxStore = o.MaxFileStore
+	}
+	if opts.JetStreamMaxStore == 0 {
+		opts.JetStreamMaxStore = server.JetStreamMaxStoreDefault
+	}
+	if o.MaxMemoryStore > 0 {
+		opts.JetStreamMaxMemory = o.MaxMemoryStore
+	}
+	return nil
+}
+
+// serverTLS makes the server require TLS with the given certificate.
+func serverTLS(opts *server.Options, o EmbeddedOptions) error {
+	if o.TLSCert == "" && o.TLSKey == "" {
+		return nil
+	}
+	if o.TLSCert == "" || o.TLSKey == "" {
+		return errors.New("nats: TLS needs both a certificate and its key (--tls-cert and --tls-key)")
+	}
+	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: o.TLSCert, KeyFile: o.TLSKey, Timeout: 5})
+	if err != nil {
+		return fmt.Errorf("nats: TLS certificate %s / key %s: %w", o.TLSCert, o.TLSKey, err)
+	}
+	opts.TLSConfig, opts.TLS, opts.TLSVerify, opts.TLSTimeout = tc, true, false, 5
+	return nil
 }
 
 func or(a, b string) string {
