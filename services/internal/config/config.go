@@ -62,9 +62,6 @@ type Streams struct {
 	// MaxBytes caps each stream and bucket by its stream name (RECORDS_RAW,
 	// KV_relay_site_state, ...); unset ones take DefaultMaxBytes.
 	MaxBytes MaxBytes `yaml:"max_bytes"`
-	// FillWarn is the fill level (0..1) at which `relay nats` warns that a
-	// stream is filling up (default 0.8).
-	FillWarn float64 `yaml:"fill_warn"`
 	// Replicas for clustered NATS (1 for a single server).
 	Replicas int `yaml:"replicas"`
 	// How long a delivered message may stay unacked before JetStream
@@ -114,9 +111,6 @@ func (s *Streams) applyDefaults() {
 	}
 	if s.Replicas == 0 {
 		s.Replicas = 1
-	}
-	if s.FillWarn == 0 {
-		s.FillWarn = 0.8
 	}
 	s.applyByteDefaults()
 }

@@ -203,7 +203,4 @@ func (s Streams) validateBytes(add func(setting, format string, a ...any)) {
 			add(c.setting, "%s contradicts streams.max_bytes.%s %s: give one", c.short, c.stream, c.full)
 		}
 	}
-	if s.FillWarn < 0 || s.FillWarn >= 1 {
-		add("streams.fill_warn", "%g must be between 0 and 1 (e.g. 0.8: warn at 80%% full)", s.FillWarn)
-	}
 }

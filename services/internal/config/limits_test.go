@@ -34,20 +34,20 @@ func TestStreamByteCaps(t *testing.T) {
 	if s.MaxBytesOf("RECORDS_RAW") != 2<<30 || s.MaxBytesOf("AUDIT") != 3<<30 || s.MaxBytesOf("RECORDS_CLEAN") != 8<<30 || s.MaxBytesOf("KV_relay_site_state") != 64<<20 {
 		t.Errorf("caps: %+v", s.MaxBytes)
 	}
-	if s.MaxBytesOf("NOPE") != 0 || s.FillWarn != 0.8 {
-		t.Errorf("unknown stream cap %d, fill warn %g", s.MaxBytesOf("NOPE"), s.FillWarn)
+	if s.MaxBytesOf("NOPE") != 0 {
+		t.Errorf("unknown stream cap %d", s.MaxBytesOf("NOPE"))
 	}
 	if total := DefaultStreams().TotalMaxBytes(); total > 24<<30 {
 		t.Errorf("default caps sum to %s: more than nats.conf's max_file_store can hold with room to spare", Bytes(total))
 	}
 
-	_, err = Load(writeNet(t, good+"streams:\n  clean_max_bytes: 2GiB\n  fill_warn: 1.5\n  max_bytes:\n    RECORDS_CLEAN: 3GiB\n    DLQ: 1MiB\n"))
+	_, err = Load(writeNet(t, good+"streams:\n  clean_max_bytes: 2GiB\n  max_bytes:\n    RECORDS_CLEAN: 3GiB\n    DLQ: 1MiB\n"))
 	var ce *Error
 	if !errors.As(err, &ce) {
 		t.Fatalf("want a config.Error, got %v", err)
 	}
 	msg := err.Error()
-	for _, want := range []string{"line 16: streams.max_bytes.DLQ: 1MiB is below 8MiB", "line 12: streams.clean_max_bytes: 2GiB contradicts streams.max_bytes.RECORDS_CLEAN 3GiB", "line 13: streams.fill_warn"} {
+	for _, want := range []string{"line 15: streams.max_bytes.DLQ: 1MiB is below 8MiB", "line 12: streams.clean_max_bytes: 2GiB contradicts streams.max_bytes.RECORDS_CLEAN 3GiB"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("missing %q in:\n%s", want, msg)
 		}

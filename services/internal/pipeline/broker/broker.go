@@ -18,6 +18,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/redcap-relay/relay/services/internal/pipeline/telemetry"
 )
 
 // EmbeddedOptions configures the in-process NATS server of `relay all`,
@@ -275,3 +277,23 @@ func (s serverLog) Fatalf(format string, v ...any)  { s.l.Error(fmt.Sprintf(form
 func (s serverLog) Errorf(format string, v ...any)  { s.l.Error(fmt.Sprintf(format, v...)) }
 func (s serverLog) Debugf(format string, v ...any)  {}
 func (s serverLog) Tracef(format string, v ...any)  {}
+
+// StreamUsage reads every JetStream stream's size and byte cap from an
+// in-process server (no NATS user needed), for relay_stream_bytes.
+func StreamUsage(s *server.Server) ([]telemetry.StreamUsage, error) {
+	jsz, err := s.Jsz(&server.JSzOptions{Accounts: true, Streams: true, Config: true})
+	if err != nil {
+		return nil, err
+	}
+	var out []telemetry.StreamUsage
+	for _, a := range jsz.AccountDetails {
+		for _, st := range a.Streams {
+			u := telemetry.StreamUsage{Account: a.Name, Stream: st.Name, Bytes: st.State.Bytes, Msgs: st.State.Msgs}
+			if st.Config != nil {
+				u.MaxBytes = st.Config.MaxBytes
+			}
+			out = append(out, u)
+		}
+	}
+	return out, nil
+}
