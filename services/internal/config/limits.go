@@ -204,3 +204,17 @@ func (s Streams) validateBytes(add func(setting, format string, a ...any)) {
 		}
 	}
 }
+
+// Human writes the size rounded, e.g. "1.4 GiB", for tables.
+func (b Bytes) Human() string {
+	v, units := float64(b), []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	i := 0
+	for v >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%d B", int64(b))
+	}
+	return fmt.Sprintf("%.1f %s", v, units[i])
+}

@@ -107,7 +107,7 @@ func streamBefore(ctx context.Context, js jetstream.JetStream, name string, maxB
 	info := st.CachedInfo()
 	if maxBytes > 0 && info.State.Bytes > uint64(maxBytes) {
 		return nil, fmt.Errorf("provision stream %s: it holds %s, more than streams.max_bytes.%s %s: raise the cap (a lower one would drop or refuse messages), or let the stream age out first",
-			name, config.Bytes(info.State.Bytes), name, config.Bytes(maxBytes))
+			name, config.Bytes(info.State.Bytes).Human(), name, config.Bytes(maxBytes))
 	}
 	cfg := info.Config
 	return &cfg, nil
@@ -118,7 +118,7 @@ func provisionErr(kind, name string, s config.Streams, err error) error {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) && IsStorageFull(apiErr) {
 		return fmt.Errorf("provision %s %s: %w: the streams' byte caps (streams.max_bytes, %s in all) do not fit in what the NATS server may store: raise its max_file_store (relay nats --max-file-store, nats.conf jetstream.max_file_store) or lower the caps",
-			kind, name, err, config.Bytes(s.TotalMaxBytes()))
+			kind, name, err, config.Bytes(s.TotalMaxBytes()).Human())
 	}
 	return fmt.Errorf("provision %s %s: %w", kind, name, err)
 }
