@@ -261,10 +261,11 @@ func (r *restorer) begin(ctx context.Context, s streamStart) error {
 	if err := json.Unmarshal(msg.Data, &resp); err != nil {
 		return fmt.Errorf("restore stream %s: %w", s.Name, err)
 	}
+	r.current = s.Name
 	if resp.Error != nil {
-		return fmt.Errorf("restore stream %s: %w", s.Name, resp.Error)
+		return r.failed(resp.Error)
 	}
-	r.deliver, r.current = resp.Deliver, s.Name
+	r.deliver = resp.Deliver
 	return nil
 }
 
@@ -305,13 +306,18 @@ func (r *restorer) answer(msg *nats.Msg) error {
 		return fmt.Errorf("restore stream %s: %w", r.current, err)
 	}
 	if resp.Error != nil {
-		e := fmt.Errorf("restore stream %s: %w", r.current, resp.Error)
-		if broker.IsStorageFull(&jetstream.APIError{ErrorCode: jetstream.ErrorCode(resp.Error.ErrCode)}) {
-			e = fmt.Errorf("%w: the NATS server may not store that much (its max_file_store) or its disk is full", e)
-		}
-		return e
+		return r.failed(resp.Error)
 	}
 	return nil
+}
+
+// failed explains the server's refusal; a full store says what to raise.
+func (r *restorer) failed(e *apiError) error {
+	err := fmt.Errorf("restore stream %s: %w", r.current, e)
+	if broker.IsStorageFull(&jetstream.APIError{ErrorCode: jetstream.ErrorCode(e.ErrCode)}) {
+		err = fmt.Errorf("%w: the NATS server may not store that much (raise its max_file_store: it must hold the sum of streams.max_bytes) or its disk is full", err)
+	}
+	return err
 }
 
 // rollback removes what a failed restore created, so the store is as it
