@@ -6,6 +6,7 @@ package broker
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -213,6 +214,16 @@ func Connect(ctx context.Context, url string, o ConnectOptions) (*nats.Conn, err
 	}
 	start := time.Now()
 	for !nc.IsConnected() {
+		// An operator's tool stops at a refusal that waiting cannot
+		// change: the server's certificate, the user or password.
+		if err := nc.LastError(); o.Wait > 0 && refused(err) {
+			nc.Close()
+			hint := "is the user/password right?"
+			if strings.Contains(err.Error(), "x509:") || strings.Contains(err.Error(), "tls:") {
+				hint = "give the CA that signed the server's certificate (--ca-file, RELAY_NATS_CA_FILE) and dial a name it holds"
+			}
+			return nil, fmt.Errorf("nats %s: %w (%s)", redactedURL(url), err, hint)
+		}
 		if ctx.Err() != nil || (o.Wait > 0 && time.Since(start) >= o.Wait) {
 			err := nc.LastError()
 			nc.Close()
@@ -227,6 +238,22 @@ func Connect(ctx context.Context, url string, o ConnectOptions) (*nats.Conn, err
 		time.Sleep(50 * time.Millisecond)
 	}
 	return nc, nil
+}
+
+// refused is an error retrying will not cure: TLS verification (an unknown
+// CA, a name the certificate does not hold) or a wrong user or password.
+func refused(err error) bool {
+	if err == nil {
+		return false
+	}
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	if errors.As(err, &unknown) || errors.As(err, &host) || errors.As(err, &invalid) || errors.Is(err, nats.ErrAuthorization) {
+		return true
+	}
+	m := strings.ToLower(err.Error())
+	return strings.Contains(m, "x509:") || strings.Contains(m, "authorization violation")
 }
 
 // reconnectDelay grows from half a second to 10 s: quick after a broker
