@@ -59,13 +59,13 @@ ok "ctl config validate: $(echo "$out" | head -1)"
 
 step "production path: without ./config, up stops at once and says why"
 t0=$(date +%s)
-if RELAY_CONFIG_DIR="$work/no-config" timeout 180 "${DC[@]}" up -d nats provision >"$work/up.log" 2>&1; then
+if RELAY_CONFIG_DIR="$work/no-config" timeout 180 "${DC[@]}" up -d ticker >"$work/up.log" 2>&1; then
   fail "up without a network file succeeded"
 fi
 took=$(( $(date +%s) - t0 ))
 said=$("${DC[@]}" logs --no-color provision 2>/dev/null | grep -o '"msg":"network file [^:]*: [^(]*' | head -1)
 [ "$took" -lt 90 ] && [ -n "$said" ] && ok "up returned non-zero after ${took}s; provision: $said" || fail "up without ./config: ${took}s, provision said: $said"
-"${DC[@]}" rm -fsv provision >/dev/null 2>&1
+"${DC[@]}" rm -fsv provision ticker >/dev/null 2>&1
 
 step "production path: simulators stand in for wake, pitt and the destination"
 "${DC[@]}" up -d sites destination 2>&1 | grep -v 'undefined secret' | tail -n 2

@@ -53,7 +53,7 @@ the admin NATS user after an upgrade or a change of the streams section.`,
 			changes, err := broker.ProvisionChanges(ctx, js, streams)
 			for _, ch := range changes {
 				if lf.json {
-					log.Info("provision changed a setting", "kind", ch.Kind, "name", ch.Name, "setting", ch.Setting, "from", ch.From, "to", ch.To)
+					log.Info("provision changed", "kind", ch.Kind, "name", ch.Name, "setting", ch.Setting, "from", ch.From, "to", ch.To)
 				} else {
 					fmt.Fprintf(cmd.OutOrStdout(), "  changed %s\n", ch)
 				}
@@ -65,7 +65,7 @@ the admin NATS user after an upgrade or a change of the streams section.`,
 				log.Info("provisioned streams, consumers and buckets", "nats", nc.ConnectedUrlRedacted(), "changes", len(changes))
 				return nil
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "provisioned streams, consumers and buckets on %s (%d setting(s) changed)\n", nc.ConnectedUrlRedacted(), len(changes))
+			fmt.Fprintf(cmd.OutOrStdout(), "provisioned streams, consumers and buckets on %s (%d change(s))\n", nc.ConnectedUrlRedacted(), len(changes))
 			return nil
 		},
 	}

@@ -388,3 +388,53 @@ func statusJSON(s *ops.Status) string {
 	b, _ := json.Marshal(c)
 	return fmt.Sprint(string(b))
 }
+
+// An upgrade after a restore: the restored store restarts (a new image),
+// and provisioning changes a consumer's ack wait and says so. (JetStream's
+// answer to that update shows the old settings; provisioning reads the
+// consumer back.)
+func TestReprovisionAfterARestoreAndARestart(t *testing.T) {
+	ctx := testCtx(t)
+	nc, js := seeded(t)
+	path := writeBackup(t, nc, js, storeKey)
+	o := broker.EmbeddedOptions{StoreDir: t.TempDir(), Port: -1, Key: string(storeKey)}
+	connect := func() (*server.Server, jetstream.JetStream) {
+		srv, err := broker.StartEmbedded(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := broker.Connect(ctx, srv.ClientURL(), broker.ConnectOptions{Name: t.Name()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, _ := broker.JetStream(nc)
+		return srv, js
+	}
+	srv, js2 := connect()
+	if _, err := RestoreFile(ctx, js2.Conn(), js2, path, RestoreOptions{Key: storeKey}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	srv, js3 := connect()
+	defer srv.Shutdown()
+	s := config.DefaultStreams()
+	s.ImportAckWait = config.Duration(90 * time.Second)
+	changes, err := broker.ProvisionChanges(ctx, js3, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range changes {
+		got = append(got, c.String())
+	}
+	want := []string{"consumer RECORDS_CLEAN/importer: ack_wait 1m0s -> 1m30s", "bucket KV_relay_leases: created none -> max_bytes 16MiB"}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Errorf("changes after a restore and a restart: %v, want %v", got, want)
+	}
+	info, err := broker.ConsumerInfo(ctx, js3, topology.Import)
+	if err != nil || info.Config.AckWait != 90*time.Second || info.NumPending != 200 {
+		t.Errorf("importer after provisioning: %v, ack wait %v, %d pending (want 1m30s, 200)", err, info.Config.AckWait, info.NumPending)
+	}
+}

@@ -83,9 +83,6 @@ func provisionBucket(ctx context.Context, js jetstream.JetStream, b topology.Buc
 	if err != nil {
 		return nil, provisionErr("bucket", b.Name, s, err)
 	}
-	if old == nil {
-		return nil, nil
-	}
 	now, err := js.Stream(ctx, name)
 	if err != nil {
 		return nil, fmt.Errorf("provision bucket %s: %w", b.Name, err)
@@ -140,7 +137,7 @@ func IsStorageFull(e *jetstream.APIError) bool {
 // new config (none for a stream just created).
 func streamChanges(kind string, old *jetstream.StreamConfig, now jetstream.StreamConfig) []Change {
 	if old == nil {
-		return nil
+		return []Change{{Kind: kind, Name: now.Name, Setting: "created", From: "none", To: "max_bytes " + bytesOrUnlimited(now.MaxBytes)}}
 	}
 	var out []Change
 	diff := func(setting string, a, b any) {
@@ -172,14 +169,20 @@ func upsertConsumer(ctx context.Context, js jetstream.JetStream, st topology.Sta
 	}
 	if old == nil {
 		_, err := createConsumer(ctx, js, st, cc)
-		return nil, err
+		return []Change{{Kind: "consumer", Name: st.Stream + "/" + cc.Durable, Setting: "created", From: "none", To: fmt.Sprintf("ack wait %s", cc.AckWait)}}, err
 	}
 	// Where a consumer starts cannot be updated; keep a replay's start point.
 	if cc.DeliverPolicy == jetstream.DeliverAllPolicy {
 		cc.DeliverPolicy, cc.OptStartSeq, cc.OptStartTime = old.Config.DeliverPolicy, old.Config.OptStartSeq, old.Config.OptStartTime
 	}
-	now, err := createConsumer(ctx, js, st, cc)
+	_, err = createConsumer(ctx, js, st, cc)
 	if err == nil {
+		// Read it back: after a server restart, the answer to the update
+		// of a restored consumer still shows its old settings.
+		now, err := ConsumerInfo(ctx, js, st)
+		if err != nil {
+			return nil, fmt.Errorf("provision consumer %s on %s: %w", cc.Durable, st.Stream, err)
+		}
 		return consumerChanges(st, old.Config, now.Config), nil
 	}
 	if !notUpdatable(err) {
