@@ -33,6 +33,7 @@ if ! docker info >/dev/null 2>&1; then
 fi
 command -v docker-compose >/dev/null || { echo "compose-e2e: skipped: docker-compose is not installed"; exit 0; }
 command -v python3 >/dev/null || { echo "compose-e2e: python3 is needed to compare exports" >&2; exit 1; }
+command -v curl >/dev/null || { echo "compose-e2e: curl is needed to read the destination and /metrics" >&2; exit 1; }
 
 export COMPOSE_PROJECT_NAME="relaye2e$$"
 work="$(mktemp -d)"

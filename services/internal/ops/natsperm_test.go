@@ -27,22 +27,29 @@ const deployNATSConf = "../../../deploy/nats/nats.conf"
 
 var serviceUsers = []string{"admin", "ticker", "exporter", "transformer", "importer", "checker"}
 
-// natsWithDeployConfig starts an embedded server from the deployment's
-// config, with passwords read from secret files the way compose provides
-// them, and returns its URL and the passwords.
-func natsWithDeployConfig(t *testing.T) (string, map[string]string, jetstream.JetStream) {
+// deployConfCopy is the deployment's config in a temporary folder, on any
+// free monitoring port (compose fixes it).
+func deployConfCopy(t *testing.T) string {
 	t.Helper()
 	raw, err := os.ReadFile(deployNATSConf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The monitoring port is fixed for compose; any free one here.
 	conf := strings.Replace(string(raw), "http_port: 8222", "http_port: -1", 1)
-	dir := t.TempDir()
-	confPath := filepath.Join(dir, "nats.conf")
+	confPath := filepath.Join(t.TempDir(), "nats.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return confPath
+}
+
+// natsWithDeployConfig starts an embedded server from the deployment's
+// config, with passwords read from secret files the way compose provides
+// them, and returns its URL and the passwords.
+func natsWithDeployConfig(t *testing.T) (string, map[string]string, jetstream.JetStream) {
+	t.Helper()
+	confPath := deployConfCopy(t)
+	dir := filepath.Dir(confPath)
 	pw := map[string]string{}
 	for _, u := range serviceUsers {
 		pw[u] = "pw-" + u + "-0123456789abcdef"
@@ -79,16 +86,8 @@ func bcryptHash(t *testing.T, pw string) string {
 // about plaintext passwords (it does with the passwords themselves), and
 // the users still log in with their passwords.
 func TestDeployConfigHoldsOnlyPasswordHashes(t *testing.T) {
-	raw, err := os.ReadFile(deployNATSConf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := strings.Replace(string(raw), "http_port: 8222", "http_port: -1", 1)
-	dir := t.TempDir()
-	confPath := filepath.Join(dir, "nats.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	confPath := deployConfCopy(t)
+	dir := filepath.Dir(confPath)
 	start := func(hashed bool) string {
 		for _, u := range serviceUsers {
 			secret := "pw-" + u + "-0123456789abcdef"

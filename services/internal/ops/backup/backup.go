@@ -64,6 +64,17 @@ type StreamSummary struct {
 	Snapshot  int64 // bytes of its (compressed) snapshot in the file
 }
 
+// count reads the stream's size from its state as the server gave it.
+func (ss *StreamSummary) count(state json.RawMessage) {
+	var st struct {
+		Msgs      uint64 `json:"messages"`
+		Bytes     uint64 `json:"bytes"`
+		Consumers int    `json:"consumer_count"`
+	}
+	_ = json.Unmarshal(state, &st)
+	ss.Msgs, ss.Bytes, ss.Consumers = st.Msgs, st.Bytes, st.Consumers
+}
+
 // Summary is what a backup holds or a restore restored.
 type Summary struct {
 	Streams   []StreamSummary
@@ -165,13 +176,7 @@ func snapshot(ctx context.Context, nc *nats.Conn, name string, fw *frameWriter) 
 	if resp.Error != nil {
 		return ss, fmt.Errorf("snapshot of %s: %w", name, resp.Error)
 	}
-	var state struct {
-		Msgs      uint64 `json:"messages"`
-		Bytes     uint64 `json:"bytes"`
-		Consumers int    `json:"consumer_count"`
-	}
-	_ = json.Unmarshal(resp.State, &state)
-	ss.Msgs, ss.Bytes, ss.Consumers = state.Msgs, state.Bytes, state.Consumers
+	ss.count(resp.State)
 	if err := fw.json(frameStream, streamStart{Name: name, Config: resp.Config, State: resp.State}); err != nil {
 		return ss, writeErr(err)
 	}

@@ -94,13 +94,7 @@ func walkStream(ctx context.Context, fr *frameReader, name string, sink streamSi
 	if start.Name != name {
 		return ss, fmt.Errorf("the backup is damaged: stream %s where %s was expected", start.Name, name)
 	}
-	var state struct {
-		Msgs      uint64 `json:"messages"`
-		Bytes     uint64 `json:"bytes"`
-		Consumers int    `json:"consumer_count"`
-	}
-	_ = json.Unmarshal(start.State, &state)
-	ss.Msgs, ss.Bytes, ss.Consumers = state.Msgs, state.Bytes, state.Consumers
+	ss.count(start.State)
 	if sink != nil {
 		if err := sink.begin(ctx, start); err != nil {
 			return ss, err
