@@ -25,7 +25,6 @@ import (
 	"github.com/redcap-relay/relay/services/internal/pipeline/retry"
 	"github.com/redcap-relay/relay/services/internal/pipeline/router"
 	"github.com/redcap-relay/relay/services/internal/pipeline/sitemeta"
-	"github.com/redcap-relay/relay/services/internal/pipeline/telemetry"
 	"github.com/redcap-relay/relay/services/internal/pipeline/topology"
 	"github.com/redcap-relay/relay/services/internal/redcap"
 )
@@ -61,9 +60,10 @@ type Importer struct {
 	log  *slog.Logger
 	vers *versions
 
-	mu       sync.Mutex
-	inflight map[string]bool // destination record IDs being imported by a worker
-	up       bool
+	mu        sync.Mutex
+	inflight  map[string]bool // destination record IDs being imported by a worker
+	up        bool
+	confirmed bool // a call to the destination has succeeded
 
 	snapMu    sync.Mutex
 	snap      *messages.MetadataSnapshot // the destination's dictionary, last read
@@ -107,7 +107,6 @@ const fetchLinger = 20 * time.Millisecond
 // Run starts the workers: each fetches a batch and makes one import call,
 // so at most Concurrency calls reach the destination at once.
 func (im *Importer) Run(ctx context.Context) error {
-	telemetry.DestinationUp.Set(1)
 	if im.d.NC != nil {
 		sub, err := im.d.NC.QueueSubscribe(messages.SubjectDestinationCheck, topology.Importer, func(m *nats.Msg) {
 			go im.answerDestinationCheck(ctx, m)

@@ -320,13 +320,16 @@ func (im *Importer) waitForDestination(ctx context.Context, cause error) {
 	}, backoff.WithContext(b, ctx))
 }
 
+// markUp notes a call to the destination that succeeded.
 func (im *Importer) markUp() {
 	im.mu.Lock()
-	wasDown := !im.up
-	im.up = true
+	wasDown, first := !im.up, !im.confirmed
+	im.up, im.confirmed = true, true
 	im.mu.Unlock()
-	if wasDown {
+	if wasDown || first {
 		telemetry.DestinationUp.Set(1)
+	}
+	if wasDown {
 		im.log.Info("destination answers again; draining the backlog")
 	}
 }
