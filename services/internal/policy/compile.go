@@ -116,6 +116,34 @@ func Compile(p *Policy, meta *messages.MetadataSnapshot, opts Options) (*Compile
 	return c, nil
 }
 
+// compiler holds what the compile steps share: the result being built, the
+// dictionary indexed once, and every problem found so far (all are reported
+// at once, never only the first).
+type compiler struct {
+	c    *Compiled
+	p    *Policy
+	opts Options
+	ps   []Problem
+
+	byName        map[string]*messages.Field
+	formFields    map[string][]*messages.Field
+	formOrder     []string
+	approvedField map[string]bool
+	fieldRule     map[string]int // field -> index of the rule naming it
+	destUsed      map[string]string
+}
+
+func (k *compiler) add(setting, format string, a ...any) {
+	k.ps = append(k.ps, k.p.problem(setting, format, a...))
+}
+
+// keyed records a problem when a keyed rule has no pseudonym key.
+func (k *compiler) keyed(setting, what string) {
+	if len(k.opts.Key) == 0 {
+		k.add(setting, "%s needs the pseudonym key: set pseudonym_key in the network file", what)
+	}
+}
+
 func compile(p *Policy, meta *messages.MetadataSnapshot, opts Options) (*Compiled, []Problem) {
 	if opts.Namespace == "" {
 		opts.Namespace = opts.Site
@@ -126,118 +154,140 @@ func compile(p *Policy, meta *messages.MetadataSnapshot, opts Options) (*Compile
 		repeatForms: map[string]bool{}, completeDest: map[string]string{}, tsForms: map[string]bool{},
 		filesBy: map[string]FilePlan{},
 	}
-	var ps []Problem
-	add := func(setting, format string, a ...any) { ps = append(ps, p.problem(setting, format, a...)) }
+	k := &compiler{c: c, p: p, opts: opts}
 	if meta == nil || len(meta.Fields) == 0 {
-		add("(site)", "the site's data dictionary is empty: cannot check the policy against it")
-		return c, ps
-	}
-	keyed := func(setting, what string) {
-		if len(opts.Key) == 0 {
-			add(setting, "%s needs the pseudonym key: set pseudonym_key in the network file", what)
-		}
+		k.add("(site)", "the site's data dictionary is empty: cannot check the policy against it")
+		return c, k.ps
 	}
 	if c.recordMode == "" {
 		c.recordMode = ModeNamespace
 	}
 	if c.recordMode == ModeHMAC {
-		keyed("record_id.mode", "record_id mode hmac")
+		k.keyed("record_id.mode", "record_id mode hmac")
 	}
+	k.indexDictionary(meta)
+	k.checkApproved(meta)
+	k.indexRules()
+	k.checkRenames()
+	k.decideRecordID()
+	k.decideSurveyTimestamps()
+	k.decideFields()
+	k.checkRecodes()
+	c.version = p.version + "+" + c.optionsHash()
+	return c, k.ps
+}
 
-	// Index the dictionary.
-	byName := map[string]*messages.Field{}
-	formFields := map[string][]*messages.Field{}
-	var formOrder []string
+// indexDictionary indexes the site's fields by name and by form, in
+// dictionary order; the first field is the record-ID field.
+func (k *compiler) indexDictionary(meta *messages.MetadataSnapshot) {
+	k.byName = map[string]*messages.Field{}
+	k.formFields = map[string][]*messages.Field{}
 	for i := range meta.Fields {
 		f := &meta.Fields[i]
-		byName[f.FieldName] = f
-		if _, ok := formFields[f.FormName]; !ok {
-			formOrder = append(formOrder, f.FormName)
+		k.byName[f.FieldName] = f
+		if _, ok := k.formFields[f.FormName]; !ok {
+			k.formOrder = append(k.formOrder, f.FormName)
 		}
-		formFields[f.FormName] = append(formFields[f.FormName], f)
+		k.formFields[f.FormName] = append(k.formFields[f.FormName], f)
 	}
-	c.idField = meta.Fields[0].FieldName
+	k.c.idField = meta.Fields[0].FieldName
+}
+
+// checkApproved binds approved forms, fields and events to the dictionary;
+// any the site does not have is schema drift.
+func (k *compiler) checkApproved(meta *messages.MetadataSnapshot) {
+	c, p, site := k.c, k.p, k.opts.Site
 	for i, f := range p.Approved.Forms {
-		if _, ok := formFields[f]; !ok {
-			add(fmt.Sprintf("approved.forms[%d]", i), "form %s is not in site %s's data dictionary (schema drift? the site has: %s)", f, opts.Site, strings.Join(formOrder, ", "))
+		if _, ok := k.formFields[f]; !ok {
+			k.add(fmt.Sprintf("approved.forms[%d]", i), "form %s is not in site %s's data dictionary (schema drift? the site has: %s)", f, site, strings.Join(k.formOrder, ", "))
 			continue
 		}
 		c.forms[f] = true
 	}
-	approvedField := map[string]bool{}
+	k.approvedField = map[string]bool{}
 	for i, f := range p.Approved.Fields {
-		fd, ok := byName[f]
+		fd, ok := k.byName[f]
 		if !ok {
-			add(fmt.Sprintf("approved.fields[%d]", i), "field %s is not in site %s's data dictionary (schema drift?)", f, opts.Site)
+			k.add(fmt.Sprintf("approved.fields[%d]", i), "field %s is not in site %s's data dictionary (schema drift?)", f, site)
 			continue
 		}
 		if fd.FieldType == "descriptive" {
-			add(fmt.Sprintf("approved.fields[%d]", i), "field %s is a descriptive field: it holds no data", f)
+			k.add(fmt.Sprintf("approved.fields[%d]", i), "field %s is a descriptive field: it holds no data", f)
 			continue
 		}
-		approvedField[f] = true
+		k.approvedField[f] = true
 	}
-	if len(p.Approved.Events) > 0 {
-		if meta.Project.IsLongitudinal == 1 || len(meta.Events) > 0 {
-			known := map[string]bool{}
-			var names []string
-			for _, e := range meta.Events {
-				known[e.UniqueEventName] = true
-				names = append(names, e.UniqueEventName)
-			}
-			c.events = map[string]bool{}
-			for i, e := range p.Approved.Events {
-				if !known[e] {
-					add(fmt.Sprintf("approved.events[%d]", i), "event %s is not an event of site %s (it has: %s)", e, opts.Site, strings.Join(names, ", "))
-					continue
-				}
-				c.events[e] = true
-				c.exportEvents = append(c.exportEvents, e)
-			}
+	// In a classic project there are no events to filter.
+	if len(p.Approved.Events) == 0 || (meta.Project.IsLongitudinal != 1 && len(meta.Events) == 0) {
+		return
+	}
+	known := map[string]bool{}
+	var names []string
+	for _, e := range meta.Events {
+		known[e.UniqueEventName] = true
+		names = append(names, e.UniqueEventName)
+	}
+	c.events = map[string]bool{}
+	for i, e := range p.Approved.Events {
+		if !known[e] {
+			k.add(fmt.Sprintf("approved.events[%d]", i), "event %s is not an event of site %s (it has: %s)", e, site, strings.Join(names, ", "))
+			continue
 		}
-		// In a classic project there are no events to filter.
+		c.events[e] = true
+		c.exportEvents = append(c.exportEvents, e)
 	}
+}
 
-	// Rules: field rules by name; check that what they name exists.
-	fieldRule := map[string]int{}
-	for i, r := range p.Rules {
+// indexRules maps each field a rule names to the rule, checking that what
+// the rules name exists.
+func (k *compiler) indexRules() {
+	k.fieldRule = map[string]int{}
+	for i, r := range k.p.Rules {
 		for j, f := range r.fieldNames() {
-			fd, ok := byName[f]
 			setting := fmt.Sprintf("rules[%d]", i)
 			if r.Field == "" || j > 0 {
 				setting = fmt.Sprintf("rules[%d].fields[%d]", i, j-btoi(r.Field != ""))
 			}
-			switch {
+			switch _, ok := k.byName[f]; {
 			case !ok:
-				add(setting, "field %s is not in site %s's data dictionary (schema drift, or a typo?)", f, opts.Site)
-			case f == c.idField:
-				add(setting, "field %s is the record-ID field: record_id.mode decides it", f)
+				k.add(setting, "field %s is not in site %s's data dictionary (schema drift, or a typo?)", f, k.opts.Site)
+			case f == k.c.idField:
+				k.add(setting, "field %s is the record-ID field: record_id.mode decides it", f)
 			default:
-				fieldRule[f] = i
+				k.fieldRule[f] = i
 			}
-			_ = fd
 		}
 		if r.Form != "" {
-			if _, ok := formFields[r.Form]; !ok {
-				add(fmt.Sprintf("rules[%d].form", i), "form %s is not in site %s's data dictionary", r.Form, opts.Site)
+			if _, ok := k.formFields[r.Form]; !ok {
+				k.add(fmt.Sprintf("rules[%d].form", i), "form %s is not in site %s's data dictionary", r.Form, k.opts.Site)
 			}
 		}
 	}
-	for _, src := range sortedKeys(p.Rename) {
-		if _, ok := byName[src]; ok {
+}
+
+// checkRenames refuses renames of fields the site does not have; a form's
+// _complete and _timestamp columns are real export columns.
+func (k *compiler) checkRenames() {
+	for _, src := range sortedKeys(k.p.Rename) {
+		if _, ok := k.byName[src]; ok {
 			continue
 		}
-		if form, ok := strings.CutSuffix(src, "_complete"); ok && formFields[form] != nil {
+		if form, ok := strings.CutSuffix(src, "_complete"); ok && k.formFields[form] != nil {
 			continue
 		}
-		if form, ok := strings.CutSuffix(src, "_timestamp"); ok && formFields[form] != nil {
+		if form, ok := strings.CutSuffix(src, "_timestamp"); ok && k.formFields[form] != nil {
 			continue // a survey's completion time (exportSurveyFields)
 		}
-		add("rename."+src, "field %s is not in site %s's data dictionary", src, opts.Site)
+		k.add("rename."+src, "field %s is not in site %s's data dictionary", src, k.opts.Site)
 	}
+}
 
-	// The record-ID field.
-	idf := byName[c.idField]
+// decideRecordID decides the record-ID field: record_id.mode always applies,
+// and an ID that looks like an identifier is refused in namespace mode (and
+// in every mode when it looks like an MRN/SSN).
+func (k *compiler) decideRecordID() {
+	c, p := k.c, k.p
+	idf := k.byName[c.idField]
 	idDet := Detect(*idf)
 	c.idDest = destName(p, c.idField)
 	idDec := Decision{Field: c.idField, Form: idf.FormName, Type: idf.FieldType, Validation: validation(*idf),
@@ -259,69 +309,50 @@ func compile(p *Policy, meta *messages.MetadataSnapshot, opts Options) (*Compile
 		idDec.Problem = fmt.Sprintf("the record-ID field looks like an identifier (%s): set record_id: {mode: hmac} so the destination gets a keyed hash", strings.Join(idStrong, "; "))
 	}
 	if idDec.Problem != "" {
-		ps = append(ps, Problem{Line: p.line("record_id"), Setting: "field " + c.idField, Message: idDec.Problem})
+		k.ps = append(k.ps, Problem{Line: p.line("record_id"), Setting: "field " + c.idField, Message: idDec.Problem})
 	}
 	c.decisions = append(c.decisions, idDec)
 	c.exportFields = append(c.exportFields, c.idField)
 	c.cols[c.idField] = &colPlan{fp: &fieldPlan{name: c.idField, dest: c.idDest, action: actionRecordID, field: *idf}, dest: c.idDest}
+	k.destUsed = map[string]string{c.idDest: c.idField}
+}
 
-	tsRule := p.SurveyTimestamps.Rule
-	if tsRule == "" {
-		tsRule = Drop
+func (k *compiler) decideSurveyTimestamps() {
+	k.c.tsRule = k.p.SurveyTimestamps.Rule
+	if k.c.tsRule == "" {
+		k.c.tsRule = Drop
 	}
-	c.tsRule = tsRule
-	if (tsRule == Shift) && len(opts.Key) == 0 {
-		keyed("survey_timestamps", "survey_timestamps: shift")
+	if k.c.tsRule == Shift {
+		k.keyed("survey_timestamps", "survey_timestamps: shift")
 	}
+}
 
-	destUsed := map[string]string{c.idDest: c.idField}
+// decideFields decides every other field, in dictionary order, each form's
+// _complete (and survey timestamp) after its fields.
+func (k *compiler) decideFields() {
+	c := k.c
 	keyNeeded := map[string]bool{}
-	// Every other field, in dictionary order; forms' _complete after them.
-	for _, form := range formOrder {
+	for _, form := range k.formOrder {
 		formKept := false
-		for _, f := range formFields[form] {
+		for _, f := range k.formFields[form] {
 			if f.FieldName == c.idField || f.FieldType == "descriptive" {
 				continue
 			}
-			d, fp := c.decide(*f, approvedField[f.FieldName], fieldRule)
+			d, fp := c.decide(*f, k.approvedField[f.FieldName], k.fieldRule)
 			if f.FieldType == "file" && d.Action == Keep {
 				formKept = true
 			}
 			if d.Problem != "" {
-				ps = append(ps, Problem{Line: d.Line, Setting: "field " + f.FieldName, Message: d.Problem})
+				k.ps = append(k.ps, Problem{Line: d.Line, Setting: "field " + f.FieldName, Message: d.Problem})
 			}
-			if fp != nil && fp.action != Drop {
+			switch {
+			case fp != nil && fp.action != Drop:
 				if fp.action == Hash || fp.action == Shift {
 					keyNeeded[fmt.Sprintf("%s on field %s", fp.action, f.FieldName)] = true
 				}
-				if other, dup := destUsed[fp.dest]; dup {
-					ps = append(ps, Problem{Line: p.line("rename." + f.FieldName), Setting: "field " + f.FieldName,
-						Message: fmt.Sprintf("destination name %s is also written by field %s", fp.dest, other)})
-				}
-				destUsed[fp.dest] = f.FieldName
-				c.plans = append(c.plans, fp)
-				c.exportFields = append(c.exportFields, f.FieldName)
+				k.planColumns(f, fp)
 				formKept = true
-				if fp.checkbox {
-					used := map[string]string{}
-					for _, code := range choiceCodes(*f) {
-						col := f.FieldName + "___" + exportCode(code)
-						dcode := code
-						if r, ok := fp.recode[code]; ok {
-							dcode = r
-						}
-						dcol := fp.dest + "___" + exportCode(dcode)
-						if other, dup := used[dcol]; dup {
-							ps = append(ps, Problem{Line: p.line("recode." + f.FieldName), Setting: "recode." + f.FieldName,
-								Message: fmt.Sprintf("checkbox codes %s and %s would both be written to %s", other, code, dcol)})
-						}
-						used[dcol] = code
-						c.cols[col] = &colPlan{fp: fp, dest: dcol, code: code}
-					}
-				} else {
-					c.cols[f.FieldName] = &colPlan{fp: fp, dest: fp.dest}
-				}
-			} else if f.FieldType == "checkbox" {
+			case f.FieldType == "checkbox":
 				for _, code := range choiceCodes(*f) {
 					c.dropped[f.FieldName+"___"+exportCode(code)] = true
 				}
@@ -333,41 +364,75 @@ func compile(p *Policy, meta *messages.MetadataSnapshot, opts Options) (*Compile
 		}
 		if c.forms[form] {
 			col := form + "_complete"
-			c.completeDest[col] = destName(p, col)
+			c.completeDest[col] = destName(k.p, col)
 			c.exportFields = append(c.exportFields, col)
 			c.decideTimestamp(form)
 		}
 	}
-	for _, k := range sortedKeys(keyNeeded) {
-		if len(opts.Key) == 0 {
-			add("rules", "%s needs the pseudonym key: set pseudonym_key in the network file", k)
-		}
+	for _, what := range sortedKeys(keyNeeded) {
+		k.keyed("rules", what)
 	}
-	// Recodes must name kept fields and codes the field has.
+}
+
+// planColumns maps a kept field's export columns (one per checkbox code) to
+// destination columns, refusing two fields or codes written to one column.
+func (k *compiler) planColumns(f *messages.Field, fp *fieldPlan) {
+	c, p := k.c, k.p
+	if other, dup := k.destUsed[fp.dest]; dup {
+		k.ps = append(k.ps, Problem{Line: p.line("rename." + f.FieldName), Setting: "field " + f.FieldName,
+			Message: fmt.Sprintf("destination name %s is also written by field %s", fp.dest, other)})
+	}
+	k.destUsed[fp.dest] = f.FieldName
+	c.plans = append(c.plans, fp)
+	c.exportFields = append(c.exportFields, f.FieldName)
+	if !fp.checkbox {
+		c.cols[f.FieldName] = &colPlan{fp: fp, dest: fp.dest}
+		return
+	}
+	used := map[string]string{}
+	for _, code := range choiceCodes(*f) {
+		col := f.FieldName + "___" + exportCode(code)
+		dcode := code
+		if r, ok := fp.recode[code]; ok {
+			dcode = r
+		}
+		dcol := fp.dest + "___" + exportCode(dcode)
+		if other, dup := used[dcol]; dup {
+			k.ps = append(k.ps, Problem{Line: p.line("recode." + f.FieldName), Setting: "recode." + f.FieldName,
+				Message: fmt.Sprintf("checkbox codes %s and %s would both be written to %s", other, code, dcol)})
+		}
+		used[dcol] = code
+		c.cols[col] = &colPlan{fp: fp, dest: dcol, code: code}
+	}
+}
+
+// checkRecodes: recodes must name kept fields and codes the field has.
+func (k *compiler) checkRecodes() {
+	p, site := k.p, k.opts.Site
 	for _, f := range sortedKeys(p.Recode) {
-		fd, ok := byName[f]
+		fd, ok := k.byName[f]
 		if !ok {
-			add("recode."+f, "field %s is not in site %s's data dictionary", f, opts.Site)
+			k.add("recode."+f, "field %s is not in site %s's data dictionary", f, site)
 			continue
 		}
-		if !c.kept(f) {
-			add("recode."+f, "field %s does not reach the destination (not approved or dropped): remove the recode", f)
+		if !k.c.kept(f) {
+			k.add("recode."+f, "field %s does not reach the destination (not approved or dropped): remove the recode", f)
 			continue
 		}
-		if codes := choiceCodes(*fd); len(codes) > 0 {
-			have := map[string]bool{}
-			for _, code := range codes {
-				have[code] = true
-			}
-			for _, from := range sortedKeys(p.Recode[f]) {
-				if !have[from] {
-					add("recode."+f+"."+from, "code %q is not a choice of field %s (choices: %s)", from, f, strings.Join(codes, ", "))
-				}
+		codes := choiceCodes(*fd)
+		if len(codes) == 0 {
+			continue
+		}
+		have := map[string]bool{}
+		for _, code := range codes {
+			have[code] = true
+		}
+		for _, from := range sortedKeys(p.Recode[f]) {
+			if !have[from] {
+				k.add("recode."+f+"."+from, "code %q is not a choice of field %s (choices: %s)", from, f, strings.Join(codes, ", "))
 			}
 		}
 	}
-	c.version = p.version + "+" + c.optionsHash()
-	return c, ps
 }
 
 // FilePlan is how a kept file-upload or signature field travels.
