@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"sync/atomic"
 	"time"
+
+	"github.com/redcap-relay/relay/services/internal/tools/redcapsim/faults"
 )
 
 // Model is a REDCap server's cost, charged as sleeps in front of the
@@ -110,37 +112,7 @@ func (e *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Write(rec.buf.Bytes())
 }
 
-// countCells counts the values of a JSON array of flat objects (colons
-// outside strings at depth 2); values cannot fool it.
-func countCells(b []byte) int {
-	n, depth, inStr, esc := 0, 0, false, false
-	for _, c := range b {
-		if inStr {
-			switch {
-			case esc:
-				esc = false
-			case c == '\\':
-				esc = true
-			case c == '"':
-				inStr = false
-			}
-			continue
-		}
-		switch c {
-		case '"':
-			inStr = true
-		case '[', '{':
-			depth++
-		case ']', '}':
-			depth--
-		case ':':
-			if depth == 2 {
-				n++
-			}
-		}
-	}
-	return n
-}
+func countCells(b []byte) int { _, n := faults.CountJSON(b); return n }
 
 type recorder struct {
 	header http.Header

@@ -790,10 +790,11 @@ func requestRecords(form url.Values) int {
 	return n
 }
 
-// countRows counts the objects at the top level of a JSON array (rows of a
-// flat export); it skips strings, so values cannot fool it.
-func countRows(b []byte) int {
-	n, depth, inStr, esc := 0, 0, false, false
+// CountJSON counts the objects at the top level of a JSON array (rows of a
+// flat export) and their values (colons outside strings at depth 2); it
+// skips strings, so values cannot fool it. Latency models charge by both.
+func CountJSON(b []byte) (rows, values int) {
+	depth, inStr, esc := 0, false, false
 	for _, c := range b {
 		if inStr {
 			switch {
@@ -811,15 +812,21 @@ func countRows(b []byte) int {
 			inStr = true
 		case '[', '{':
 			if c == '{' && depth == 1 {
-				n++
+				rows++
 			}
 			depth++
 		case ']', '}':
 			depth--
+		case ':':
+			if depth == 2 {
+				values++
+			}
 		}
 	}
-	return n
+	return rows, values
 }
+
+func countRows(b []byte) int { n, _ := CountJSON(b); return n }
 
 func isRecordExport(form url.Values) bool {
 	return form.Get("content") == "record" && form.Get("data") == "" && form.Get("action") == "" &&

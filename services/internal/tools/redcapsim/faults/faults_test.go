@@ -312,6 +312,9 @@ func TestCountRows(t *testing.T) {
 	if n := countRows([]byte(`[{"a":"{x}","b":"\"{"},{"c":[{"d":1}]}, {}]`)); n != 3 {
 		t.Fatalf("got %d", n)
 	}
+	if rows, values := CountJSON([]byte(`[{"a":"x:y","b":"\":"},{"c":"1"}]`)); rows != 2 || values != 3 {
+		t.Fatalf("CountJSON: %d rows, %d values; want 2, 3", rows, values)
+	}
 	if n := requestRecords(url.Values{"records": {"1,2,3"}, "data": {`[{"a":"1"},{"a":"2"}]`}}); n != 5 {
 		t.Fatalf("got %d", n)
 	}
