@@ -201,12 +201,3 @@ func (im *Importer) readDestination(ctx context.Context, at time.Time) (*message
 	}
 	return snap, nil
 }
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-}

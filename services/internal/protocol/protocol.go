@@ -467,9 +467,6 @@ func (p *Protocol) substitute(name string) *Instrument {
 	return nil
 }
 
-// Corrections returns the variable-name corrections table.
-func (p *Protocol) Corrections() []Correction { return p.corrections }
-
 // Err joins the protocol's Problems into one error (nil when none), for
 // `relay config validate`.
 func (p *Protocol) Err() error {

@@ -144,12 +144,6 @@ func (b *Budget) exhausted() bool {
 	return b.left == 0
 }
 
-// Do is Value for calls without a result.
-func Do(ctx context.Context, p Policy, f func() error) error {
-	_, err := Value(ctx, p, func() (struct{}, error) { return struct{}{}, f() })
-	return err
-}
-
 func or(d, def time.Duration) time.Duration {
 	if d == 0 {
 		return def

@@ -192,16 +192,6 @@ var Streams = []StreamSpec{
 		}},
 }
 
-// StreamNamed returns the stream with the given name.
-func StreamNamed(name string) (StreamSpec, bool) {
-	for _, s := range Streams {
-		if s.Name == name {
-			return s, true
-		}
-	}
-	return StreamSpec{}, false
-}
-
 // Bucket is a KV bucket or object store of per-site state.
 type Bucket struct {
 	Name    string

@@ -271,6 +271,3 @@ func scoreText(r *messages.ProtocolReport) string {
 	}
 	return fmt.Sprintf("%.1f", *r.Score)
 }
-
-// Since formats a report time for people (UTC).
-func Since(t time.Time) string { return stamp(t, time.UTC) }
