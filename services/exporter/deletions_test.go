@@ -331,3 +331,34 @@ func TestTwoLookAlikeRecordsAreNotTakenForARename(t *testing.T) {
 		}
 	}
 }
+
+// A full run reads the site's clock (where the token has the Logging right)
+// and says so when server_time_zone disagrees; an incremental run does not
+// spend the call.
+func TestAFullRunWarnsOfAWrongServerTimeZone(t *testing.T) {
+	u := newUnit(t, 5, func(s *config.Site) { s.ServerTimeZone = "UTC" })
+	date := u.now.Add(2 * time.Second)
+	u.site.clock = &redcap.ClockReading{NewestLog: date.Add(-5 * time.Hour).Format("2006-01-02 15:04"), Date: date}
+	if err := u.runAt(u.now, true); err != nil {
+		t.Fatal(err)
+	}
+	ev := u.store.lastEvent()
+	if w := strings.Join(ev.Warnings, " "); !strings.Contains(w, "UTC-05:00") || !strings.Contains(w, "server_time_zone UTC") {
+		t.Fatalf("full run warnings %q; want the clock's zone and the configured one", ev.Warnings)
+	}
+	calls := u.site.calls
+	if err := u.next(); err != nil {
+		t.Fatal(err)
+	}
+	if ev := u.store.lastEvent(); len(ev.Warnings) != 0 || u.site.calls-calls > 3 {
+		t.Fatalf("incremental run: warnings %q, %d calls; want none and at most 3", ev.Warnings, u.site.calls-calls)
+	}
+	// The right zone: nothing to say.
+	u.site.clock = &redcap.ClockReading{NewestLog: u.now.Add(2 * time.Hour).Format("2006-01-02 15:04"), Date: u.now.Add(2 * time.Hour)}
+	if err := u.runAt(u.now.Add(2*time.Hour), true); err != nil {
+		t.Fatal(err)
+	}
+	if ev := u.store.lastEvent(); len(ev.Warnings) != 0 {
+		t.Fatalf("warnings %q with a matching zone", ev.Warnings)
+	}
+}

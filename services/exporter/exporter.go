@@ -70,6 +70,7 @@ type REDCap interface {
 	GenerateNextRecordName(ctx context.Context) (string, error)
 	ExportFile(ctx context.Context, ref redcap.FileRef, w io.Writer) (redcap.FileInfo, error)
 	ExportLogging(ctx context.Context, p redcap.LogParams) ([]redcap.LogEntry, error)
+	ReadServerClock(ctx context.Context) (redcap.ClockReading, error)
 	Calls() int64
 }
 

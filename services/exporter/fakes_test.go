@@ -40,6 +40,7 @@ rules:
 // fakeSite is a REDCap project in memory: rows per record and when each
 // record last changed (for dateRangeBegin).
 type fakeSite struct {
+	clock   *redcap.ClockReading // nil: no Logging right
 	mu      sync.Mutex
 	fields  []messages.Field
 	rows    map[string][]messages.Row
@@ -134,6 +135,16 @@ func (s *fakeSite) ExportLogging(context.Context, redcap.LogParams) ([]redcap.Lo
 		return nil, &redcap.Error{Site: "alpha", Call: "export logging", Status: 403, Kind: redcap.KindPermanent, Message: "You do not have Logging privileges"}
 	}
 	return s.logs, nil
+}
+
+func (s *fakeSite) ReadServerClock(context.Context) (redcap.ClockReading, error) {
+	s.call()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.clock == nil {
+		return redcap.ClockReading{}, &redcap.Error{Site: "alpha", Call: "export logging", Status: 403, Kind: redcap.KindPermanent, Message: "You do not have Logging privileges"}
+	}
+	return *s.clock, nil
 }
 
 // rename renames a record as REDCap does, logging it when the fake keeps a log.

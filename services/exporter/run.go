@@ -90,6 +90,11 @@ func (e *Exporter) run(ctx context.Context, site *config.Site, req messages.Expo
 		return res, err
 	}
 	next, current := carryKnown(prev, list.order)
+	if r.plan.Full {
+		if warn := e.checkServerClock(ctx, r); warn != "" {
+			res.warnings = append(res.warnings, warn)
+		}
+	}
 
 	// 3. Records, batch by batch. While known records are gone, new ones
 	// are held back until renames are known.
@@ -438,4 +443,21 @@ func (e *Exporter) waitForTransformers(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// checkServerClock compares the site's REDCap clock with the zone the
+// network file gives it, on full runs (an incremental run stays at its few
+// calls). A wrong server_time_zone silently shifts every changed-since
+// window; it needs the Logging right, and without it nothing is said.
+func (e *Exporter) checkServerClock(ctx context.Context, r *siteRun) string {
+	reading, err := r.client.ReadServerClock(ctx)
+	if err != nil {
+		e.log.Debug("site clock not checked (no Logging right?)", "site", r.site.ID, "err", err)
+		return ""
+	}
+	warn := redcap.ClockMismatch(reading, r.site.ServerLocation(), r.site.ServerTimeZone)
+	if warn != "" {
+		e.log.Warn("site's REDCap clock disagrees with server_time_zone", "site", r.site.ID, "run", r.req.RunID, "problem", warn)
+	}
+	return warn
 }

@@ -19,7 +19,7 @@ func init() {
 	var latency, perRecord, outageFor time.Duration
 	var banThreshold int
 	var verbose bool
-	var superTokenFile string
+	var superTokenFile, zone string
 	c := &cobra.Command{
 		Use:   "sim",
 		Short: "run the REDCap API simulator (with fault injection) for tests, demos and development",
@@ -55,6 +55,11 @@ the admin API (--admin), e.g.
 				return fmt.Errorf("fault flags: %w", err)
 			}
 			o.Faults = f
+			loc, err := time.LoadLocation(zone)
+			if err != nil {
+				return fmt.Errorf("--time-zone: %q is not a known time zone (e.g. UTC, America/New_York)", zone)
+			}
+			o.TimeZone = loc
 			o.Out = cmd.OutOrStdout()
 			if superTokenFile != "" || os.Getenv("RELAY_SIM_SUPER_TOKEN") != "" {
 				env := ""
@@ -83,6 +88,7 @@ the admin API (--admin), e.g.
 	fl.StringVar(&o.DataDir, "data", "", "persist projects and data here (\"\" = memory only); a restart reloads them")
 	fl.StringVar(&o.ProjectsDir, "projects", "", "load every project folder in this folder (first start only with --data)")
 	fl.BoolVar(&o.IssueTokens, "issue-tokens", true, "give projects without tokens.csv a stable full-rights token")
+	fl.StringVar(&zone, "time-zone", "UTC", "the server's clock zone: log times and dateRangeBegin are read in it, as on a real server (set the site's server_time_zone to match)")
 	fl.StringVar(&o.Version, "redcap-version", "", "REDCap version to report (default 14.7.3)")
 	fl.DurationVar(&latency, "latency", 0, "added to every call")
 	fl.DurationVar(&perRecord, "latency-per-record", 0, "added per record in the request and in the answer")

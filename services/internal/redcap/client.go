@@ -206,26 +206,32 @@ const (
 
 // post sends one API call and returns the checked body of a 200.
 func (c *Client) post(ctx context.Context, call string, form url.Values, want bodyKind) ([]byte, error) {
+	body, _, err := c.postHeader(ctx, call, form, want)
+	return body, err
+}
+
+// postHeader is post that also returns the answer's headers.
+func (c *Client) postHeader(ctx context.Context, call string, form url.Values, want bodyKind) ([]byte, http.Header, error) {
 	form.Set("token", c.token)
 	enc := form.Encode()
 	resp, done, err := c.send(ctx, call, strings.NewReader(enc), int64(len(enc)), "application/x-www-form-urlencoded")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer done()
 	body, err := readBody(resp.Body, resp.ContentLength)
 	resp.Body.Close()
 	c.log.Debug("redcap call", "call", call, "status", resp.StatusCode, "bytes", len(body))
 	if err != nil {
-		return nil, c.netError(call, resp.Request.Context(), fmt.Errorf("reading the answer: %w", err))
+		return nil, nil, c.netError(call, resp.Request.Context(), fmt.Errorf("reading the answer: %w", err))
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, c.answerError(call, resp, body)
+		return nil, nil, c.answerError(call, resp, body)
 	}
 	if err := c.checkBody(call, body, want); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return body, nil
+	return body, resp.Header, nil
 }
 
 // send makes one POST with the rate limit and the per-call timeout, and

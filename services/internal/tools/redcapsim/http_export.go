@@ -391,6 +391,19 @@ func (p *project) dagValue(spec *exportSpec, rec *record) string {
 }
 
 func (c *call) exportRecords(w http.ResponseWriter) error {
+	if err := c.writeRecords(w); err != nil {
+		return err
+	}
+	// REDCap logs every API export; its time is the server's clock, which
+	// clients compare with the HTTP Date header.
+	p := c.proj
+	p.mu.Lock()
+	p.log = append(p.log, logEntry{ts: c.s.now().Unix(), user: c.acc.user, action: "Export data (API)", kind: logExport})
+	p.mu.Unlock()
+	return nil
+}
+
+func (c *call) writeRecords(w http.ResponseWriter) error {
 	p := c.proj
 	p.mu.RLock()
 	defer p.mu.RUnlock()

@@ -37,6 +37,10 @@ type Options struct {
 	// Now is the clock (default time.Now); it stamps the change log that
 	// dateRangeBegin/End and content=log read.
 	Now func() time.Time
+	// TimeZone is the server's zone (default UTC, whatever the machine's):
+	// log times are written and dateRangeBegin/beginTime read in it, as a
+	// real REDCap server uses its PHP time zone.
+	TimeZone *time.Location
 	// MaxFileMB is REDCap's file upload limit in MB (default 32): larger
 	// uploads (content=file, fileRepository) are refused.
 	MaxFileMB int64
@@ -103,13 +107,17 @@ func New(opts Options) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.TimeZone == nil {
+		opts.TimeZone = time.UTC
+	}
+	clock, zone := opts.Now, opts.TimeZone
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	s := &Server{
 		opts:   opts,
 		log:    opts.Logger,
-		now:    opts.Now,
+		now:    func() time.Time { return clock().In(zone) },
 		projs:  map[int]*project{},
 		tokens: map[string]*token{},
 		nextID: 1,

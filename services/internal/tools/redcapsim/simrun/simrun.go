@@ -39,6 +39,9 @@ type Options struct {
 	// full-rights token derived from its folder name (stable across runs).
 	IssueTokens bool
 	Version     string // REDCap version reported ("" = the simulator's default)
+	// TimeZone is the server's clock zone (nil = UTC): rehearse a site
+	// whose REDCap runs in its own zone.
+	TimeZone *time.Location
 	// SuperToken (64 letters and digits) allows project creation through
 	// content=project and content=version with a super token.
 	SuperToken string
@@ -76,7 +79,7 @@ func Run(ctx context.Context, o Options) error {
 	if o.Listen == "" {
 		o.Listen = "127.0.0.1:8080"
 	}
-	sim, err := redcapsim.New(redcapsim.Options{DataDir: o.DataDir, Logger: o.Logger, Version: o.Version})
+	sim, err := redcapsim.New(redcapsim.Options{DataDir: o.DataDir, Logger: o.Logger, Version: o.Version, TimeZone: o.TimeZone})
 	if err != nil {
 		return err
 	}
