@@ -24,7 +24,10 @@ instruments, four events, a repeating dose log, identifiers in an enrollment
 form) and a destination project, an embedded NATS server, and every service.
 It runs one full sync, prints per site what was exported, imported and
 dead-lettered, and writes the protocol report. Everything it writes (network
-file, policy, token files, reports, JetStream store) stays in --data.`,
+file, policy, token files, reports, JetStream store) stays in --data; with
+--data the simulator keeps its projects there too, and the next relay demo on
+that folder restarts on the same network (projects, data, tokens, key,
+streams): a rehearsal ground for the operator tools.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := commandContext(0)
@@ -59,6 +62,7 @@ file, policy, token files, reports, JetStream store) stays in --data.`,
 	c.Flags().Float64Var(&o.Scale, "scale", 1, "multiply every site's number of participants")
 	c.Flags().DurationVar(&o.Timeout, "timeout", 5*time.Minute, "give up if the pipeline has not drained by then")
 	c.Flags().StringVar(&o.Metrics, "metrics", "", "serve /metrics and /healthz on this address, e.g. 127.0.0.1:9090")
+	c.Flags().StringVar(&o.FaultAdmin, "fault-admin", "", "serve the simulator's fault admin API on this address, e.g. 127.0.0.1:8081 (PUT /faults makes the sites misbehave)")
 	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "log what every service does")
 	c.Flags().StringVar(&w.Dir, "write", "", "write the demo network into this folder for docker-compose and exit (keeps an existing one)")
 	c.Flags().StringVar(&w.SiteURL, "site-url", "http://sites:8080/api/", "with --write: the site simulator's API URL as the services see it")

@@ -10,13 +10,18 @@ package demo
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/redcap-relay/relay/services/internal/tools/redcapsim"
+	"github.com/redcap-relay/relay/services/internal/tools/redcapsim/faults"
 )
 
 // SiteSpec describes one simulated site.
@@ -122,23 +127,139 @@ func Build(sim *redcapsim.Server, simURL string, o Options) (*Setup, error) {
 	return st, nil
 }
 
-// startSimulated starts an in-memory simulator on a loopback port and
-// builds the demo network in it (the same seed every time, so every demo
-// has the same participants).
-func startSimulated(log *slog.Logger, dir string, scale float64) (*redcapsim.Server, *Setup, error) {
-	sim, err := redcapsim.New(redcapsim.Options{Logger: log})
-	if err != nil {
-		return nil, nil, err
-	}
-	url, err := sim.Listen("127.0.0.1:0")
-	if err == nil {
-		var st *Setup
-		if st, err = Build(sim, url, Options{Dir: dir, Scale: scale, Seed: 2026}); err == nil {
-			return sim, st, nil
+// simulated is the demo's running simulator.
+type simulated struct {
+	sim      *redcapsim.Server
+	setup    *Setup
+	adminURL string // the fault admin API ("" when not served)
+	restart  bool   // the network, tokens and key were there already
+	close    func()
+}
+
+// simOptions say where the simulator keeps its state and what it serves.
+type simOptions struct {
+	dir     string
+	scale   float64
+	persist bool   // keep the projects, tokens and key in dir/redcap and restart on them
+	admin   string // address of the fault admin API ("" = none)
+}
+
+// stateFile records a persisted demo network, so a restart serves the same
+// projects on the same address.
+const stateFile = "demo.json"
+
+type demoState struct {
+	SimAddress string         `json:"sim_address"`
+	Projects   map[string]int `json:"projects"`
+	Expected   map[string]int `json:"expected"`
+	Scale      float64        `json:"scale"`
+}
+
+// startSimulated starts the simulator on a loopback port and builds the
+// demo network in it (the same seed every time, so every demo has the same
+// participants); with persist, a folder that holds a demo network already
+// is restarted on: the same projects, data, tokens and key.
+func startSimulated(log *slog.Logger, o simOptions) (*simulated, error) {
+	so := redcapsim.Options{Logger: log}
+	var prev *demoState
+	if o.persist {
+		so.DataDir = filepath.Join(o.dir, "redcap")
+		if b, err := os.ReadFile(filepath.Join(o.dir, stateFile)); err == nil {
+			prev = &demoState{}
+			if err := json.Unmarshal(b, prev); err != nil {
+				return nil, fmt.Errorf("demo: %s is damaged (%v); delete the folder for a new demo network", filepath.Join(o.dir, stateFile), err)
+			}
+		}
+		if err := os.MkdirAll(so.DataDir, 0o700); err != nil {
+			return nil, err
 		}
 	}
-	sim.Close()
-	return nil, nil, err
+	sim, err := redcapsim.New(so)
+	if err != nil {
+		return nil, err
+	}
+	// Behind the fault injector, which is what the admin API drives. The
+	// demo's network has no rate limit, so REDCap's IP ban stays off, also
+	// after DELETE /faults.
+	inj := faults.New(sim.Handler(), sim.ProjectIDForToken)
+	inj.SetBanDefault(-1)
+	inj.SetRecordIDField(sim.RecordIDFieldForToken)
+	var servers []*http.Server
+	out := &simulated{sim: sim, restart: prev != nil}
+	out.close = func() {
+		for _, hs := range servers {
+			hs.Close()
+		}
+		sim.Close()
+	}
+	fail := func(err error) (*simulated, error) { out.close(); return nil, err }
+	addr := "127.0.0.1:0"
+	if prev != nil {
+		addr = prev.SimAddress
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil && prev != nil {
+		ln, err = net.Listen("tcp", "127.0.0.1:0") // taken since: move, and say so in the network file
+	}
+	if err != nil {
+		return fail(err)
+	}
+	api := &http.Server{Handler: inj, ReadHeaderTimeout: 10 * time.Second}
+	servers = append(servers, api)
+	go func() { _ = api.Serve(inj.OutageListener(ln)) }()
+	url := "http://" + ln.Addr().String() + "/api/"
+	if o.admin != "" {
+		aln, err := net.Listen("tcp", o.admin)
+		if err != nil {
+			return fail(fmt.Errorf("demo: fault admin API: listen on %s: %w", o.admin, err))
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/faults", inj.AdminHandler())
+		mux.Handle("/faults/", inj.AdminHandler())
+		admin := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, admin)
+		go func() { _ = admin.Serve(aln) }()
+		out.adminURL = "http://" + aln.Addr().String() + "/faults"
+	}
+
+	if prev != nil {
+		out.setup, err = reopen(o.dir, url, prev)
+		if err != nil {
+			return fail(err)
+		}
+		return out, nil
+	}
+	if out.setup, err = Build(sim, url, Options{Dir: o.dir, Scale: o.scale, Seed: 2026}); err != nil {
+		return fail(err)
+	}
+	if o.persist {
+		st := demoState{SimAddress: ln.Addr().String(), Projects: out.setup.Projects, Expected: out.setup.Expected, Scale: o.scale}
+		b, _ := json.MarshalIndent(st, "", "  ")
+		if err := os.WriteFile(filepath.Join(o.dir, stateFile), b, 0o600); err != nil {
+			return fail(err)
+		}
+	}
+	return out, nil
+}
+
+// reopen is the Setup of a persisted demo network, its network file
+// pointed at the simulator's address if that had to move.
+func reopen(dir, url string, st *demoState) (*Setup, error) {
+	setup := &Setup{Dir: dir, NetworkFile: filepath.Join(dir, "network.yaml"), SimURL: url, Projects: st.Projects, Expected: st.Expected}
+	old := "http://" + st.SimAddress + "/api/"
+	if old == url {
+		return setup, nil
+	}
+	b, err := os.ReadFile(setup.NetworkFile)
+	if err != nil {
+		return nil, fmt.Errorf("demo: %s holds a demo network but %w", dir, err)
+	}
+	if err := os.WriteFile(setup.NetworkFile, []byte(strings.ReplaceAll(string(b), old, url)), 0o600); err != nil {
+		return nil, err
+	}
+	st.SimAddress = strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/api/")
+	nb, _ := json.MarshalIndent(st, "", "  ")
+	return setup, os.WriteFile(filepath.Join(dir, stateFile), nb, 0o600)
 }
 
 func addToken(sim *redcapsim.Server, pid int, file string, rights redcapsim.Rights) error {

@@ -32,6 +32,9 @@ type RunOptions struct {
 	Out     io.Writer
 	Logger  *slog.Logger
 	Metrics string
+	// FaultAdmin serves the simulator's fault admin API on this address
+	// (e.g. 127.0.0.1:8081): PUT /faults to make the sites misbehave.
+	FaultAdmin string
 }
 
 // Run builds the demo network, runs one full sync of every site through the
@@ -47,6 +50,9 @@ func Run(ctx context.Context, o RunOptions) error {
 	if o.Timeout == 0 {
 		o.Timeout = 5 * time.Minute
 	}
+	// A folder of the user's keeps the simulator's state, tokens and key,
+	// and the next demo on it restarts on them; a temporary one does not.
+	persist := o.DataDir != ""
 	if o.DataDir == "" {
 		d, err := os.MkdirTemp("", "relay-demo-")
 		if err != nil {
@@ -55,13 +61,20 @@ func Run(ctx context.Context, o RunOptions) error {
 		o.DataDir = d
 	}
 	start := time.Now()
-	sim, setup, err := startSimulated(o.Logger, o.DataDir, o.Scale)
+	simd, err := startSimulated(o.Logger, simOptions{dir: o.DataDir, scale: o.Scale, persist: persist, admin: o.FaultAdmin})
 	if err != nil {
 		return err
 	}
-	defer sim.Close()
+	defer simd.close()
+	setup := simd.setup
 	fmt.Fprintf(o.Out, "REDCap Relay demo\n  simulated REDCap: %s (%d site projects + destination)\n  files:            %s\n",
 		setup.SimURL, len(Sites), setup.Dir)
+	if simd.restart {
+		fmt.Fprintf(o.Out, "  restarted on the demo network already in that folder: its projects, data, tokens, key and JetStream store (delete the folder for a new one)\n")
+	}
+	if simd.adminURL != "" {
+		fmt.Fprintf(o.Out, "  fault admin API:  %s (e.g. curl -X PUT %s -d '{\"error_rate\":0.2}'; curl -X DELETE %s)\n", simd.adminURL, simd.adminURL, simd.adminURL)
+	}
 	net, err := config.Load(setup.NetworkFile)
 	if err != nil {
 		return err

@@ -31,11 +31,12 @@ func Write(ctx context.Context, o WriteOptions) error {
 	if _, err := os.Stat(filepath.Join(o.Dir, "network.yaml")); err == nil {
 		return nil
 	}
-	sim, st, err := startSimulated(nil, o.Dir, o.Scale)
+	simd, err := startSimulated(nil, simOptions{dir: o.Dir, scale: o.Scale})
 	if err != nil {
 		return err
 	}
-	defer sim.Close()
+	defer simd.close()
+	st := simd.setup
 	simURL := st.SimURL
 	for name, pid := range st.Projects {
 		folder, rights := filepath.Join(o.Dir, "projects", "sites", name), "export|metadata|logging"
