@@ -115,7 +115,7 @@ type netOpts struct {
 // middleware) hosting the sites and the destination, files on disk, and a
 // NATS server with the pipeline.
 type testNet struct {
-	t       *testing.T
+	t       testing.TB
 	dir     string
 	sim     *redcapsim.Server
 	faults  *faults.Injector
@@ -131,7 +131,7 @@ type testNet struct {
 	opts    netOpts
 }
 
-func newNet(t *testing.T, o netOpts) *testNet {
+func newNet(t testing.TB, o netOpts) *testNet {
 	t.Helper()
 	if o.records == 0 {
 		o.records = 50
@@ -446,7 +446,7 @@ func (n *testNet) rawCount(site string) int {
 
 // testLogger sends service logs to the test log (shown on failure) and keeps
 // them for PHI assertions.
-func testLogger(t *testing.T) (*slog.Logger, *testWriter) {
+func testLogger(t testing.TB) (*slog.Logger, *testWriter) {
 	w := &testWriter{t: t}
 	t.Cleanup(func() { w.closed.Store(true) })
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})), w
@@ -459,7 +459,7 @@ func (w *testWriter) String() string {
 }
 
 type testWriter struct {
-	t      *testing.T
+	t      testing.TB
 	closed atomic.Bool
 	mu     sync.Mutex
 	all    strings.Builder
