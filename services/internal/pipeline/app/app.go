@@ -305,6 +305,7 @@ func (s *Stack) service(name string) (func(context.Context) error, error) {
 			if err != nil {
 				return err
 			}
+			telemetry.ExportDestinationUp()
 			return importer.Run(ctx, importer.Deps{NC: s.NC, JS: s.JS, Streams: net.Streams, Destination: dest, Settings: net.Destination, Logger: log})
 		}, nil
 	case Checker:
