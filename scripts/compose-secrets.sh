@@ -11,10 +11,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir="${RELAY_SECRETS_DIR:-./secrets}"
-mkdir -p "$dir/nats" "$dir/sites" "$dir/destination" "$dir/pseudonym"
-chmod 700 "$dir"; chmod 755 "$dir/nats" "$dir/sites" "$dir/destination" "$dir/pseudonym"
+mkdir -p "$dir/nats" "$dir/sites" "$dir/destination" "$dir/pseudonym" "$dir/alerts"
+chmod 700 "$dir"; chmod 755 "$dir/nats" "$dir/sites" "$dir/destination" "$dir/pseudonym" "$dir/alerts"
 gen() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }
-for f in admin ticker exporter transformer importer checker; do
+for f in admin ticker exporter transformer importer checker notifier; do
   p="$dir/nats/$f.password"
   [ -s "$p" ] || { gen > "$p"; echo "created $p"; }
 done
@@ -24,4 +24,4 @@ p="$dir/pseudonym/pseudonym.key"
 # The containers run as uid 65532: the files must be readable to it; the
 # folder (mode 700) keeps other host users out.
 chmod 644 "$dir"/nats/* "$dir"/pseudonym/*
-find "$dir/sites" "$dir/destination" -type f -exec chmod 644 {} +
+find "$dir/sites" "$dir/destination" "$dir/alerts" -type f -exec chmod 644 {} +

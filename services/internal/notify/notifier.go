@@ -137,7 +137,7 @@ func (n *Notifier) all() []*dispatcher {
 func (n *Notifier) Check(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	st, err := ops.Collect(cctx, n.o.JS, ops.StatusOptions{Network: n.o.Network})
+	st, err := ops.Collect(cctx, n.o.JS, ops.StatusOptions{Network: n.o.Network, SkipRaw: true})
 	if err != nil {
 		if ctx.Err() == nil {
 			n.log.Warn("pipeline state not readable; checking again later", "err", err)

@@ -37,7 +37,8 @@ func TestComposeMountsOnlyTheSecretsEachServiceReads(t *testing.T) {
 		"transformer": "pseudonym",
 		"importer":    "destination",
 		"checker":     "sites", // reads site data for the protocol check
-		"ctl":         "destination pseudonym sites",
+		"notifier":    "alerts", // the SMTP password and webhook URLs
+		"ctl":         "alerts destination pseudonym sites",
 	}
 	for name, svc := range file.Services {
 		var got []string

@@ -202,6 +202,11 @@ type StatusOptions struct {
 	History int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// SkipRaw does not read RECORDS_RAW's headers (the notifier's NATS user
+	// may not read that stream at all): a running run's progress then shows
+	// no exported count, and dead-letter retries of the transform stage are
+	// not counted.
+	SkipRaw bool
 }
 
 // GetStatus collects the status of the given sites plus every site the

@@ -41,7 +41,9 @@ func (c *collector) counts(ctx context.Context, ss *SiteStatus, r *runAgg) (runD
 	}
 	running := r.last.Phase == messages.PhaseStarted || r.last.Phase == messages.PhaseRetrying
 	exported := 0
-	if err := scanWith(ctx, c.js, messages.StreamRecordsRaw, headers(messages.RecordsRawSubject(ss.Site)), func(m jetstream.Msg) bool {
+	if c.o.SkipRaw {
+		// not read
+	} else if err := scanWith(ctx, c.js, messages.StreamRecordsRaw, headers(messages.RecordsRawSubject(ss.Site)), func(m jetstream.Msg) bool {
 		if sameRun(m) {
 			if strings.HasPrefix(m.Headers().Get(jetstream.MsgIDHeader), dlqRetryPrefix) {
 				ss.Again.Retried++
