@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"regexp"
 	"sync"
 	"time"
 
@@ -19,7 +20,36 @@ var RunDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 	Buckets: prometheus.ExponentialBuckets(1, 2, 14), // 1 s .. 2.3 h
 }, []string{"site", "result"})
 
-func init() { Registry.MustRegister(REDCapErrors, RunDuration) }
+func init() { register(REDCapErrors, RunDuration) }
+
+// collectors are every collector this package registers (or may register:
+// DestinationUp), so tests can list the metric names the code exports.
+var collectors_ = []prometheus.Collector{DestinationUp}
+
+func register(cs ...prometheus.Collector) {
+	Registry.MustRegister(cs...)
+	collectors_ = append(collectors_, cs...)
+}
+
+var fqNameRe = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+// MetricNames lists the name of every metric the code can export.
+func MetricNames() []string {
+	ch := make(chan *prometheus.Desc, 64)
+	go func() {
+		for _, c := range collectors_ {
+			c.Describe(ch)
+		}
+		close(ch)
+	}()
+	var out []string
+	for d := range ch {
+		if m := fqNameRe.FindStringSubmatch(d.String()); m != nil {
+			out = append(out, m[1])
+		}
+	}
+	return out
+}
 
 // ObserveCall records one REDCap call (the redcap client's observer).
 func ObserveCall(site, call, outcome string, d time.Duration) {

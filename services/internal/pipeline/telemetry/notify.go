@@ -27,7 +27,7 @@ var (
 )
 
 func init() {
-	Registry.MustRegister(NotifierAlerts, NotifierSent, NotifierFailures, NotifierGaveUp, NotifierWaiting, Pipeline)
+	register(NotifierAlerts, NotifierSent, NotifierFailures, NotifierGaveUp, NotifierWaiting, Pipeline)
 }
 
 // The pipeline's state as read from NATS (the notifier reads it every

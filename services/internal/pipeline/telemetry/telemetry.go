@@ -68,8 +68,8 @@ var Retries = prometheus.NewCounterVec(prometheus.CounterOpts{
 }, []string{"site"})
 
 func init() {
-	Registry.MustRegister(DeletionsHeld, DeletionsPending, Retries)
-	Registry.MustRegister(Records, Runs, REDCapCalls, DeadLetters, LastRun,
+	register(DeletionsHeld, DeletionsPending, Retries)
+	register(Records, Runs, REDCapCalls, DeadLetters, LastRun,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 
