@@ -202,6 +202,8 @@ type StatusOptions struct {
 	History int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Only, when set, limits the status to these sites (progress).
+	Only []string
 	// SkipRaw does not read RECORDS_RAW's headers (the notifier's NATS user
 	// may not read that stream at all): a running run's progress then shows
 	// no exported count, and dead-letter retries of the transform stage are
@@ -245,7 +247,11 @@ func Collect(ctx context.Context, js jetstream.JetStream, o StatusOptions) (*Sta
 	if kv, err := js.KeyValue(ctx, messages.BucketSiteState); err == nil {
 		c.state = kv
 	}
-	for _, site := range union(sites, names) {
+	all := union(sites, names)
+	if len(o.Only) > 0 {
+		all = union(o.Only, nil)
+	}
+	for _, site := range all {
 		ss := SiteStatus{Site: site, DLQ: map[string]uint64{}}
 		for stage, bySite := range st.DLQ {
 			if n := bySite[site]; n > 0 {
