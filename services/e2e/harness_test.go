@@ -92,7 +92,10 @@ type netOpts struct {
 	// (YAML lines indented by four spaces), e.g. "    max_deletions_per_run: 10\n".
 	siteExtra string
 	// reports gives the network a reports folder, for the checker.
-	reports     bool
+	reports bool
+	// netExtra is appended to the network file (top-level YAML, e.g. an
+	// alerts: section).
+	netExtra    string
 	timing      timing
 	batchSize   int
 	importBatch int
@@ -222,6 +225,7 @@ func (n *testNet) writeNetwork(natsURL string) *config.Network {
 			s, n.simURL, s, n.opts.deletions, n.opts.batchSize)
 		b.WriteString(n.opts.siteExtra)
 	}
+	b.WriteString(n.opts.netExtra)
 	path := filepath.Join(n.dir, "network.yaml")
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		n.t.Fatal(err)
