@@ -415,4 +415,3 @@ func chromium(t *testing.T, bin string, args ...string) []byte {
 	}
 	return out.Bytes()
 }
-

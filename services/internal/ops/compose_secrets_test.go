@@ -36,7 +36,7 @@ func TestComposeMountsOnlyTheSecretsEachServiceReads(t *testing.T) {
 		"exporter":    "pseudonym sites", // site tokens; the key compiles pseudonymising policies
 		"transformer": "pseudonym",
 		"importer":    "destination",
-		"checker":     "sites", // reads site data for the protocol check
+		"checker":     "sites",  // reads site data for the protocol check
 		"notifier":    "alerts", // the SMTP password and webhook URLs
 		"ctl":         "alerts destination pseudonym sites",
 	}
