@@ -185,7 +185,7 @@ func (s *Site) cleaned() int {
 func (s *Site) Line() string {
 	n := s.Status.Counts
 	total := "?"
-	if s.Total > 0 {
+	if s.Total > 0 || s.Done {
 		total = fmt.Sprint(s.Total)
 	}
 	var b strings.Builder

@@ -119,7 +119,7 @@ func Handler(src Source, o Options) (http.Handler, error) {
 		}
 		password = p
 	} else if !Loopback(o.Addr) && o.Addr != "" {
-		return nil, fmt.Errorf("dashboard on %s: an address other than loopback needs --password-file (basic auth), or listen on %s", o.Addr, DefaultAddr)
+		return nil, fmt.Errorf("dashboard on %s: an address other than loopback needs basic auth: give --web-password-file (or RELAY_WEB_PASSWORD_FILE), or listen on %s", o.Addr, DefaultAddr)
 	}
 	c := &cache{src: src, every: 5 * time.Second}
 	mux := http.NewServeMux()

@@ -82,7 +82,7 @@ func fixed(st *ops.Status) Source {
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func TestNonLoopbackNeedsBasicAuth(t *testing.T) {
-	if _, err := Handler(fixed(sample()), Options{Addr: "0.0.0.0:8470", Logger: quiet}); err == nil || !strings.Contains(err.Error(), "--password-file") {
+	if _, err := Handler(fixed(sample()), Options{Addr: "0.0.0.0:8470", Logger: quiet}); err == nil || !strings.Contains(err.Error(), "--web-password-file") {
 		t.Fatalf("a public address without a password: %v", err)
 	}
 	pw := filepath.Join(t.TempDir(), "pw")
