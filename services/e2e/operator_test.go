@@ -20,6 +20,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/redcap-relay/relay/messages"
+	"github.com/redcap-relay/relay/services/internal/browser"
 	"github.com/redcap-relay/relay/services/internal/ops"
 	"github.com/redcap-relay/relay/services/internal/pipeline/app"
 	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
@@ -238,10 +239,10 @@ func TestOperatorViewTellsOneStory(t *testing.T) {
 			t.Errorf("dashboard %s: %q, want %q...", site, rows[site], prefix)
 		}
 	}
-	if bin := chromiumPath(); bin != "" {
-		shot := filepath.Join(artifacts(t), "dashboard.png")
-		chromium(t, bin, "--screenshot="+shot, "--window-size=1640,1000", "--hide-scrollbars", "http://"+addr+"/")
-		dom := chromium(t, bin, "--dump-dom", "http://"+addr+"/")
+	if bin, err := exec.LookPath("chromium"); err == nil {
+		shot := filepath.Join(browser.Artifacts(t), "dashboard.png")
+		browser.Run(t, bin, "--screenshot="+shot, "--window-size=1640,1000", "--hide-scrollbars", "http://"+addr+"/")
+		dom := browser.Run(t, bin, "--dump-dom", "http://"+addr+"/")
 		if got := web.SiteRows(string(dom)); len(got) != 3 || got["lakeshore"] != rows["lakeshore"] {
 			t.Errorf("the browser shows %v, the server sent %v", got, rows)
 		}
@@ -382,36 +383,4 @@ func get(t *testing.T, url string) string {
 		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
 	}
 	return string(b)
-}
-
-func artifacts(t *testing.T) string {
-	art := os.Getenv("RELAY_ARTIFACTS")
-	if art == "" {
-		art = t.TempDir()
-	}
-	os.MkdirAll(art, 0o755)
-	return art
-}
-
-func chromiumPath() string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return ""
-}
-
-func chromium(t *testing.T, bin string, args ...string) []byte {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--user-data-dir=" + t.TempDir()}
-	var out, errb bytes.Buffer
-	cmd := exec.CommandContext(ctx, bin, append(base, args...)...)
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("chromium: %v\n%s", err, errb.String())
-	}
-	return out.Bytes()
 }

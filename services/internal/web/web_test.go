@@ -1,14 +1,12 @@
 package web
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -16,6 +14,7 @@ import (
 	"time"
 
 	"github.com/redcap-relay/relay/messages"
+	"github.com/redcap-relay/relay/services/internal/browser"
 	"github.com/redcap-relay/relay/services/internal/ops"
 )
 
@@ -120,18 +119,18 @@ func TestNonLoopbackNeedsBasicAuth(t *testing.T) {
 // TestDashboardInChromium renders the page in a real headless browser,
 // keeps a screenshot, and reads the table back from the browser's DOM.
 func TestDashboardInChromium(t *testing.T) {
-	bin := Chromium(t)
+	bin := browser.Find(t)
 	h, err := Handler(fixed(sample()), Options{Addr: DefaultAddr, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
 	url := serve(t, h)
-	shot := filepath.Join(Artifacts(t), "dashboard-sample.png")
-	RunChromium(t, bin, "--screenshot="+shot, "--window-size=1640,1000", "--hide-scrollbars", url)
+	shot := filepath.Join(browser.Artifacts(t), "dashboard-sample.png")
+	browser.Run(t, bin, "--screenshot="+shot, "--window-size=1640,1000", "--hide-scrollbars", url)
 	if st, err := os.Stat(shot); err != nil || st.Size() < 20000 {
 		t.Fatalf("screenshot %s: %v", shot, err)
 	}
-	dom := string(RunChromium(t, bin, "--dump-dom", url))
+	dom := string(browser.Run(t, bin, "--dump-dom", url))
 	got := SiteRows(dom)
 	want := map[string]string{
 		"hillcrest": "failed 0 0 0 0 -",
@@ -161,42 +160,4 @@ func TestDashboardInChromium(t *testing.T) {
 		t.Error("the page loads something from elsewhere")
 	}
 	t.Logf("screenshot: %s; rows: %v", shot, got)
-}
-
-// Artifacts is where screenshots are kept ($RELAY_ARTIFACTS).
-func Artifacts(t *testing.T) string {
-	art := os.Getenv("RELAY_ARTIFACTS")
-	if art == "" {
-		art = t.TempDir()
-	}
-	if err := os.MkdirAll(art, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return art
-}
-
-// Chromium finds a headless browser or skips the test saying so.
-func Chromium(t *testing.T) string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "headless_shell"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Skip("chromium not installed (apt-get install -y chromium): skipping the dashboard's browser test")
-	return ""
-}
-
-// RunChromium runs headless Chromium and returns what it printed.
-func RunChromium(t *testing.T, bin string, args ...string) []byte {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--user-data-dir=" + t.TempDir()}
-	cmd := exec.CommandContext(ctx, bin, append(base, args...)...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("chromium %v: %v\n%s", args, err, errb.String())
-	}
-	return out.Bytes()
 }
