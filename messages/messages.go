@@ -50,16 +50,22 @@ func RunID(site string, tick time.Time) string {
 // Unix milliseconds, so a later run always wins over an earlier one, whatever
 // order redeliveries happen in. Hash is the content hash of Rows.
 type RecordExported struct {
-	V            int       `json:"v"`
-	Site         string    `json:"site"`
-	RunID        string    `json:"run_id"`
-	RecordID     string    `json:"record_id"`
-	Version      int64     `json:"version"`
-	Hash         string    `json:"hash"`
-	MetadataHash string    `json:"metadata_hash"`
-	Deleted      bool      `json:"deleted,omitempty"` // the record no longer exists at the site
-	Rows         []Row     `json:"rows,omitempty"`
-	ExportedAt   time.Time `json:"exported_at"`
+	V            int    `json:"v"`
+	Site         string `json:"site"`
+	RunID        string `json:"run_id"`
+	RecordID     string `json:"record_id"`
+	Version      int64  `json:"version"`
+	Hash         string `json:"hash"`
+	MetadataHash string `json:"metadata_hash"`
+	Deleted      bool   `json:"deleted,omitempty"` // the record no longer exists at the site
+	// RenamedFrom is the ID the record had before it was renamed at the
+	// site: the destination renames its record too (keeping its history).
+	RenamedFrom string `json:"renamed_from,omitempty"`
+	Rows        []Row  `json:"rows,omitempty"`
+	// Files are the record's files the policy keeps (references into
+	// BucketFiles, never the content).
+	Files      []FileRef `json:"files,omitempty"`
+	ExportedAt time.Time `json:"exported_at"`
 }
 
 // MsgID is site + record + version + content: redelivery of the same export
@@ -72,18 +78,23 @@ func (m RecordExported) MsgID() string {
 // renamed and recoded into the destination's names, with the destination's
 // record ID. It travels on RECORDS_CLEAN, the replay window.
 type RecordCleaned struct {
-	V             int       `json:"v"`
-	Site          string    `json:"site"`
-	RunID         string    `json:"run_id"`
-	SourceRecord  string    `json:"source_record"` // the site's record ID (never PHI by policy: IDs are namespaced or hashed)
-	DestRecordID  string    `json:"dest_record_id"`
-	Version       int64     `json:"version"`
-	Hash          string    `json:"hash"` // hash of the cleaned rows
-	PolicyVersion string    `json:"policy_version"`
-	DAG           string    `json:"dag,omitempty"`
-	Deleted       bool      `json:"deleted,omitempty"`
-	Rows          []Row     `json:"rows,omitempty"`
-	CleanedAt     time.Time `json:"cleaned_at"`
+	V             int    `json:"v"`
+	Site          string `json:"site"`
+	RunID         string `json:"run_id"`
+	SourceRecord  string `json:"source_record"` // the site's record ID (never PHI by policy: IDs are namespaced or hashed)
+	DestRecordID  string `json:"dest_record_id"`
+	Version       int64  `json:"version"`
+	Hash          string `json:"hash"` // hash of the cleaned rows
+	PolicyVersion string `json:"policy_version"`
+	DAG           string `json:"dag,omitempty"`
+	Deleted       bool   `json:"deleted,omitempty"`
+	// RenamedFrom is the destination ID of the record before the site
+	// renamed it.
+	RenamedFrom string `json:"renamed_from,omitempty"`
+	Rows        []Row  `json:"rows,omitempty"`
+	// Files go to the destination after the rows (destination field names).
+	Files     []FileRef `json:"files,omitempty"`
+	CleanedAt time.Time `json:"cleaned_at"`
 }
 
 func (m RecordCleaned) MsgID() string {
@@ -127,14 +138,30 @@ func (m MetadataSnapshot) MsgID() string { return "meta." + m.Site + "." + m.Run
 // ImportDone is the audit record of one import: which records and which
 // fields moved under which policy version. Never values.
 type ImportDone struct {
-	V             int       `json:"v"`
-	Site          string    `json:"site"`
-	Records       []string  `json:"records"`           // destination record IDs imported
-	Deleted       []string  `json:"deleted,omitempty"` // destination record IDs deleted
-	Fields        []string  `json:"fields"`            // field names written
-	PolicyVersion string    `json:"policy_version"`
-	Runs          []string  `json:"runs"`
-	At            time.Time `json:"at"`
+	V       int      `json:"v"`
+	Site    string   `json:"site"`
+	Records []string `json:"records"`           // destination record IDs imported
+	Deleted []string `json:"deleted,omitempty"` // destination record IDs deleted
+	// Renamed are the records renamed at the destination ("old -> new").
+	Renamed []string `json:"renamed,omitempty"`
+	Fields  []string `json:"fields"` // field names written
+	// Files are the files uploaded (or removed) at the destination: where
+	// and how big, never their content or (unless the policy keeps it)
+	// their original name.
+	Files         []ImportedFile `json:"files,omitempty"`
+	PolicyVersion string         `json:"policy_version"`
+	Runs          []string       `json:"runs"`
+	At            time.Time      `json:"at"`
+}
+
+// ImportedFile is one file the importer uploaded or removed.
+type ImportedFile struct {
+	Record   string `json:"record"`
+	Field    string `json:"field"`
+	Event    string `json:"event,omitempty"`
+	Instance int    `json:"instance,omitempty"`
+	Size     int64  `json:"size"`
+	Removed  bool   `json:"removed,omitempty"`
 }
 
 // Run phases.
@@ -221,7 +248,10 @@ func HashJSON(v any) string {
 // HashRows hashes record rows independent of map order: per row, the
 // fields sorted by name, each name and value length-prefixed (so no value
 // can imitate a separator). It is on every record's path, so it avoids JSON.
-func HashRows(rows []Row) string {
+func HashRows(rows []Row) string { return hashRows(rows, "") }
+
+// hashRows hashes rows, leaving out the column skip ("" = none).
+func hashRows(rows []Row, skip string) string {
 	h := sha256.New()
 	var keys []string
 	var n [binary.MaxVarintLen64]byte
@@ -232,7 +262,9 @@ func HashRows(rows []Row) string {
 	for _, r := range rows {
 		keys = keys[:0]
 		for k := range r {
-			keys = append(keys, k)
+			if k != skip {
+				keys = append(keys, k)
+			}
 		}
 		sort.Strings(keys)
 		h.Write(n[:binary.PutUvarint(n[:], uint64(len(keys)))])

@@ -15,7 +15,7 @@ ctx="$(mktemp -d)"
 trap 'rm -rf "$ctx"' EXIT
 echo "building relay $version (static, linux/amd64 unless GOARCH is set)"
 CGO_ENABLED=0 GOOS=linux go build -trimpath -tags timetzdata \
-  -ldflags "-s -w" -o "$ctx/relay" ./services/cmd/relay
+  -ldflags "-s -w -X main.relayVersion=$version" -o "$ctx/relay" ./services/cmd/relay
 cp "$ca" "$ctx/ca-certificates.crt"   # copied at build time, never committed
 mkdir "$ctx/empty"
 cp deploy/Dockerfile "$ctx/Dockerfile"

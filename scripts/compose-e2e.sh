@@ -1,15 +1,30 @@
 #!/usr/bin/env bash
-# The compose end-to-end scenario (issue 6). Needs a Docker engine and
-# docker-compose; nothing is pulled. It prints each check and each figure and
-# exits non-zero on the first failure. Run time: a few minutes.
+# The compose end-to-end scenario (issues 6 and 19). Needs a Docker engine
+# and docker-compose; nothing is pulled. It prints each check and each figure
+# and exits non-zero on the first failure. Run time: about 10 minutes.
 #
-#   build images -> up with 3 transformers -> full sync, destination == expected
+# The demo stack (docker-compose.yml + deploy/compose.demo.yml):
+#   build images -> a plain up gives 3 transformers -> full sync, destination == expected
+#   -> a second plain up keeps them, demo-init says "kept"
 #   -> scale transformers 3->1->3 during a run: no loss, no duplicates
 #   -> stop the destination mid-run: backlog held, start it: drained, equal
 #   -> wipe the destination, relay replay: equal
 #   -> SIGKILL NATS mid-run, restart: nothing lost, equal
 #   -> the exporter's NATS user publishing on the importer's subject: refused
 #   -> down -v leaves no container, volume or network behind
+# The production path (docker-compose.yml + deploy/compose.tls.yml, the
+# shipped example network, simulators standing in for the sites):
+#   the example validates as shipped -> without ./config, up stops at once
+#   -> up over TLS: full sync, destination == expected; a client without the
+#      CA is refused; JSON logs with "service" once; no plaintext-password
+#      warning; soft memory limits; stream fill and destination_up metrics
+#   -> backup; restore into the running stack refused; ctl with NATS stopped
+#      does not start it; wipe nats-data, restore: status shows the history,
+#      the next incremental runs publish nothing, destination equal
+#   -> upgrade: new image tag, provision changes a retention and an ack wait
+#      keeping every message and cursor, rolling restart, provision again: nothing
+#   -> no destination token: the importer stops after 5 attempts and says why
+#   -> down -v leaves nothing behind
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +33,7 @@ if ! docker info >/dev/null 2>&1; then
 fi
 command -v docker-compose >/dev/null || { echo "compose-e2e: skipped: docker-compose is not installed"; exit 0; }
 command -v python3 >/dev/null || { echo "compose-e2e: python3 is needed to compare exports" >&2; exit 1; }
+command -v curl >/dev/null || { echo "compose-e2e: curl is needed to read the destination and /metrics" >&2; exit 1; }
 
 export COMPOSE_PROJECT_NAME="relaye2e$$"
 work="$(mktemp -d)"
@@ -48,9 +64,9 @@ step "build images"
 bash scripts/build-images.sh
 bash scripts/compose-secrets.sh >/dev/null
 
-step "up: NATS, provision, demo sites and destination, ticker, exporter, 3 transformers, importer, checker"
-"${DC[@]}" up -d --scale transformer=3 2>&1 | grep -v 'undefined secret' | tail -n 20
-n=$("${DC[@]}" ps -q transformer | wc -l); [ "$n" -eq 3 ] && ok "transformers running: $n" || fail "transformers: $n, want 3"
+step "up (plain, no --scale): NATS, provision, demo sites and destination, ticker, exporter, transformers, importer, checker"
+"${DC[@]}" up -d 2>&1 | grep -v 'undefined secret' | tail -n 20
+n=$("${DC[@]}" ps -q transformer | wc -l); [ "$n" -eq 3 ] && ok "transformers running: $n (scale from the compose file)" || fail "transformers: $n, want 3"
 
 dest_port=$("${DC[@]}" port destination 8080 | cut -d: -f2)
 dest_token=$(docker cp "$("${DC[@]}" ps -q sites | head -1)":/demo/secrets/destination.token - | tar -xO | tr -d ' \n')
@@ -99,6 +115,12 @@ read -r expected records rows < <(dest_digest)
 exported=$(status_json | python3 -c 'import sys,json; print(sum(x["counts"]["exported"]-x["counts"]["dead_lettered"] for x in json.load(sys.stdin)["sites"]))')
 [ "$records" -eq "$exported" ] && ok "destination holds $records records ($rows rows), digest $expected; sites exported $exported (net of dead letters)" \
   || fail "destination holds $records records, sites exported $exported"
+
+step "a second plain up: the transformers stay, demo-init keeps the network"
+"${DC[@]}" up -d 2>&1 | grep -v 'undefined secret' | tail -n 3
+n=$("${DC[@]}" ps -q transformer | wc -l); [ "$n" -eq 3 ] && ok "transformers after a plain up: $n" || fail "a plain up left $n transformers, want 3"
+said=$("${DC[@]}" logs --no-color demo-init 2>/dev/null | grep -o 'demo network [a-z]* [a-z]* [^ ]*' | tail -1)
+echo "$said" | grep -q 'kept' && ok "demo-init on the second up: $said" || fail "demo-init on the second up said: $said"
 
 step "scale transformers 3 -> 1 -> 3 during a run"
 ctl sync --all --full
@@ -188,4 +210,6 @@ left_c=$(docker ps -aq --filter "label=com.docker.compose.project=$COMPOSE_PROJE
 left_v=$(docker volume ls -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" | wc -l)
 left_n=$(docker network ls -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" | wc -l)
 [ "$left_c$left_v$left_n" = "000" ] && ok "nothing left: containers $left_c, volumes $left_v, networks $left_n" || fail "left behind: containers $left_c, volumes $left_v, networks $left_n"
+source scripts/compose-e2e-prod.sh
+
 printf '\ncompose-e2e: all checks passed in %ss\n' "$(( $(date +%s) - started ))"

@@ -13,6 +13,7 @@ import (
 	"github.com/redcap-relay/relay/services/internal/ops"
 	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
 	"github.com/redcap-relay/relay/services/internal/pipeline/sitekit"
+	"github.com/redcap-relay/relay/services/internal/redcap"
 	"github.com/redcap-relay/relay/services/internal/tools/redcapsim"
 	"github.com/redcap-relay/relay/services/internal/tools/redcapsim/faults"
 )
@@ -255,6 +256,67 @@ func TestARecordIDListThatOmitsRecordsDeletesNothing(t *testing.T) {
 	n.faults.Clear(n.sites["alpha"])
 	if ev := n.sync(false, t0.Add(4*time.Second))["alpha"]; ev.Deleted != 0 {
 		t.Fatalf("the next normal run deleted %d records", ev.Deleted)
+	}
+	n.assertEqual(n.expected())
+}
+
+// A record renamed at the site ends under its new ID at the destination,
+// renamed there too (its history kept); nothing else changes.
+func TestARecordRenamedAtTheSiteIsRenamedAtTheDestination(t *testing.T) {
+	n := newNet(t, netOpts{sites: []string{"alpha"}, records: 12, deletions: true})
+	n.start(pipeline...)
+	t0 := time.Now()
+	n.sync(false, t0)
+	before := n.destination()
+	pid := n.sites["alpha"]
+	admin := n.addToken(pid, "alpha-admin", redcapsim.FullRights())
+	site, err := redcap.New(redcap.Options{Site: "alpha-admin", URL: n.simURL, Token: admin, CallsPerMinute: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	time.Sleep(1100 * time.Millisecond)
+	if err := site.RenameRecord(ctx, "7", "707", 0); err != nil {
+		t.Fatal(err)
+	}
+	ev := n.sync(false, t0.Add(2*time.Second))["alpha"]
+	if ev.Deleted != 0 || ev.DeletionsPending != 0 {
+		t.Fatalf("run after the rename: %+v; a rename is not a deletion", ev)
+	}
+	after := n.destination()
+	if _, ok := after["alpha-7"]; ok {
+		t.Fatal("the old ID is still at the destination")
+	}
+	moved := after["alpha-707"]
+	for k, v := range before["alpha-7"] {
+		if k != "record_id" && moved[k] != v {
+			t.Fatalf("renamed record: %s = %q, was %q", k, moved[k], v)
+		}
+	}
+	if len(after) != len(before) {
+		t.Fatalf("destination went from %d to %d records", len(before), len(after))
+	}
+	for id, r := range before {
+		if id == "alpha-7" {
+			continue
+		}
+		for k, v := range r {
+			if after[id][k] != v {
+				t.Fatalf("record %s changed (%s)", id, k)
+			}
+		}
+	}
+	dest, _ := sitekit.New(n.network, nil).Destination()
+	logs, err := dest.ExportLogging(ctx, redcap.LogParams{Record: "alpha-707"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	renamed := false
+	for _, l := range logs {
+		renamed = renamed || strings.HasPrefix(l.Action, "Rename Record")
+	}
+	if !renamed {
+		t.Fatalf("the destination's log shows no rename (its history was not kept): %+v", logs)
 	}
 	n.assertEqual(n.expected())
 }

@@ -93,6 +93,18 @@ type netOpts struct {
 	siteExtra string
 	// reports gives the network a reports folder, for the checker.
 	reports bool
+	// policy replaces the test policy; destExtra adds destination fields;
+	// surveys makes the sites' survey form a survey; key gives the network
+	// a pseudonym key (keyed rules: shift, hash, hmac IDs).
+	policy    string
+	destExtra []messages.Field
+	// siteExtra adds fields to the sites' dictionary; repeating makes
+	// forms repeating at the sites and the destination.
+	siteFieldsExtra []messages.Field
+	repeating       []messages.RepeatingForm
+	destDAGs        []messages.DAG
+	surveys         bool
+	key             bool
 	// netExtra is appended to the network file (top-level YAML, e.g. an
 	// alerts: section).
 	netExtra    string
@@ -158,7 +170,10 @@ func newNet(t *testing.T, o netOpts) *testNet {
 
 	os.MkdirAll(filepath.Join(n.dir, "secrets"), 0o700)
 	for i, site := range o.sites {
-		spec := redcapsim.ProjectSpec{Title: site, Fields: surveyFields}
+		spec := redcapsim.ProjectSpec{Title: site, Fields: append(append([]messages.Field(nil), surveyFields...), o.siteFieldsExtra...), Repeating: o.repeating}
+		if o.surveys {
+			spec.Surveys = []redcapsim.Survey{{Form: "survey", Title: "Survey"}}
+		}
 		rows := siteRows(o.records, i)
 		if o.dags {
 			spec.DAGs = []messages.DAG{{Name: "East", Unique: "east"}, {Name: "West", Unique: "west"}}
@@ -176,12 +191,19 @@ func newNet(t *testing.T, o netOpts) *testNet {
 		n.sites[site] = pid
 		n.tokens[site] = n.addToken(pid, site, redcapsim.Rights{Export: true, Metadata: true})
 	}
-	n.dest, err = sim.CreateProject(redcapsim.ProjectSpec{Title: "destination", Fields: destFields(o.destScoreCodes)})
+	n.dest, err = sim.CreateProject(redcapsim.ProjectSpec{Title: "destination", Fields: append(destFields(o.destScoreCodes), o.destExtra...), Repeating: o.repeating, DAGs: o.destDAGs})
 	if err != nil {
 		t.Fatal(err)
 	}
 	n.addToken(n.dest, "destination", redcapsim.FullRights())
-	os.WriteFile(filepath.Join(n.dir, "policy.yaml"), []byte(testPolicy), 0o600)
+	pol := testPolicy
+	if o.policy != "" {
+		pol = o.policy
+	}
+	os.WriteFile(filepath.Join(n.dir, "policy.yaml"), []byte(pol), 0o600)
+	if o.key {
+		os.WriteFile(filepath.Join(n.dir, "secrets", "pseudonym.key"), []byte("e2e-pseudonym-key-0123456789abcdef\n"), 0o600)
+	}
 	return n
 }
 
@@ -217,6 +239,9 @@ func (n *testNet) writeNetwork(natsURL string) *config.Network {
 		n.opts.timing.ExportAckWait, n.opts.timing.TransformAckWait, n.opts.timing.ImportAckWait, n.opts.timing.CheckAckWait)
 	if n.opts.reports {
 		b.WriteString("reports_dir: reports\n")
+	}
+	if n.opts.key {
+		b.WriteString("pseudonym_key: {file: secrets/pseudonym.key}\n")
 	}
 	fmt.Fprintf(&b, "nats:\n  url: %q\ndestination:\n  url: %s\n  token: {file: secrets/destination.token}\n  batch_size: %d\n  concurrency: 3\n  calls_per_minute: -1\nsites:\n",
 		natsURL, n.simURL, n.opts.importBatch)
@@ -337,6 +362,9 @@ func (n *testNet) expected() map[string]messages.Row {
 			n.t.Fatal(err)
 		}
 		for _, r := range rows {
+			if r["redcap_repeat_instrument"] != "" {
+				continue
+			}
 			out := messages.Row{}
 			for _, f := range approved {
 				out[f] = r[f]
@@ -357,6 +385,9 @@ func (n *testNet) destination() map[string]messages.Row {
 	}
 	got := map[string]messages.Row{}
 	for _, r := range rows {
+		if r["redcap_repeat_instrument"] != "" {
+			continue // the survey form's fields are on the record's own row
+		}
 		out := messages.Row{}
 		for _, f := range approved {
 			out[f] = r[f]

@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -22,17 +23,18 @@ import (
 // it is skipped, and the next run sees it gone.
 const maxBatchTries = 8
 
-// batchResult is one batch's complete records.
+// batchResult is one batch's complete records, with their files.
 type batchResult struct {
 	index, from, count int
 	records            []redcap.Record
+	files              fileOutcome
 	err                error
 }
 
 // exportBatches fetches the batches with at most conc calls in flight and
 // delivers each result on the channel (in completion order). After the
 // first error it starts no new call.
-func exportBatches(ctx context.Context, ids []string, size, conc int, fetch func([]string) ([]redcap.Record, error)) <-chan batchResult {
+func exportBatches(ctx context.Context, ids []string, size, conc int, fetch func([]string) ([]redcap.Record, fileOutcome, error)) <-chan batchResult {
 	out := make(chan batchResult, conc)
 	ctx, cancel := context.WithCancel(ctx)
 	go func() {
@@ -53,11 +55,11 @@ func exportBatches(ctx context.Context, ids []string, size, conc int, fetch func
 				defer wg.Done()
 				defer func() { <-sem }()
 				part := ids[i:min(i+size, len(ids))]
-				recs, err := fetch(part)
+				recs, files, err := fetch(part)
 				if err != nil {
 					cancel()
 				}
-				out <- batchResult{index: n, from: i, count: len(part), records: recs, err: err}
+				out <- batchResult{index: n, from: i, count: len(part), records: recs, files: files, err: err}
 			}(i, n)
 		}
 		wg.Wait()
@@ -82,8 +84,12 @@ func (e *Exporter) fetchComplete(ctx context.Context, r *siteRun, ids []string, 
 	ask := ids
 	for try := 1; len(ask) > 0; try++ {
 		rows, err := retry.Value(ctx, r.retry, func() ([]messages.Row, error) {
-			return r.client.ExportRecords(ctx, redcap.ExportParams{Records: ask, Fields: fields, Events: events})
+			return r.client.ExportRecords(ctx, redcap.ExportParams{Records: ask, Fields: fields, Events: events,
+				ExportSurveyFields: r.compiled.SurveyTimestamps(), ExportDataAccessGroups: r.compiled.NeedsSiteDAG()})
 		})
+		if err != nil && r.compiled.NeedsSiteDAG() && isDAGRightMissing(err) {
+			return nil, retry.Permanent(fmt.Errorf("site %s: policy %s maps the site's data access groups (site_dags), so the exporter asks for each record's DAG, and the site's token may not export them: grant the token's user the 'Data Access Groups' right, or remove site_dags: %w", r.site.ID, r.site.Policy, err))
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -117,6 +123,13 @@ func (e *Exporter) fetchComplete(ctx context.Context, r *siteRun, ids []string, 
 		ask = incomplete
 	}
 	return assemble(ids, got, order), nil
+}
+
+// isDAGRightMissing is REDCap refusing exportDataAccessGroups to a token
+// without the Data Access Groups right.
+func isDAGRightMissing(err error) bool {
+	var e *redcap.Error
+	return errors.As(err, &e) && e.Status == 403 && strings.Contains(e.Message, "Data Access Groups")
 }
 
 // shortRecords lists the records asked for that lack rows the list expects

@@ -9,6 +9,7 @@ import (
 
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/config"
+	"github.com/redcap-relay/relay/services/internal/redcap"
 )
 
 func deletedIDs(ms []messages.RecordExported) []string {
@@ -282,6 +283,51 @@ func sortStrings(s []string) {
 	for i := 1; i < len(s); i++ {
 		for j := i; j > 0 && s[j] < s[j-1]; j-- {
 			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}
+
+func TestARecordRenamedAtTheSiteIsCarriedOverAsARename(t *testing.T) {
+	for _, withLog := range []bool{true, false} {
+		u := synced(t, 10, nil)
+		if withLog {
+			u.site.logs = []redcap.LogEntry{}
+		}
+		u.site.rename("4", "104", u.now.Add(time.Minute))
+		if err := u.next(); err != nil {
+			t.Fatal(err)
+		}
+		got := u.store.take()
+		if len(got) != 1 || got[0].RecordID != "104" || got[0].RenamedFrom != "4" || got[0].Deleted {
+			t.Fatalf("log=%v: published %+v; want record 104 renamed from 4, and no deletion", withLog, got)
+		}
+		ev := u.store.lastEvent()
+		if ev.DeletionsPending != 0 || ev.Deleted != 0 {
+			t.Fatalf("log=%v: run %+v: a rename is not a deletion", withLog, ev)
+		}
+		if _, ok := u.store.known["alpha"]["4"]; ok {
+			t.Fatalf("log=%v: the old ID is still known", withLog)
+		}
+		if err := u.next(); err != nil || len(u.store.take()) != 0 {
+			t.Fatalf("log=%v: the next run published something again (%v)", withLog, err)
+		}
+	}
+}
+
+func TestTwoLookAlikeRecordsAreNotTakenForARename(t *testing.T) {
+	u := synced(t, 10, nil)
+	// Records 5 and 6 hold the same values: gone together, two new ones
+	// alike: nothing says which became which. No rename, no guess.
+	u.site.put("6", "5", u.now.Add(-time.Hour))
+	u.store.known["alpha"]["6"] = u.store.known["alpha"]["5"]
+	u.site.rename("5", "105", u.now.Add(time.Minute))
+	u.site.rename("6", "106", u.now.Add(time.Minute))
+	if err := u.next(); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range u.store.take() {
+		if m.RenamedFrom != "" {
+			t.Fatalf("%s taken for a rename of %s", m.RecordID, m.RenamedFrom)
 		}
 	}
 }

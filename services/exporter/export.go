@@ -71,7 +71,7 @@ func (e *Exporter) Export(ctx context.Context, req messages.ExportRequested) err
 	telemetry.RunDuration.WithLabelValues(site.ID, result).Observe(time.Since(start).Seconds())
 	telemetry.LastRun.WithLabelValues(site.ID).SetToCurrentTime()
 	log.Info("run exported", "full", res.full, "records", res.exported, "unchanged", res.unchanged,
-		"deleted", res.deleted, "deletions_pending", res.pending, "deletions_held", res.held, "short_answers", res.short,
+		"deleted", res.deleted, "renamed", res.renamed, "deletions_pending", res.pending, "deletions_held", res.held, "short_answers", res.short,
 		"api_calls", res.calls, "seconds", time.Since(start).Round(time.Millisecond).Seconds())
 	return nil
 }

@@ -8,6 +8,7 @@ package exporter
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -67,6 +68,8 @@ type REDCap interface {
 	ExportRecords(ctx context.Context, p redcap.ExportParams) ([]messages.Row, error)
 	ExportDAGs(ctx context.Context) ([]messages.DAG, error)
 	GenerateNextRecordName(ctx context.Context) (string, error)
+	ExportFile(ctx context.Context, ref redcap.FileRef, w io.Writer) (redcap.FileInfo, error)
+	ExportLogging(ctx context.Context, p redcap.LogParams) ([]redcap.LogEntry, error)
 	Calls() int64
 }
 
@@ -97,7 +100,7 @@ func New(d Deps) *Exporter {
 		d.Logger = slog.Default()
 	}
 	if d.Store == nil {
-		d.Store = JetStreamStore{NC: d.NC, JS: d.JS, LeaseRenew: d.Streams.ExportAckWait.D() / 4}
+		d.Store = JetStreamStore{NC: d.NC, JS: d.JS, LeaseRenew: d.Streams.ExportAckWait.D() / 4, FileTTL: d.Streams.CleanMaxAge.D(), Log: d.Logger}
 	}
 	if d.MaxRawBacklog == 0 {
 		d.MaxRawBacklog = 20000

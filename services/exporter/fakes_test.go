@@ -3,6 +3,7 @@ package exporter
 import (
 	"context"
 	"fmt"
+	"io"
 	"slices"
 	"sort"
 	"strings"
@@ -57,6 +58,15 @@ type fakeSite struct {
 	dagRestricted      bool
 	// failAll makes every call fail (an unreachable site).
 	failAll error
+	// files are the records' files, by "<record>/<field>".
+	files map[string]fakeFile
+	// logs is the project's log (nil: the token has no Logging right).
+	logs []redcap.LogEntry
+}
+
+type fakeFile struct {
+	name, mime string
+	data       []byte
 }
 
 func newFakeSite(n int, at time.Time) *fakeSite {
@@ -104,6 +114,44 @@ func (s *fakeSite) ExportInstruments(context.Context) ([]messages.Instrument, er
 	return []messages.Instrument{{InstrumentName: "survey", InstrumentLabel: "Survey"}}, nil
 }
 func (s *fakeSite) ExportArms(context.Context) ([]messages.Arm, error) { s.call(); return nil, nil }
+func (s *fakeSite) ExportFile(_ context.Context, ref redcap.FileRef, w io.Writer) (redcap.FileInfo, error) {
+	s.call()
+	s.mu.Lock()
+	f, ok := s.files[ref.Record+"/"+ref.Field]
+	s.mu.Unlock()
+	if !ok {
+		return redcap.FileInfo{}, &redcap.Error{Site: "alpha", Call: "export file", Status: 400, Kind: redcap.KindPermanent, Message: "There is no file to download for this record"}
+	}
+	n, err := w.Write(f.data)
+	return redcap.FileInfo{Name: f.name, MIME: f.mime, Size: int64(n)}, err
+}
+
+func (s *fakeSite) ExportLogging(context.Context, redcap.LogParams) ([]redcap.LogEntry, error) {
+	s.call()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.logs == nil {
+		return nil, &redcap.Error{Site: "alpha", Call: "export logging", Status: 403, Kind: redcap.KindPermanent, Message: "You do not have Logging privileges"}
+	}
+	return s.logs, nil
+}
+
+// rename renames a record as REDCap does, logging it when the fake keeps a log.
+func (s *fakeSite) rename(old, new string, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rows := s.rows[old]
+	for _, r := range rows {
+		r["record_id"] = new
+	}
+	s.rows[new], s.changed[new] = rows, at
+	delete(s.rows, old)
+	delete(s.changed, old)
+	if s.logs != nil {
+		s.logs = append(s.logs, redcap.LogEntry{Action: "Rename Record (API) " + new, Record: new, Details: "old_record = '" + old + "',\nnew_record = '" + new + "'"})
+	}
+}
+
 func (s *fakeSite) GenerateNextRecordName(context.Context) (string, error) {
 	s.call()
 	s.mu.Lock()
@@ -228,6 +276,9 @@ type fakeStore struct {
 	mu        sync.Mutex
 	deletions map[string]messages.DeletionState
 	dest      *messages.MetadataSnapshot // the destination's dictionary (default: the site's)
+	objects   map[string][]byte          // the files bucket
+	putErr    error
+	letters   []messages.DeadLetter
 	destErr   error
 	decisions map[string]*messages.DeletionDecision
 	state     map[string]messages.SiteState
@@ -327,6 +378,37 @@ func (f *fakeStore) Destination(context.Context, string, time.Time) (*messages.M
 		return &messages.MetadataSnapshot{Fields: testFields}, nil
 	}
 	return f.dest, nil
+}
+
+func (f *fakeStore) HasFile(_ context.Context, object string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.objects[object]
+	return ok, nil
+}
+
+func (f *fakeStore) PutFile(_ context.Context, object string, r io.Reader, size int64) error {
+	if f.putErr != nil {
+		return f.putErr
+	}
+	b, err := io.ReadAll(io.LimitReader(r, size))
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.objects == nil {
+		f.objects = map[string][]byte{}
+	}
+	f.objects[object] = b
+	return nil
+}
+
+func (f *fakeStore) DeadLetter(_ context.Context, dl messages.DeadLetter) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.letters = append(f.letters, dl)
+	return nil
 }
 
 func (f *fakeStore) Publisher() Publisher { return &fakePublisher{store: f} }

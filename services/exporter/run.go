@@ -25,6 +25,7 @@ type result struct {
 	exported, deleted, unchanged int
 	calls                        int
 	pending, held, short         int
+	renamed                      int
 	warnings                     []string
 }
 
@@ -90,12 +91,30 @@ func (e *Exporter) run(ctx context.Context, site *config.Site, req messages.Expo
 	}
 	next, current := carryKnown(prev, list.order)
 
-	// 3. Records, batch by batch.
+	// 3. Records, batch by batch. While known records are gone, new ones
+	// are held back until renames are known.
 	var short atomic.Int64
-	if res.exported, res.unchanged, err = e.exportRecords(ctx, r, todo, list, prev, next, current, &short); err != nil {
+	var held []heldRecord
+	if len(absent) > 0 {
+		held = []heldRecord{}
+	}
+	if res.exported, res.unchanged, err = e.exportRecords(ctx, r, todo, list, prev, next, current, &short, &held); err != nil {
 		return res, err
 	}
 	r.short += int(short.Load())
+	renamed := e.detectRenames(ctx, r, st, absent, prev, held)
+	for _, h := range held {
+		if old := renamed[h.msg.RecordID]; old != "" {
+			h.msg.RenamedFrom = old
+			e.log.Info("record renamed at the site; renamed at the destination too", "site", site.ID, "run", req.RunID,
+				"from", r.compiled.DestRecordID(old), "to", r.compiled.DestRecordID(h.msg.RecordID))
+		}
+		if err := r.pub.Add(ctx, messages.RecordsRawSubject(site.ID), h.msg.MsgID(), broker.Route{Site: site.ID, Run: req.RunID, Record: h.msg.RecordID}, h.msg); err != nil {
+			return res, err
+		}
+	}
+	absent = withoutRenamed(absent, renamed)
+	res.renamed = len(renamed)
 
 	// 4. Deletions: known before, gone now, and confirmed gone.
 	del, err := e.deletions(ctx, r, st, absent)
@@ -244,11 +263,28 @@ func (e *Exporter) listIDs(ctx context.Context, r *siteRun, st messages.SiteStat
 		seen[id] = true
 	}
 	for _, id := range list.order {
-		if _, known := prev[id]; !known && !seen[id] {
+		// Unknown here (new, or dropped by mistake), or marked to be
+		// exported again (a file of it did not make it last time).
+		if h, known := prev[id]; (!known || h == "") && !seen[id] {
 			todo = append(todo, id)
 		}
 	}
 	return list, todo, nil
+}
+
+// withoutRenamed drops the records renamed at the site from those gone.
+func withoutRenamed(absent []string, renamed map[string]string) []string {
+	old := make(map[string]bool, len(renamed))
+	for _, o := range renamed {
+		old[o] = true
+	}
+	out := absent[:0]
+	for _, id := range absent {
+		if !old[id] {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 func distinctIDs(rows []messages.Row, idField string) int {
@@ -308,10 +344,15 @@ func (e *Exporter) absentRecords(ctx context.Context, r *siteRun, prev Known, li
 // ExportConcurrency calls at once: REDCap's per-call overhead dominates
 // small batches), each answer checked against the ID list, and publishes
 // those whose content changed.
-func (e *Exporter) exportRecords(ctx context.Context, r *siteRun, todo []string, list *idList, prev, next Known, current map[string]struct{}, short *atomic.Int64) (exported, same int, err error) {
+func (e *Exporter) exportRecords(ctx context.Context, r *siteRun, todo []string, list *idList, prev, next Known, current map[string]struct{}, short *atomic.Int64, held *[]heldRecord) (exported, same int, err error) {
 	site := r.site
-	results := exportBatches(ctx, todo, site.BatchSize, site.ExportConcurrency, func(ids []string) ([]redcap.Record, error) {
-		return e.fetchComplete(ctx, r, ids, list, short)
+	results := exportBatches(ctx, todo, site.BatchSize, site.ExportConcurrency, func(ids []string) ([]redcap.Record, fileOutcome, error) {
+		recs, err := e.fetchComplete(ctx, r, ids, list, short)
+		if err != nil {
+			return nil, fileOutcome{}, err
+		}
+		files, err := e.attachFiles(ctx, r, recs)
+		return recs, files, err
 	})
 	done := 0
 	for b := range results {
@@ -322,19 +363,27 @@ func (e *Exporter) exportRecords(ctx context.Context, r *siteRun, todo []string,
 			if _, ok := current[rec.ID]; !ok {
 				continue // created after the ID list; the next run takes it
 			}
-			h := messages.HashRows(rec.Rows)
+			files := b.files.files[rec.ID]
+			// The content without the ID: unchanged records, and renamed ones.
+			h := messages.HashContent(rec.Rows, files, r.compiled.RecordIDField())
 			if unchanged(prev, rec.ID, h, r.plan.Force) {
 				same++
 				continue
 			}
 			m := messages.RecordExported{
 				V: messages.V, Site: site.ID, RunID: r.req.RunID, RecordID: rec.ID, Version: r.version(),
-				Hash: h, MetadataHash: r.snap.Hash, Rows: rec.Rows, ExportedAt: r.start,
+				Hash: h, MetadataHash: r.snap.Hash, Rows: rec.Rows, Files: files, ExportedAt: r.start,
 			}
-			if err := r.pub.Add(ctx, messages.RecordsRawSubject(site.ID), m.MsgID(), broker.Route{Site: site.ID, Run: r.req.RunID, Record: rec.ID}, m); err != nil {
+			if _, known := prev[rec.ID]; !known && *held != nil && len(*held) < maxHeldNew {
+				*held = append(*held, heldRecord{msg: m, content: h})
+			} else if err := r.pub.Add(ctx, messages.RecordsRawSubject(site.ID), m.MsgID(), broker.Route{Site: site.ID, Run: r.req.RunID, Record: rec.ID}, m); err != nil {
 				return exported, same, err
 			}
 			next[rec.ID] = shortHash(h)
+			if b.files.failed[rec.ID] {
+				// A file did not make it: export the record again next run.
+				next[rec.ID] = ""
+			}
 			exported++
 		}
 		done += b.count

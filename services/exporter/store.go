@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
+	"github.com/redcap-relay/relay/services/internal/pipeline/router"
 	"github.com/redcap-relay/relay/services/internal/pipeline/sitemeta"
 	"github.com/redcap-relay/relay/services/internal/pipeline/topology"
 )
@@ -42,6 +44,13 @@ type Store interface {
 	SaveDeletions(ctx context.Context, site string, st messages.DeletionState) error
 	// Decision is an operator's decision on a held run (nil: none yet).
 	Decision(ctx context.Context, site, run string) (*messages.DeletionDecision, error)
+	// HasFile reports whether the files bucket holds an object (fresh
+	// enough to outlive the messages that will refer to it).
+	HasFile(ctx context.Context, object string) (bool, error)
+	// PutFile stores a file (size bytes from r) in the files bucket.
+	PutFile(ctx context.Context, object string, r io.Reader, size int64) error
+	// DeadLetter keeps what could not be exported (a file), with the reason.
+	DeadLetter(ctx context.Context, dl messages.DeadLetter) error
 	// Publisher queues the run's messages and waits for their acks.
 	Publisher() Publisher
 	// RunEvent publishes a run's lifecycle step.
@@ -70,6 +79,10 @@ type JetStreamStore struct {
 	// LeaseRenew is how often a held lease is renewed (a quarter of the
 	// export ack wait: the lease expires one ack wait after its last write).
 	LeaseRenew time.Duration
+	// FileTTL is how long the files bucket keeps an object (streams'
+	// clean_max_age); a stored file older than half of it is stored again.
+	FileTTL time.Duration
+	Log     *slog.Logger
 }
 
 // Lease: a site is exported by one run at a time, even with several
@@ -291,4 +304,32 @@ func (s JetStreamStore) Destination(ctx context.Context, site string, notBefore 
 		return nil, fmt.Errorf("destination check: the destination's dictionary changed while it was read; trying again")
 	}
 	return snap, nil
+}
+
+func (s JetStreamStore) HasFile(ctx context.Context, object string) (bool, error) {
+	obs, err := s.JS.ObjectStore(ctx, messages.BucketFiles)
+	if err != nil {
+		return false, err
+	}
+	info, err := obs.GetInfo(ctx, object)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return s.FileTTL <= 0 || time.Since(info.ModTime) < s.FileTTL/2, nil
+}
+
+func (s JetStreamStore) PutFile(ctx context.Context, object string, r io.Reader, size int64) error {
+	obs, err := s.JS.ObjectStore(ctx, messages.BucketFiles)
+	if err != nil {
+		return err
+	}
+	_, err = obs.Put(ctx, jetstream.ObjectMeta{Name: object, Opts: &jetstream.ObjectMetaOptions{ChunkSize: 128 << 10}}, io.LimitReader(r, size))
+	return err
+}
+
+func (s JetStreamStore) DeadLetter(ctx context.Context, dl messages.DeadLetter) error {
+	return router.DeadLetter(ctx, s.JS, s.Log, dl)
 }

@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -24,7 +25,6 @@ import (
 	"github.com/redcap-relay/relay/services/internal/pipeline/retry"
 	"github.com/redcap-relay/relay/services/internal/pipeline/router"
 	"github.com/redcap-relay/relay/services/internal/pipeline/sitemeta"
-	"github.com/redcap-relay/relay/services/internal/pipeline/telemetry"
 	"github.com/redcap-relay/relay/services/internal/pipeline/topology"
 	"github.com/redcap-relay/relay/services/internal/redcap"
 )
@@ -49,6 +49,9 @@ type Destination interface {
 	ImportRecords(ctx context.Context, rows []messages.Row, p redcap.ImportParams) (redcap.ImportResult, error)
 	DeleteRecords(ctx context.Context, ids []string) (int, error)
 	ExportRecords(ctx context.Context, p redcap.ExportParams) ([]messages.Row, error)
+	ImportFile(ctx context.Context, ref redcap.FileRef, name string, r io.Reader, size int64) error
+	RenameRecord(ctx context.Context, oldID, newID string, arm int) error
+	DeleteFile(ctx context.Context, ref redcap.FileRef) error
 }
 
 // Importer holds the destination client and the latest-wins versions.
@@ -57,9 +60,10 @@ type Importer struct {
 	log  *slog.Logger
 	vers *versions
 
-	mu       sync.Mutex
-	inflight map[string]bool // destination record IDs being imported by a worker
-	up       bool
+	mu        sync.Mutex
+	inflight  map[string]bool // destination record IDs being imported by a worker
+	up        bool
+	confirmed bool // a call to the destination has succeeded
 
 	snapMu    sync.Mutex
 	snap      *messages.MetadataSnapshot // the destination's dictionary, last read
@@ -85,7 +89,7 @@ func New(ctx context.Context, d Deps) (*Importer, error) {
 		d.MaxProbeInterval = 30 * time.Second
 	}
 	if d.Store == nil {
-		d.Store = JetStreamStore{JS: d.JS}
+		d.Store = JetStreamStore{JS: d.JS, Log: d.Logger}
 	}
 	if d.Destination == nil {
 		return nil, fmt.Errorf("importer: no destination client")
@@ -103,7 +107,6 @@ const fetchLinger = 20 * time.Millisecond
 // Run starts the workers: each fetches a batch and makes one import call,
 // so at most Concurrency calls reach the destination at once.
 func (im *Importer) Run(ctx context.Context) error {
-	telemetry.DestinationUp.Set(1)
 	if im.d.NC != nil {
 		sub, err := im.d.NC.QueueSubscribe(messages.SubjectDestinationCheck, topology.Importer, func(m *nats.Msg) {
 			go im.answerDestinationCheck(ctx, m)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -63,6 +65,10 @@ type fakeDest struct {
 	calls   int
 	// anonymous makes rejections name no record (halving must find them).
 	anonymous bool
+	files     map[string]string // "<record>/<field>" -> "<name>:<content>"
+	uploads   int
+	noRename  bool
+	renames   int
 }
 
 func (d *fakeDest) ExportVersion(context.Context) (string, error) { return "14.7.3", nil }
@@ -120,6 +126,45 @@ func (d *fakeDest) ExportRecords(_ context.Context, p redcap.ExportParams) ([]me
 	return out, nil
 }
 
+func (d *fakeDest) ImportFile(_ context.Context, ref redcap.FileRef, name string, r io.Reader, size int64) error {
+	b, err := io.ReadAll(io.LimitReader(r, size))
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.files == nil {
+		d.files = map[string]string{}
+	}
+	d.uploads++
+	d.files[ref.Record+"/"+ref.Field] = name + ":" + string(b)
+	return nil
+}
+
+func (d *fakeDest) RenameRecord(_ context.Context, old, new string, _ int) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.noRename {
+		return &redcap.Error{Site: "destination", Call: "rename record", Status: 403, Kind: redcap.KindPermanent, Message: "You do not have Rename Record privileges"}
+	}
+	r, ok := d.records[old]
+	if !ok {
+		return &redcap.Error{Site: "destination", Call: "rename record", Status: 400, Kind: redcap.KindPermanent, Message: "The record '" + old + "' does not exist"}
+	}
+	delete(d.records, old)
+	r["record_id"] = new
+	d.records[new] = r
+	d.renames++
+	return nil
+}
+
+func (d *fakeDest) DeleteFile(_ context.Context, ref redcap.FileRef) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.files, ref.Record+"/"+ref.Field)
+	return nil
+}
+
 func (d *fakeDest) DeleteRecords(_ context.Context, ids []string) (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -137,10 +182,50 @@ func (d *fakeDest) DeleteRecords(_ context.Context, ids []string) (int, error) {
 
 // fakeStore keeps versions, audits and deleted records in memory.
 type fakeStore struct {
-	mu       sync.Mutex
-	versions map[string]int64
-	audits   []messages.ImportDone
-	kept     []messages.DeletedRecord
+	mu        sync.Mutex
+	versions  map[string]int64
+	audits    []messages.ImportDone
+	kept      []messages.DeletedRecord
+	objects   map[string]string // the files bucket
+	destFiles map[string]string
+	letters   []messages.DeadLetter
+}
+
+func (s *fakeStore) OpenFile(_ context.Context, object string) (io.ReadCloser, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.objects[object]
+	if !ok {
+		return nil, errFileGone
+	}
+	return io.NopCloser(strings.NewReader(b)), nil
+}
+
+func (s *fakeStore) DestFile(_ context.Context, key string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.destFiles[key], nil
+}
+
+func (s *fakeStore) SetDestFile(_ context.Context, key, sha string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.destFiles == nil {
+		s.destFiles = map[string]string{}
+	}
+	if sha == "" {
+		delete(s.destFiles, key)
+	} else {
+		s.destFiles[key] = sha
+	}
+	return nil
+}
+
+func (s *fakeStore) DeadLetter(_ context.Context, dl messages.DeadLetter) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.letters = append(s.letters, dl)
+	return nil
 }
 
 func (s *fakeStore) KeepDeleted(_ context.Context, rec messages.DeletedRecord) error {
@@ -313,5 +398,87 @@ func TestARecordAnotherWorkerImportsIsHandedBack(t *testing.T) {
 	im.process(context.Background(), batch(m))
 	if m.outcome != "retry" || len(dest.records) != 0 {
 		t.Fatalf("a record being imported by another worker ended %q", m.outcome)
+	}
+}
+
+func withFiles(m *fakeMsg, files ...messages.FileRef) *fakeMsg {
+	var rec messages.RecordCleaned
+	json.Unmarshal(m.data, &rec)
+	rec.Files = files
+	m.data, _ = json.Marshal(rec)
+	return m
+}
+
+func TestFilesFollowTheirRecordOnceAndAreRemovedWithTheSite(t *testing.T) {
+	dest := &fakeDest{}
+	im, st := newImporter(t, dest, nil)
+	st.objects = map[string]string{"sha256/aa": "%PDF one", "sha256/bb": "%PDF two"}
+	pdf := messages.FileRef{Field: "consent_file", Object: "sha256/aa", SHA256: "aa", Size: 8, MIME: "application/pdf"}
+	m := withFiles(cleaned("a-1", 1, "1"), pdf)
+	im.process(context.Background(), batch(m))
+	if m.outcome != "ack" || dest.files["a-1/consent_file"] != "consent_file.pdf:%PDF one" {
+		t.Fatalf("after the first import: %q, destination files %v", m.outcome, dest.files)
+	}
+	if a := st.audits[len(st.audits)-1]; len(a.Files) != 1 || a.Files[0].Size != 8 || a.Files[0].Field != "consent_file" {
+		t.Fatalf("audit %+v: want the file's place and size", a)
+	}
+	// The same file again (a replay, a later unchanged run): not uploaded twice.
+	im.process(context.Background(), batch(withFiles(cleaned("a-1", 2, "1"), pdf)))
+	if dest.uploads != 1 {
+		t.Fatalf("%d uploads of the same file, want 1", dest.uploads)
+	}
+	// Replaced at the site.
+	im.process(context.Background(), batch(withFiles(cleaned("a-1", 3, "1"), messages.FileRef{Field: "consent_file", Object: "sha256/bb", SHA256: "bb", Size: 8, MIME: "application/pdf"})))
+	if dest.files["a-1/consent_file"] != "consent_file.pdf:%PDF two" {
+		t.Fatalf("a replaced file: destination holds %q", dest.files["a-1/consent_file"])
+	}
+	// Removed at the site.
+	im.process(context.Background(), batch(withFiles(cleaned("a-1", 4, "1"), messages.FileRef{Field: "consent_file"})))
+	if _, ok := dest.files["a-1/consent_file"]; ok {
+		t.Fatal("a file removed at the site is still at the destination")
+	}
+	// A file past the bucket's retention: dead-lettered, the rows imported.
+	m = withFiles(cleaned("a-2", 1, "5"), messages.FileRef{Field: "consent_file", Object: "sha256/gone", SHA256: "gone", Size: 3})
+	im.process(context.Background(), batch(m))
+	if m.outcome != "ack" || dest.records["a-2"]["score"] != "5" || len(st.letters) != 1 || !strings.Contains(st.letters[0].Error, "record a-2, field consent_file") {
+		t.Fatalf("a missing file: %q, rows %v, letters %+v", m.outcome, dest.records["a-2"], st.letters)
+	}
+}
+
+func renamedRecord(old, new string, version int64, score string) *fakeMsg {
+	m := cleaned(new, version, score)
+	var rec messages.RecordCleaned
+	json.Unmarshal(m.data, &rec)
+	rec.RenamedFrom = old
+	m.data, _ = json.Marshal(rec)
+	return m
+}
+
+func TestARenameAtTheSiteIsARenameAtTheDestination(t *testing.T) {
+	dest := &fakeDest{}
+	im, st := newImporter(t, dest, nil)
+	im.process(context.Background(), batch(cleaned("a-1", 1, "3")))
+	m := renamedRecord("a-1", "a-100", 2, "3")
+	im.process(context.Background(), batch(m))
+	if m.outcome != "ack" || dest.renames != 1 || dest.records["a-100"]["score"] != "3" {
+		t.Fatalf("rename: %q, %d renames, destination %v", m.outcome, dest.renames, dest.records)
+	}
+	if _, ok := dest.records["a-1"]; ok {
+		t.Fatal("the old ID is still at the destination")
+	}
+	if a := st.audits[len(st.audits)-1]; len(a.Renamed) != 1 || a.Renamed[0] != "a-1 -> a-100" {
+		t.Fatalf("audit %+v: want the rename", a)
+	}
+	if len(st.kept) != 0 {
+		t.Fatal("a rename deleted (and kept) a record")
+	}
+
+	// Without the Rename right: created anew, the old one deleted (and kept).
+	dest2 := &fakeDest{noRename: true}
+	im2, st2 := newImporter(t, dest2, nil)
+	im2.process(context.Background(), batch(cleaned("a-1", 1, "3")))
+	im2.process(context.Background(), batch(renamedRecord("a-1", "a-100", 2, "3")))
+	if _, ok := dest2.records["a-1"]; ok || dest2.records["a-100"]["score"] != "3" || len(st2.kept) != 1 || st2.kept[0].DestRecordID != "a-1" {
+		t.Fatalf("without the rename right: destination %v, kept %+v", dest2.records, st2.kept)
 	}
 }

@@ -9,8 +9,13 @@ import (
 
 // item is one delivery with its decoded record.
 type item struct {
-	msg router.Msg
-	rec messages.RecordCleaned
+	msg   router.Msg
+	rec   messages.RecordCleaned
+	files []messages.ImportedFile // written at the destination (for the audit)
+	// renamed: the destination's record was renamed from rec.RenamedFrom;
+	// replaceOld: it could not be (no Rename right): the old record is
+	// deleted once the new one is imported.
+	renamed, replaceOld bool
 }
 
 // batchPlan sorts a fetched batch; it does no I/O.

@@ -34,6 +34,11 @@ func (im *Importer) process(ctx context.Context, msgs []router.Msg) {
 			im.unclaim(it.rec.DestRecordID)
 		}
 	}()
+	for _, it := range p.Upserts {
+		if it.rec.RenamedFrom != "" && it.rec.RenamedFrom != it.rec.DestRecordID {
+			im.renameAtDestination(ctx, it)
+		}
+	}
 	if len(p.Upserts) > 0 {
 		im.importItems(ctx, p.Upserts)
 	}
@@ -104,7 +109,7 @@ func (im *Importer) confirm(ctx context.Context, items []*item, res redcap.Impor
 	if len(missing) > 0 {
 		im.log.Warn("destination did not confirm every record sent; importing them again", "confirmed", len(done), "missing", len(missing))
 	}
-	if len(done) > 0 {
+	if len(done) > 0 && im.transferFiles(ctx, done) && im.replaceOldRecords(ctx, done) {
 		im.finish(ctx, done, false)
 	}
 	if len(missing) == len(items) {
@@ -245,6 +250,10 @@ func audits(items []*item, deleted bool, at time.Time) []messages.ImportDone {
 		for _, f := range messages.FieldNames(r.Rows) {
 			fields[k][f] = true
 		}
+		a.Files = append(a.Files, it.files...)
+		if it.renamed || it.replaceOld {
+			a.Renamed = append(a.Renamed, r.RenamedFrom+" -> "+r.DestRecordID)
+		}
 	}
 	out := make([]messages.ImportDone, 0, len(order))
 	for _, k := range order {
@@ -309,13 +318,16 @@ func (im *Importer) waitForDestination(ctx context.Context, cause error) {
 	}, backoff.WithContext(b, ctx))
 }
 
+// markUp notes a call to the destination that succeeded.
 func (im *Importer) markUp() {
 	im.mu.Lock()
-	wasDown := !im.up
-	im.up = true
+	wasDown, first := !im.up, !im.confirmed
+	im.up, im.confirmed = true, true
 	im.mu.Unlock()
-	if wasDown {
+	if wasDown || first {
 		telemetry.DestinationUp.Set(1)
+	}
+	if wasDown {
 		im.log.Info("destination answers again; draining the backlog")
 	}
 }
@@ -346,4 +358,58 @@ func isValidation(err error) bool {
 func isMissingRecord(err error) bool {
 	var e *redcap.Error
 	return errors.As(err, &e) && e.Status == 400 && strings.Contains(strings.ToLower(e.Message), "do not exist")
+}
+
+// renameAtDestination renames the destination's record as the site renamed
+// its own, so the record keeps its history. Without the destination
+// token's Rename Record right (or when the new ID is taken) the old record
+// is deleted once the new one is imported instead.
+func (im *Importer) renameAtDestination(ctx context.Context, it *item) {
+	for ctx.Err() == nil {
+		err := im.d.Destination.RenameRecord(ctx, it.rec.RenamedFrom, it.rec.DestRecordID, 0)
+		var e *redcap.Error
+		switch {
+		case err == nil:
+			im.markUp()
+			it.renamed = true
+			return
+		case errors.As(err, &e) && e.Status == 403:
+			im.log.Warn("the destination token may not rename records: the renamed record is created anew and the old one deleted (its rows are kept for restore)",
+				"site", it.rec.Site, "from", it.rec.RenamedFrom, "to", it.rec.DestRecordID)
+			it.replaceOld = true
+			return
+		case isValidation(err) && strings.Contains(strings.ToLower(e.Message), "exist"):
+			// The old one is not there (never imported), or the new ID is
+			// taken already: import the new one, and delete the old one
+			// if it is there.
+			it.replaceOld = true
+			return
+		case isValidation(err):
+			it.replaceOld = true
+			return
+		}
+		im.waitForDestination(ctx, err)
+	}
+}
+
+// replaceOldRecords deletes the old records of renames the destination
+// could not carry out; false when ctx ended first.
+func (im *Importer) replaceOldRecords(ctx context.Context, items []*item) bool {
+	for _, it := range items {
+		if !it.replaceOld {
+			continue
+		}
+		old := &item{msg: it.msg, rec: messages.RecordCleaned{Site: it.rec.Site, RunID: it.rec.RunID, DestRecordID: it.rec.RenamedFrom, DAG: it.rec.DAG}}
+		if !im.keepBeforeDeleting(ctx, old) {
+			return false
+		}
+		for ctx.Err() == nil {
+			_, err := im.d.Destination.DeleteRecords(ctx, []string{old.rec.DestRecordID})
+			if err == nil || isMissingRecord(err) || isValidation(err) {
+				break
+			}
+			im.waitForDestination(ctx, err)
+		}
+	}
+	return ctx.Err() == nil
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
 	"strconv"
 	"sync"
 	"time"
@@ -12,6 +15,7 @@ import (
 
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
+	"github.com/redcap-relay/relay/services/internal/pipeline/router"
 )
 
 // Store is what the importer keeps in or sends to JetStream. The production
@@ -28,10 +32,22 @@ type Store interface {
 	// KeepDeleted keeps a record's destination rows, just before it is
 	// deleted there, for `relay deletions restore`.
 	KeepDeleted(ctx context.Context, rec messages.DeletedRecord) error
+	// OpenFile reads a file of the files bucket (errFileGone when it is no
+	// longer there).
+	OpenFile(ctx context.Context, object string) (io.ReadCloser, error)
+	// DestFile is the SHA-256 of the file last uploaded at a place ("" none);
+	// SetDestFile records it ("" = removed).
+	DestFile(ctx context.Context, key string) (string, error)
+	SetDestFile(ctx context.Context, key, sha string) error
+	// DeadLetter keeps a file the destination refused, with the reason.
+	DeadLetter(ctx context.Context, dl messages.DeadLetter) error
 }
 
 // JetStreamStore is the Store on a JetStream connection.
-type JetStreamStore struct{ JS jetstream.JetStream }
+type JetStreamStore struct {
+	JS  jetstream.JetStream
+	Log *slog.Logger
+}
 
 // KV keys allow only [-/_=.a-zA-Z0-9]: record IDs are encoded.
 func versionKey(destRecord string) string {
@@ -107,6 +123,57 @@ func (s JetStreamStore) KeepDeleted(ctx context.Context, rec messages.DeletedRec
 	b, _ := json.Marshal(rec)
 	_, err = obs.PutBytes(ctx, messages.DeletedRecordName(rec.Site, rec.DestRecordID), b)
 	return err
+}
+
+func (s JetStreamStore) OpenFile(ctx context.Context, object string) (io.ReadCloser, error) {
+	obs, err := s.JS.ObjectStore(ctx, messages.BucketFiles)
+	if err != nil {
+		return nil, err
+	}
+	r, err := obs.Get(ctx, object)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, errFileGone
+	}
+	return r, err
+}
+
+func (s JetStreamStore) DestFile(ctx context.Context, key string) (string, error) {
+	kv, err := s.JS.KeyValue(ctx, messages.BucketDestFiles)
+	if err != nil {
+		return "", err
+	}
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return string(e.Value()), nil
+}
+
+func (s JetStreamStore) SetDestFile(ctx context.Context, key, sha string) error {
+	kv, err := s.JS.KeyValue(ctx, messages.BucketDestFiles)
+	if err != nil {
+		return err
+	}
+	if sha == "" {
+		err := kv.Delete(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil
+		}
+		return err
+	}
+	_, err = kv.Put(ctx, key, []byte(sha))
+	return err
+}
+
+func (s JetStreamStore) DeadLetter(ctx context.Context, dl messages.DeadLetter) error {
+	dl.Stage = messages.StageImport
+	if dl.MsgID == "" {
+		dl.MsgID = "file." + dl.RunID + "." + dl.RecordID + "." + messages.HashJSON(dl.Error)[:12]
+	}
+	return router.DeadLetter(ctx, s.JS, s.Log, dl)
 }
 
 func firstOf(xs []string) string {

@@ -45,6 +45,9 @@ func envOr(k, d string) string {
 // environment overrides (RELAY_NATS_URL, _USER, _PASSWORD_FILE, _CA_FILE),
 // so every command sees the same connection settings.
 func loadNetwork(path string) (*config.Network, error) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil, missingNetwork(path)
+	}
 	n, err := config.Load(path)
 	if err != nil {
 		var ce *config.Error
@@ -55,6 +58,12 @@ func loadNetwork(path string) (*config.Network, error) {
 	}
 	applyNATSEnv(n)
 	return n, nil
+}
+
+// missingNetwork is the one line a service or provisioning stops with when
+// its network file is not there (a missing ./config in docker-compose).
+func missingNetwork(path string) error {
+	return fmt.Errorf("network file %s does not exist: put the network file there (docker-compose: ./config/network.yaml, or the folder RELAY_CONFIG_DIR names, with policies/ and the protocol beside it), or give another with -n / RELAY_NETWORK", path)
 }
 
 // applyNATSEnv lets a deployment give each service its own NATS user while
@@ -166,8 +175,8 @@ func (f *natsFlags) networkFile() (*config.Network, error) {
 	}
 	n, err := config.Load(f.network)
 	var ce *config.Error
-	if err != nil && !errors.As(err, &ce) {
-		return nil, err
+	if err != nil && (!errors.As(err, &ce) || n == nil) {
+		return nil, err // not YAML, or unreadable: nothing to go on
 	}
 	applyNATSEnv(n)
 	return n, nil

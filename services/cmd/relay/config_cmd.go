@@ -28,6 +28,9 @@ func init() {
 			if err != nil {
 				return err
 			}
+			// What a service would read: compose gives each its NATS user
+			// and password file through the environment.
+			applyNATSEnv(n)
 			// The files the network file names must be valid too: a policy
 			// or protocol mistake would otherwise surface only at the first run.
 			out := cmd.OutOrStdout()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -32,8 +33,16 @@ file, policy, token files, reports, JetStream store) stays in --data.`,
 				// For docker-compose: write the demo network and the
 				// simulator project folders, then exit.
 				w.Scale = o.Scale
+				// Write keeps a folder that already holds a network (a
+				// restarted init container must not change the tokens).
+				_, err := os.Stat(filepath.Join(w.Dir, "network.yaml"))
+				kept := err == nil
 				if err := demo.Write(ctx, w); err != nil {
 					return err
+				}
+				if kept {
+					fmt.Fprintf(cmd.OutOrStdout(), "demo network kept in %s (it was already there; remove the volume for a new one)\n", w.Dir)
+					return nil
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "demo network written to %s (projects/sites, projects/destination, network.yaml)\n", w.Dir)
 				return nil

@@ -7,9 +7,15 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/redcap-relay/relay/services/internal/pipeline/app"
 
 	// Site schedules name IANA time zones; embed the database so they work
 	// where the system has none (scratch images, minimal hosts).
@@ -23,11 +29,37 @@ var rootCmd = &cobra.Command{
 	SilenceErrors: true,
 }
 
-func main() {
-	if err := rootCmd.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "relay:", err)
-		os.Exit(exitCode(err))
+func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
+
+// run executes one command line and reports a fatal error on stderr: one
+// JSON line when the command logs JSON (--log-json, RELAY_LOG_JSON), so a
+// log collector sees why a container stopped.
+func run(args []string, stderr io.Writer) int {
+	rootCmd.SetArgs(args)
+	cmd, err := rootCmd.ExecuteC()
+	if err == nil {
+		return 0
 	}
+	if logsJSON(cmd) {
+		attrs := []any{"command", strings.TrimPrefix(cmd.CommandPath(), "relay ")}
+		if slices.Contains(app.All, cmd.Name()) {
+			attrs = append(attrs, "service", cmd.Name())
+		}
+		slog.New(slog.NewJSONHandler(stderr, nil)).Error(err.Error(), attrs...)
+	} else {
+		fmt.Fprintln(stderr, "relay:", err)
+	}
+	return exitCode(err)
+}
+
+// logsJSON reports whether the command was asked for JSON lines.
+func logsJSON(cmd *cobra.Command) bool {
+	if cmd != nil {
+		if v, err := cmd.Flags().GetBool("log-json"); err == nil {
+			return v
+		}
+	}
+	return os.Getenv("RELAY_LOG_JSON") != ""
 }
 
 // exitCoder lets a subcommand choose its exit status (relay check: 1 means

@@ -1,56 +1,157 @@
 package main
 
 import (
-	"log/slog"
+	"bufio"
+	"fmt"
+	"io"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/crypto/bcrypt"
 
+	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/internal/ops"
+	"github.com/redcap-relay/relay/services/internal/pipeline/app"
 	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
+	"github.com/redcap-relay/relay/services/internal/pipeline/telemetry"
 )
 
+// natsServerFlags are `relay nats`'s settings.
+type natsServerFlags struct {
+	data, configFile, host, keyFile string
+	port                            int
+	syncAlways                      bool
+	maxFile, maxMemory              string
+	tlsCert, tlsKey                 string
+	metrics                         string
+	fillWarn                        float64
+	log                             logFlags
+}
+
 func init() {
-	var data, configFile, host, keyFile string
-	var port int
-	var syncAlways bool
+	var f natsServerFlags
 	c := &cobra.Command{
 		Use:   "nats",
 		Short: "run the embedded NATS server with JetStream alone (for docker-compose)",
-		Args:  cobra.NoArgs,
+		Long: `relay nats runs nats-server with JetStream in this process. Users and
+permissions come from --config (deploy/nats/nats.conf); each
+RELAY_NATS_PASSWORD_<USER>_FILE variable names a file holding that user's
+password or, better, its bcrypt hash (relay nats hash-password), which the
+config reads as $RELAY_NATS_PASSWORD_<USER>. With --metrics it serves
+relay_stream_bytes / relay_stream_max_bytes per stream, and it logs a warning
+when a stream passes --fill-warn of its byte cap.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runNATS(f) },
+	}
+	fl := c.Flags()
+	fl.StringVar(&f.data, "data", envOr("RELAY_NATS_DATA", "/data"), "JetStream store folder")
+	fl.StringVar(&f.configFile, "config", envOr("RELAY_NATS_CONFIG", ""), "nats-server config file (users, permissions, limits)")
+	fl.StringVar(&f.host, "host", "0.0.0.0", "listen address")
+	fl.IntVar(&f.port, "port", 4222, "client port")
+	fl.BoolVar(&f.syncAlways, "sync-always", false, "fsync every write (slower; no 2-minute loss window on power failure)")
+	fl.StringVar(&f.keyFile, "encryption-key-file", envOr("RELAY_NATS_KEY_FILE", ""), "encrypt JetStream at rest with the key in this file")
+	fl.StringVar(&f.maxFile, "max-file-store", envOr("RELAY_NATS_MAX_FILE_STORE", ""), "most JetStream may store on disk, e.g. 32GiB (default: the config file's, else 1TiB); must hold the sum of streams.max_bytes")
+	fl.StringVar(&f.maxMemory, "max-memory-store", envOr("RELAY_NATS_MAX_MEMORY_STORE", ""), "most JetStream may keep in memory, e.g. 256MiB (default: the config file's)")
+	fl.StringVar(&f.tlsCert, "tls-cert", envOr("RELAY_NATS_TLS_CERT", ""), "server certificate (PEM): clients must then use tls:// and verify it")
+	fl.StringVar(&f.tlsKey, "tls-key", envOr("RELAY_NATS_TLS_KEY", ""), "the certificate's private key (PEM)")
+	fl.StringVar(&f.metrics, "metrics", envOr("RELAY_METRICS", ""), "address for /metrics (relay_stream_bytes, relay_stream_max_bytes) and /healthz, e.g. :9090")
+	fl.Float64Var(&f.fillWarn, "fill-warn", 0.8, "warn when a stream holds this share of its byte cap")
+	f.log.add(fl)
+	c.AddCommand(hashPasswordCmd(), tlsCertsCmd())
+	rootCmd.AddCommand(c)
+}
+
+func runNATS(f natsServerFlags) error {
+	log := f.log.logger().With("service", "nats")
+	app.SoftMemoryLimit(log, 0)
+	// Passwords referenced by the config ($RELAY_NATS_PASSWORD_<USER>) come from secret files.
+	if _, err := ops.PasswordEnvFromFiles(); err != nil {
+		return err
+	}
+	o := broker.EmbeddedOptions{StoreDir: f.data, ConfigFile: f.configFile, Host: f.host, Port: f.port, SyncAlways: f.syncAlways,
+		TLSCert: f.tlsCert, TLSKey: f.tlsKey, Logger: log}
+	var err error
+	if o.MaxFileStore, err = optionalBytes("--max-file-store", f.maxFile); err != nil {
+		return err
+	}
+	if o.MaxMemoryStore, err = optionalBytes("--max-memory-store", f.maxMemory); err != nil {
+		return err
+	}
+	if f.keyFile != "" {
+		b, err := os.ReadFile(f.keyFile)
+		if err != nil {
+			return fmt.Errorf("--encryption-key-file: %w", err)
+		}
+		o.Key = strings.TrimSpace(string(b))
+	}
+	if f.fillWarn <= 0 || f.fillWarn >= 1 {
+		return fmt.Errorf("--fill-warn %g must be between 0 and 1", f.fillWarn)
+	}
+	srv, err := broker.StartEmbedded(o)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := commandContext(0)
+	defer cancel()
+	usage := func() ([]telemetry.StreamUsage, error) { return broker.StreamUsage(srv) }
+	telemetry.ExportStreams(usage)
+	if f.metrics != "" {
+		go func() {
+			if err := telemetry.Serve(ctx, f.metrics, log); err != nil {
+				log.Error("metrics endpoint", "addr", f.metrics, "err", err)
+			}
+		}()
+	}
+	go (&telemetry.FillWatcher{Log: log, Source: usage, WarnAt: f.fillWarn}).Run(ctx, 30*time.Second)
+	log.Info("nats server ready", "url", srv.ClientURL(), "store", f.data, "encrypted", o.Key != "", "tls", o.TLSCert != "")
+	<-ctx.Done()
+	log.Info("nats server stopping")
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	return nil
+}
+
+func optionalBytes(flag, v string) (int64, error) {
+	if v == "" {
+		return 0, nil
+	}
+	b, err := config.ParseBytes(v)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", flag, err)
+	}
+	return int64(b), nil
+}
+
+// hashPasswordCmd prints the bcrypt hash of a password read from stdin,
+// for the server's config (scripts/compose-secrets.sh writes one per user):
+// the broker then never holds a client's password, and nats-server does not
+// warn about plaintext passwords.
+func hashPasswordCmd() *cobra.Command {
+	var cost int
+	c := &cobra.Command{
+		Use:    "hash-password",
+		Short:  "print the bcrypt hash of the password on stdin (for RELAY_NATS_PASSWORD_<USER>_FILE)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-			// Passwords referenced by the config ($RELAY_NATS_PASSWORD_<USER>) come from secret files.
-			if _, err := ops.PasswordEnvFromFiles(); err != nil {
+			pw, err := bufio.NewReader(io.LimitReader(cmd.InOrStdin(), 1024)).ReadString('\n')
+			if err != nil && err != io.EOF {
 				return err
 			}
-			var key string
-			if keyFile != "" {
-				b, err := os.ReadFile(keyFile)
-				if err != nil {
-					return err
-				}
-				key = string(b)
+			pw = strings.TrimSpace(pw)
+			if len(pw) < 12 {
+				return fmt.Errorf("hash-password: the password on stdin is %d characters; give at least 12", len(pw))
 			}
-			srv, err := broker.StartEmbedded(broker.EmbeddedOptions{StoreDir: data, ConfigFile: configFile, Host: host, Port: port, SyncAlways: syncAlways, Key: key, Logger: log})
+			h, err := bcrypt.GenerateFromPassword([]byte(pw), cost)
 			if err != nil {
 				return err
 			}
-			log.Info("nats server ready", "url", srv.ClientURL(), "store", data, "encrypted", key != "")
-			ctx, cancel := commandContext(0)
-			defer cancel()
-			<-ctx.Done()
-			log.Info("nats server stopping")
-			srv.Shutdown()
-			srv.WaitForShutdown()
+			fmt.Fprintln(cmd.OutOrStdout(), string(h))
 			return nil
 		},
 	}
-	c.Flags().StringVar(&data, "data", envOr("RELAY_NATS_DATA", "/data"), "JetStream store folder")
-	c.Flags().StringVar(&configFile, "config", envOr("RELAY_NATS_CONFIG", ""), "nats-server config file (users, permissions, TLS)")
-	c.Flags().StringVar(&host, "host", "0.0.0.0", "listen address")
-	c.Flags().IntVar(&port, "port", 4222, "client port")
-	c.Flags().BoolVar(&syncAlways, "sync-always", false, "fsync every write (slower; no 2-minute loss window on power failure)")
-	c.Flags().StringVar(&keyFile, "encryption-key-file", envOr("RELAY_NATS_KEY_FILE", ""), "encrypt JetStream at rest with the key in this file")
-	rootCmd.AddCommand(c)
+	c.Flags().IntVar(&cost, "cost", 11, "bcrypt cost (each step doubles the server's work per connection)")
+	return c
 }

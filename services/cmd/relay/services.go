@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
@@ -36,7 +35,9 @@ func init() {
 			Short: "run the " + name + " service against the NATS server in the network file",
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				log := f.log.logger().With("service", name)
+				// Every line names its service once: the services add it
+				// themselves, onceAttrs drops their repeat.
+				log := slog.New(onceAttrs{f.log.logger().Handler(), nil}).With("service", name)
 				net, err := loadNetwork(f.network)
 				if err != nil {
 					return err
@@ -77,7 +78,9 @@ nats.url there, where relay status, sync, replay and dlq find it.`,
 			}
 			ctx, cancel := commandContext(0)
 			defer cancel()
-			softMemoryLimit(log)
+			// One process holds an embedded NATS server and every service:
+			// without a container limit, 512 MiB keeps the heap from doubling.
+			app.SoftMemoryLimit(log, 512<<20)
 			embedded := net.NATS.URL == ""
 			st, err := app.Start(ctx, app.Options{Network: net, Embedded: embedded, DataDir: data, NATSPort: port, Logger: log,
 				MetricsAddr: f.metrics, TransformerParallel: f.parallel, Services: app.All, Web: wf.o})
@@ -107,15 +110,27 @@ func ignoreCanceled(err error) error {
 	return err
 }
 
-// softMemoryLimit gives `relay all` a soft heap limit (GOMEMLIMIT semantics)
-// unless the operator set GOMEMLIMIT: the process holds an embedded NATS
-// server and every service, and without a limit the heap doubles between
-// collections. Set well above the live heap, so collection never thrashes.
-func softMemoryLimit(log *slog.Logger) {
-	if os.Getenv("GOMEMLIMIT") != "" {
-		return
-	}
-	const limit = 512 << 20
-	debug.SetMemoryLimit(limit)
-	log.Debug("soft memory limit set (override with GOMEMLIMIT)", "bytes", limit)
+// onceAttrs drops an attribute a logger already carries (the service name
+// added by this command and again by the service itself), so a JSON line
+// never holds the same key twice. Attributes inside a group are kept.
+type onceAttrs struct {
+	slog.Handler
+	keys map[string]bool
 }
+
+func (h onceAttrs) WithAttrs(as []slog.Attr) slog.Handler {
+	keys := make(map[string]bool, len(h.keys)+len(as))
+	for k := range h.keys {
+		keys[k] = true
+	}
+	var keep []slog.Attr
+	for _, a := range as {
+		if !keys[a.Key] {
+			keys[a.Key] = true
+			keep = append(keep, a)
+		}
+	}
+	return onceAttrs{h.Handler.WithAttrs(keep), keys}
+}
+
+func (h onceAttrs) WithGroup(name string) slog.Handler { return h.Handler.WithGroup(name) }

@@ -61,9 +61,12 @@ type Streams struct {
 	AuditMaxAge     Duration `yaml:"audit_max_age"`
 	DLQMaxAge       Duration `yaml:"dlq_max_age"`
 	DedupeWindow    Duration `yaml:"dedupe_window"`
-	RawMaxBytes     int64    `yaml:"raw_max_bytes"`
-	CleanMaxBytes   int64    `yaml:"clean_max_bytes"`
+	RawMaxBytes     Bytes    `yaml:"raw_max_bytes"`   // shorthand for max_bytes.RECORDS_RAW
+	CleanMaxBytes   Bytes    `yaml:"clean_max_bytes"` // shorthand for max_bytes.RECORDS_CLEAN
 	MetadataPerSite int64    `yaml:"metadata_per_site"`
+	// MaxBytes caps each stream and bucket by its stream name (RECORDS_RAW,
+	// KV_relay_site_state, ...); unset ones take DefaultMaxBytes.
+	MaxBytes MaxBytes `yaml:"max_bytes"`
 	// Replicas for clustered NATS (1 for a single server).
 	Replicas int `yaml:"replicas"`
 	// How long a delivered message may stay unacked before JetStream
@@ -118,6 +121,7 @@ func (s *Streams) applyDefaults() {
 	if s.Replicas == 0 {
 		s.Replicas = 1
 	}
+	s.applyByteDefaults()
 }
 
 // Destination is the coordinating center's REDCap.
@@ -632,6 +636,7 @@ func (n *Network) validate() []Problem {
 	if n.Streams.DedupeWindow.D() > n.Streams.RawMaxAge.D() {
 		add("streams.dedupe_window", "%s is longer than streams.raw_max_age %s", n.Streams.DedupeWindow.D(), n.Streams.RawMaxAge.D())
 	}
+	n.Streams.validateBytes(add)
 	seen := map[string]int{}
 	seenNS := map[string]string{}
 	for i, s := range n.Sites {

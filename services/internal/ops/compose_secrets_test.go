@@ -80,3 +80,62 @@ func TestComposeMountsOnlyTheSecretsEachServiceReads(t *testing.T) {
 		}
 	}
 }
+
+// The production compose file is safe to run for years: the broker holds
+// only password hashes, site tokens given as environment variables reach
+// only the services that read them, the operator's tools start nothing,
+// a plain `up` keeps the transformers, and every long-running container
+// has memory and CPU limits, rotated logs and a restart policy that gives
+// up on a configuration mistake.
+func TestComposeFileIsReadyForProduction(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "..", "docker-compose.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file struct {
+		Services map[string]struct {
+			Secrets   []string       `yaml:"secrets"`
+			EnvFile   []string       `yaml:"env_file"`
+			DependsOn map[string]any `yaml:"depends_on"`
+			Scale     string         `yaml:"scale"`
+			MemLimit  string         `yaml:"mem_limit"`
+			CPUs      any            `yaml:"cpus"`
+			Restart   string         `yaml:"restart"`
+			Logging   struct {
+				Options map[string]string `yaml:"options"`
+			} `yaml:"logging"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(raw, &file); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range file.Services["nats"].Secrets {
+		if !strings.HasSuffix(s, "_hash") && s != "nats_store_key" {
+			t.Errorf("the NATS server gets %s: it should get only the users' bcrypt hashes", s)
+		}
+	}
+	for name, svc := range file.Services {
+		envFile := len(svc.EnvFile) > 0
+		if want := name == "exporter" || name == "checker" || name == "ctl"; envFile != want {
+			t.Errorf("service %s: env_file (site tokens) %v, want %v", name, envFile, want)
+		}
+		if svc.MemLimit == "" || svc.Logging.Options["max-size"] == "" {
+			t.Errorf("service %s: memory limit %q, log rotation %v", name, svc.MemLimit, svc.Logging.Options)
+		}
+		if name != "ctl" && svc.CPUs == nil {
+			t.Errorf("service %s has no CPU limit", name)
+		}
+		if svc.Restart == "unless-stopped" || svc.Restart == "always" {
+			t.Errorf("service %s restarts for ever (%s): a configuration mistake would spin", name, svc.Restart)
+		}
+	}
+	if d := file.Services["ctl"].DependsOn; len(d) != 0 {
+		t.Errorf("ctl depends on %v: `run --rm ctl` would start the broker", d)
+	}
+	if file.Services["provision"].Restart != "no" {
+		t.Errorf("provision restarts (%s): `up` would wait on it for ever", file.Services["provision"].Restart)
+	}
+	if !strings.Contains(file.Services["transformer"].Scale, "3") {
+		t.Errorf("transformer scale %q: a plain up would drop to one", file.Services["transformer"].Scale)
+	}
+}

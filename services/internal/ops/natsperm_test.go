@@ -1,8 +1,10 @@
 package ops
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
@@ -25,27 +28,36 @@ const deployNATSConf = "../../../deploy/nats/nats.conf"
 
 var serviceUsers = []string{"admin", "ticker", "exporter", "transformer", "importer", "checker", "notifier"}
 
-// natsWithDeployConfig starts an embedded server from the deployment's
-// config, with passwords read from secret files the way compose provides
-// them, and returns its URL and the passwords.
-func natsWithDeployConfig(t *testing.T) (string, map[string]string, jetstream.JetStream) {
+// deployConfCopy is the deployment's config in a temporary folder, on any
+// free monitoring port (compose fixes it).
+func deployConfCopy(t *testing.T) string {
 	t.Helper()
 	raw, err := os.ReadFile(deployNATSConf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The monitoring port is fixed for compose; any free one here.
 	conf := strings.Replace(string(raw), "http_port: 8222", "http_port: -1", 1)
-	dir := t.TempDir()
-	confPath := filepath.Join(dir, "nats.conf")
+	confPath := filepath.Join(t.TempDir(), "nats.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return confPath
+}
+
+// natsWithDeployConfig starts an embedded server from the deployment's
+// config, with passwords read from secret files the way compose provides
+// them, and returns its URL and the passwords.
+func natsWithDeployConfig(t *testing.T) (string, map[string]string, jetstream.JetStream) {
+	t.Helper()
+	confPath := deployConfCopy(t)
+	dir := filepath.Dir(confPath)
 	pw := map[string]string{}
 	for _, u := range serviceUsers {
 		pw[u] = "pw-" + u + "-0123456789abcdef"
-		f := filepath.Join(dir, u+".password")
-		if err := os.WriteFile(f, []byte(pw[u]+"\n"), 0o600); err != nil {
+		// The server gets the bcrypt hash, as compose gives it
+		// (secrets/nats/<user>.bcrypt); the clients keep the password.
+		f := filepath.Join(dir, u+".bcrypt")
+		if err := os.WriteFile(f, []byte(bcryptHash(t, pw[u])+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		env := PasswordEnvPrefix + strings.ToUpper(u)
@@ -58,6 +70,65 @@ func natsWithDeployConfig(t *testing.T) (string, map[string]string, jetstream.Je
 	}
 	srv, _, js := startNATS(t, confPath, "admin", pw["admin"])
 	return srv.ClientURL(), pw, js
+}
+
+// bcryptHash is what `relay nats hash-password` writes (at the lowest cost:
+// the tests connect often).
+func bcryptHash(t *testing.T, pw string) string {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(h)
+}
+
+// With bcrypt hashes in the server's config, nats-server does not warn
+// about plaintext passwords (it does with the passwords themselves), and
+// the users still log in with their passwords.
+func TestDeployConfigHoldsOnlyPasswordHashes(t *testing.T) {
+	confPath := deployConfCopy(t)
+	dir := filepath.Dir(confPath)
+	start := func(hashed bool) string {
+		for _, u := range serviceUsers {
+			secret := "pw-" + u + "-0123456789abcdef"
+			if hashed {
+				secret = bcryptHash(t, secret)
+			}
+			f := filepath.Join(dir, u+".secret")
+			if err := os.WriteFile(f, []byte(secret), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			env := PasswordEnvPrefix + strings.ToUpper(u)
+			t.Setenv(env+"_FILE", f)
+			t.Setenv(env, "")
+		}
+		if _, err := PasswordEnvFromFiles(); err != nil {
+			t.Fatal(err)
+		}
+		var logs bytes.Buffer
+		srv, err := broker.StartEmbedded(broker.EmbeddedOptions{StoreDir: t.TempDir(), Port: -1, ConfigFile: confPath,
+			Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+		nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo("exporter", "pw-exporter-0123456789abcdef"))
+		if err != nil {
+			t.Fatalf("hashed %v: the exporter cannot log in with its password: %v", hashed, err)
+		}
+		nc.Close()
+		if _, err := nats.Connect(srv.ClientURL(), nats.UserInfo("exporter", bcryptHash(t, "pw-exporter-0123456789abcdef"))); err == nil {
+			t.Errorf("hashed %v: a hash is accepted as the password", hashed)
+		}
+		return logs.String()
+	}
+	if logs := start(true); strings.Contains(logs, "Plaintext passwords") {
+		t.Errorf("hashed passwords still warn: %s", logs)
+	}
+	if logs := start(false); !strings.Contains(logs, "Plaintext passwords") {
+		t.Errorf("the control (plain passwords) did not warn, so the check above proves nothing: %s", logs)
+	}
 }
 
 // connectAs connects with an error handler that collects permission errors.
@@ -146,6 +217,7 @@ func TestServiceUsersPublishOnlyOnTheirSubjects(t *testing.T) {
 		{"importer", "relay.dlq.import.a", messages.StreamDLQ, true},
 		{"importer", "relay.records.clean.a", messages.StreamRecordsClean, false},
 		{"importer", "relay.run.a", messages.StreamAudit, false},
+		{"importer", "$O.relay_files.C.x", "OBJ_relay_files", false}, // reads files, never writes them
 		{"checker", "relay.protocol.report.a", messages.StreamReports, true},
 		{"checker", "relay.dlq.check.a", messages.StreamDLQ, true},
 		{"checker", "relay.records.clean.a", messages.StreamRecordsClean, false},
@@ -294,6 +366,16 @@ func TestServiceUsersCanDoTheirWork(t *testing.T) {
 	if _, err := decisions.Get(c, "a.run"); err != nil {
 		t.Fatalf("exporter decision get: %v", err)
 	}
+	files, err := ejs.ObjectStore(c, messages.BucketFiles)
+	if err != nil {
+		t.Fatalf("exporter files bucket: %v", err)
+	}
+	if _, err := files.GetInfo(c, "sha256/ab"); err == nil {
+		t.Fatal("an object that was never stored")
+	}
+	if _, err := files.PutBytes(c, "sha256/ab", []byte(strings.Repeat("%PDF", 100000))); err != nil {
+		t.Fatalf("exporter stores a file: %v", err)
+	}
 	mustPub(ejs, messages.RecordsRawSubject("a"))
 	mustPub(ejs, messages.MetadataSubject("a"))
 	mustPub(ejs, messages.RunSubject("a"))
@@ -345,6 +427,20 @@ func TestServiceUsersCanDoTheirWork(t *testing.T) {
 	}
 	if _, err := kept.PutBytes(c, "a/a-1", []byte(`{"v":1}`)); err != nil {
 		t.Fatalf("importer keeps a deleted record: %v", err)
+	}
+	ifiles, err := ijs.ObjectStore(c, messages.BucketFiles)
+	if err != nil {
+		t.Fatalf("importer files bucket: %v", err)
+	}
+	if b, err := ifiles.GetBytes(c, "sha256/ab"); err != nil || len(b) != 400000 {
+		t.Fatalf("importer reads a file: %d bytes, %v", len(b), err)
+	}
+	destFiles, err := ijs.KeyValue(c, messages.BucketDestFiles)
+	if err != nil {
+		t.Fatalf("importer destination files KV: %v", err)
+	}
+	if _, err := destFiles.Put(c, "a", []byte("ab")); err != nil {
+		t.Fatalf("importer records an upload: %v", err)
 	}
 	mustPub(ijs, messages.ImportDoneSubject("a"))
 	// The destination check: the exporter asks, the importer answers.

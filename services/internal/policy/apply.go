@@ -67,6 +67,9 @@ func (c *Compiled) Apply(rec messages.RecordExported) (messages.RecordCleaned, e
 		V: messages.V, Site: rec.Site, RunID: rec.RunID, SourceRecord: rec.RecordID, DestRecordID: destID,
 		Version: rec.Version, PolicyVersion: c.version, DAG: c.opts.DAG, Deleted: rec.Deleted,
 	}
+	if rec.RenamedFrom != "" {
+		out.RenamedFrom = c.DestRecordID(rec.RenamedFrom)
+	}
 	recName := rec.RecordID
 	if c.recordMode == ModeHMAC {
 		recName = destID
@@ -106,7 +109,7 @@ func (c *Compiled) Apply(rec messages.RecordExported) (messages.RecordCleaned, e
 			if cp == nil {
 				if d, ok := c.completeDest[k]; ok {
 					o[d] = v
-				} else if form, ok := strings.CutSuffix(k, "_timestamp"); ok && c.tsForms[form] && c.tsRule != Drop {
+				} else if form, ok := strings.CutSuffix(k, "_timestamp"); ok && c.tsForms[form] && v != "" && v != "[not completed]" {
 					nv, err := c.transform(c.tsRule, kindDatetimeSeconds, v, days, true)
 					if err != nil {
 						errs = append(errs, FieldError{Field: k, Rule: "survey_timestamps " + c.tsRule, Err: err})
@@ -137,8 +140,13 @@ func (c *Compiled) Apply(rec messages.RecordExported) (messages.RecordCleaned, e
 			o[cp.dest] = nv
 		}
 		o[c.idDest] = destID
-		if c.opts.DAG != "" {
-			o[colDAG] = c.opts.DAG
+		dag := c.opts.DAG
+		if mapped, ok := c.policy.SiteDAGs[row[colDAG]]; ok && row[colDAG] != "" {
+			dag = mapped
+			out.DAG = mapped
+		}
+		if dag != "" {
+			o[colDAG] = dag
 		}
 		rows = append(rows, o)
 	}
@@ -147,7 +155,18 @@ func (c *Compiled) Apply(rec messages.RecordExported) (messages.RecordCleaned, e
 		return out, &ApplyError{Site: rec.Site, Record: recName, Fields: dedupe(errs)}
 	}
 	out.Rows = rows
-	out.Hash = messages.HashRows(rows)
+	for _, f := range rec.Files {
+		fp, ok := c.filesBy[f.Field]
+		if !ok {
+			continue // not kept: the exporter never sends one, but never pass one on
+		}
+		f.Field = fp.Dest
+		if !fp.KeepName {
+			f.Name = ""
+		}
+		out.Files = append(out.Files, f)
+	}
+	out.Hash = messages.HashRecord(rows, out.Files)
 	return out, nil
 }
 

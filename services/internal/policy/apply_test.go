@@ -63,6 +63,7 @@ rename:
   record_id: participant_id
   dem_sex: sex
   peg_complete: pain_complete
+  demographics_timestamp: demographics_completed_year  # REDCap ignores <form>_timestamp on import
 recode:
   dem_sex: {"3": "9"}
   dem_race: {"99": "98"}
@@ -118,7 +119,7 @@ func TestApplyHealRecord(t *testing.T) {
 		"dem_dob":                  "1931", "dem_age": "90", "dem_zip": "000", "sex": "9",
 		"dem_race___1": "1", "dem_race___2": "0", "dem_race___3": "0", "dem_race___98": "1",
 		"dem_email": c.hashValue("jane.roe@example.org"), "dem_visit": shifted("2006-01-02 15:04:05", "2024-02-29 10:11:12"),
-		"demographics_complete": "2", "demographics_timestamp": "2024",
+		"demographics_complete": "2", "demographics_completed_year": "2024",
 		"peg_pain": "7", "peg_date": shifted("2006-01-02", "2024-03-01"), "peg_time": shifted("2006-01-02 15:04", "2024-03-01 09:30"),
 		"pain_complete": "1",
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -90,6 +91,8 @@ type Compiled struct {
 	exportEvents []string
 	decisions    []Decision
 	tsRule       string
+	files        []FilePlan
+	filesBy      map[string]FilePlan // site field -> its plan
 }
 
 // Explain says, per field of the site's dictionary, what the policy does
@@ -121,6 +124,7 @@ func compile(p *Policy, meta *messages.MetadataSnapshot, opts Options) (*Compile
 		policy: p, opts: opts, recordMode: p.RecordID.Mode,
 		cols: map[string]*colPlan{}, dropped: map[string]bool{}, forms: map[string]bool{},
 		repeatForms: map[string]bool{}, completeDest: map[string]string{}, tsForms: map[string]bool{},
+		filesBy: map[string]FilePlan{},
 	}
 	var ps []Problem
 	add := func(setting, format string, a ...any) { ps = append(ps, p.problem(setting, format, a...)) }
@@ -226,6 +230,9 @@ func compile(p *Policy, meta *messages.MetadataSnapshot, opts Options) (*Compile
 		if form, ok := strings.CutSuffix(src, "_complete"); ok && formFields[form] != nil {
 			continue
 		}
+		if form, ok := strings.CutSuffix(src, "_timestamp"); ok && formFields[form] != nil {
+			continue // a survey's completion time (exportSurveyFields)
+		}
 		add("rename."+src, "field %s is not in site %s's data dictionary", src, opts.Site)
 	}
 
@@ -277,6 +284,9 @@ func compile(p *Policy, meta *messages.MetadataSnapshot, opts Options) (*Compile
 				continue
 			}
 			d, fp := c.decide(*f, approvedField[f.FieldName], fieldRule)
+			if f.FieldType == "file" && d.Action == Keep {
+				formKept = true
+			}
 			if d.Problem != "" {
 				ps = append(ps, Problem{Line: d.Line, Setting: "field " + f.FieldName, Message: d.Problem})
 			}
@@ -325,7 +335,7 @@ func compile(p *Policy, meta *messages.MetadataSnapshot, opts Options) (*Compile
 			col := form + "_complete"
 			c.completeDest[col] = destName(p, col)
 			c.exportFields = append(c.exportFields, col)
-			c.tsForms[form] = true
+			c.decideTimestamp(form)
 		}
 	}
 	for _, k := range sortedKeys(keyNeeded) {
@@ -359,6 +369,112 @@ func compile(p *Policy, meta *messages.MetadataSnapshot, opts Options) (*Compile
 	c.version = p.version + "+" + c.optionsHash()
 	return c, ps
 }
+
+// FilePlan is how a kept file-upload or signature field travels.
+type FilePlan struct {
+	Field, Dest string
+	MaxBytes    int64    // 0 = no limit of the policy's
+	Types       []string // MIME types ("application/pdf", "image/*") or extensions (".pdf"); empty = any
+	KeepName    bool     // the original file name may leave the site
+}
+
+// decideFile decides a file-upload or signature field: a file can hold
+// anything (a scanned consent form with a name and signature, a photo), so
+// it leaves the site only when a field rule keeps it, with a justification.
+func (c *Compiled) decideFile(f messages.Field, d Decision, fieldRule map[string]int) (Decision, *fieldPlan) {
+	p := c.policy
+	i, ok := fieldRule[f.FieldName]
+	if !ok {
+		d.Action, d.By = Drop, "a file field: not transferred unless a field rule keeps it (rule keep with a justification)"
+		return d, nil
+	}
+	r := p.Rules[i]
+	d.By, d.Line, d.Justification = fmt.Sprintf("rules[%d] (%s)", i, r.selector()), p.line(fmt.Sprintf("rules[%d]", i)), r.Justification
+	switch r.Rule {
+	case Drop:
+		d.Action = Drop
+	case Keep:
+		d.Action, d.Dest = Keep, destName(p, f.FieldName)
+		fp := FilePlan{Field: f.FieldName, Dest: d.Dest, MaxBytes: int64(r.MaxSize), Types: r.Types, KeepName: r.KeepName}
+		c.files = append(c.files, fp)
+		c.filesBy[f.FieldName] = fp
+		c.exportFields = append(c.exportFields, f.FieldName) // the row then says whether a file is there
+	default:
+		d.Action = "refused"
+		d.Problem = fmt.Sprintf("rule %s does not apply to a file: keep it (with a justification, and optionally max_size, types, keep_name) or drop it", r.Rule)
+		d.Line = p.line(fmt.Sprintf("rules[%d].rule", i))
+	}
+	return d, nil
+}
+
+// Files are the file fields the policy keeps.
+func (c *Compiled) Files() []FilePlan { return append([]FilePlan(nil), c.files...) }
+
+// FileAllowed checks a file against its field's limits; the error names the
+// field and the limit, never the file's name or content.
+func (p FilePlan) FileAllowed(name, mimeType string, size int64) error {
+	if p.MaxBytes > 0 && size > p.MaxBytes {
+		return fmt.Errorf("file of field %s is %d bytes, over the policy's max_size of %d bytes", p.Field, size, p.MaxBytes)
+	}
+	if len(p.Types) == 0 {
+		return nil
+	}
+	ext := strings.ToLower(filepath.Ext(name))
+	mt := strings.ToLower(mimeType)
+	for _, t := range p.Types {
+		t = strings.ToLower(strings.TrimSpace(t))
+		switch {
+		case strings.HasPrefix(t, "."):
+			if ext == t {
+				return nil
+			}
+		case strings.HasSuffix(t, "/*"):
+			if strings.HasPrefix(mt, strings.TrimSuffix(t, "*")) {
+				return nil
+			}
+		case mt == t:
+			return nil
+		}
+	}
+	return fmt.Errorf("file of field %s is of type %s (%s), which the policy does not allow (types: %s)", p.Field, orWord(mt, "unknown"), orWord(ext, "no extension"), strings.Join(p.Types, ", "))
+}
+
+func orWord(s, w string) string {
+	if s == "" {
+		return w
+	}
+	return s
+}
+
+// decideTimestamp decides an approved form's survey completion time
+// (<form>_timestamp, exported only with exportSurveyFields and only for
+// survey instruments). REDCap ignores <form>_timestamp on import, so the
+// value reaches the destination only renamed to a real datetime field.
+func (c *Compiled) decideTimestamp(form string) {
+	col := form + "_timestamp"
+	d := Decision{Field: col, Form: form, Type: "survey timestamp", Approved: true, Action: c.tsRule, Line: c.policy.line("survey_timestamps")}
+	switch dest := destName(c.policy, col); {
+	case c.tsRule == Drop:
+		d.Action, d.By = Drop, "survey_timestamps: drop (the default)"
+	case dest == col:
+		d.Action, d.By = Drop, fmt.Sprintf("survey_timestamps: %s, but REDCap ignores %s on import: add rename: {%s: <a datetime field of the destination>} to transfer it", c.tsRule, col, col)
+	default:
+		d.By, d.Dest = "survey_timestamps: "+c.tsRule, dest
+		c.tsForms[form] = true
+		// The destination check sees it as a datetime (seconds) field.
+		c.plans = append(c.plans, &fieldPlan{name: col, dest: dest, action: c.tsRule, kind: kindDatetimeSeconds,
+			field: messages.Field{FieldName: col, FormName: form, FieldType: "text", TextValidationTypeOrShowSlider: "datetime_seconds_ymd"}})
+	}
+	c.decisions = append(c.decisions, d)
+}
+
+// NeedsSiteDAG reports whether the policy maps the site's data access
+// groups: the exporter then asks for each record's DAG.
+func (c *Compiled) NeedsSiteDAG() bool { return len(c.policy.SiteDAGs) > 0 }
+
+// SurveyTimestamps reports whether any survey completion time reaches the
+// destination: the exporter then asks for exportSurveyFields.
+func (c *Compiled) SurveyTimestamps() bool { return len(c.tsForms) > 0 }
 
 // kept reports whether a field reaches the destination.
 func (c *Compiled) kept(field string) bool {
@@ -414,13 +530,8 @@ func (c *Compiled) decide(f messages.Field, fieldApproved bool, fieldRule map[st
 	} else {
 		d.By = "approved.fields"
 	}
-	if hasCategory(det, CatFile) {
-		d.Action, d.By = Drop, "file uploads are never transferred"
-		if i, ok := fieldRule[f.FieldName]; ok && p.Rules[i].Rule != Drop {
-			d.Problem = fmt.Sprintf("rule %s: files are not transferred; use drop", p.Rules[i].Rule)
-			d.Line = p.line(fmt.Sprintf("rules[%d].rule", i))
-		}
-		return d, nil
+	if f.FieldType == "file" {
+		return c.decideFile(f, d, fieldRule)
 	}
 	rule, just, by, line := "", "", "", 0
 	if i, ok := fieldRule[f.FieldName]; ok {

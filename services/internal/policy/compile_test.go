@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -204,6 +205,7 @@ func TestCheckDestination(t *testing.T) {
 		fld("dem_race", "demographics", "checkbox", "", "1, A | 2, B | 3, C | 98, Other"),
 		fld("dem_email", "demographics", "text"),
 		fld("dem_visit", "demographics", "text", "datetime_seconds_mdy"),
+		fld("demographics_completed_year", "demographics", "text", "integer"),
 		fld("peg_pain", "pain", "dropdown", "", "0, 0 | 1, 1 | 2, 2 | 10, 10"),
 		fld("peg_date", "pain", "text", "date_dmy"),
 		fld("peg_time", "pain", "text", "datetime_ymd"),
@@ -212,6 +214,16 @@ func TestCheckDestination(t *testing.T) {
 	}
 	if err := c.CheckDestination(good); err != nil {
 		t.Fatalf("good destination refused: %v", err)
+	}
+	// The survey completion year needs its real destination field.
+	var noTimestamp []messages.Field
+	for _, f := range good {
+		if f.FieldName != "demographics_completed_year" {
+			noTimestamp = append(noTimestamp, f)
+		}
+	}
+	if err := c.CheckDestination(noTimestamp); err == nil || !strings.Contains(err.Error(), "demographics_timestamp → demographics_completed_year: not in the destination") {
+		t.Fatalf("a destination without the renamed timestamp field: %v", err)
 	}
 	bad := []messages.Field{
 		fld("record_id", "demographics", "text"),
@@ -240,9 +252,10 @@ func TestCheckDestination(t *testing.T) {
 		"field peg_time → peg_time: not in the destination's data dictionary",
 		"field sleep_hours → sleep_hours: rule keep writes number, but the destination validates it as integer",
 		"peg_complete → pain_complete: the destination has no form pain",
+		"field demographics_timestamp → demographics_completed_year: not in the destination's data dictionary",
 	)
 	var de *DestinationError
-	if !errors.As(err, &de) || len(de.Mismatches) != 11 {
+	if !errors.As(err, &de) || len(de.Mismatches) != 12 {
 		t.Errorf("mismatches: %v", err)
 	}
 }
@@ -272,5 +285,59 @@ func TestPolicyMistakesAllAtOnce(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%v", want, err)
 		}
+	}
+}
+
+func TestFileFieldsLeaveOnlyWhenARuleKeepsThem(t *testing.T) {
+	meta := snap(fld("record_id", "consent", "text"), fld("consent_pdf", "consent", "file"),
+		fld("signature", "consent", "file", "signature"), fld("photo", "consent", "file"))
+	pol := `name: files
+approved: {forms: [consent]}
+rules:
+  - field: consent_pdf
+    rule: keep
+    justification: the IRB approved the consent form's transfer
+    max_size: 20MB
+    types: [application/pdf, .pdf]
+  - field: signature
+    rule: drop
+rename: {consent_pdf: consent_file}
+`
+	c := mustCompile(t, pol, meta, opts())
+	files := c.Files()
+	if len(files) != 1 || files[0].Field != "consent_pdf" || files[0].Dest != "consent_file" || files[0].MaxBytes != 20_000_000 || files[0].KeepName {
+		t.Fatalf("file plans %+v: want consent_pdf kept as consent_file, 20 MB, no name", files)
+	}
+	if !slices.Contains(c.ExportFields(), "consent_pdf") || slices.Contains(c.ExportFields(), "photo") || slices.Contains(c.ExportFields(), "signature") {
+		t.Fatalf("export fields %v: want the kept file field only (the photo has no rule: deny by default)", c.ExportFields())
+	}
+	for _, cs := range []struct {
+		name, mime string
+		size       int64
+		ok         bool
+	}{
+		{"c.pdf", "application/pdf", 1000, true},
+		{"c.PDF", "application/octet-stream", 1000, true},
+		{"c.pdf", "application/pdf", 20_000_001, false},
+		{"c.exe", "application/x-msdownload", 10, false},
+	} {
+		if err := files[0].FileAllowed(cs.name, cs.mime, cs.size); (err == nil) != cs.ok || (err != nil && strings.Contains(err.Error(), cs.name)) {
+			t.Errorf("%s %s %d: %v (want allowed=%v, never naming the file)", cs.name, cs.mime, cs.size, err, cs.ok)
+		}
+	}
+	out, err := c.Apply(messages.RecordExported{Site: "site_a", RecordID: "7", Rows: []messages.Row{{"record_id": "7", "consent_pdf": "jane_doe_consent.pdf", "photo": "p.jpg", "consent_complete": "2"}},
+		Files: []messages.FileRef{{Field: "consent_pdf", Object: "sha256/ab", SHA256: "ab", Size: 10, Name: "jane_doe_consent.pdf"}, {Field: "photo", Object: "sha256/cd"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Files) != 1 || out.Files[0].Field != "consent_file" || out.Files[0].Name != "" || out.Rows[0]["consent_pdf"] != "" || out.Rows[0]["consent_file"] != "" {
+		t.Fatalf("cleaned %+v: want one file ref under the destination name, without its original name, and no file column in the rows", out)
+	}
+	if err := c.CheckDestination([]messages.Field{fld("record_id", "consent", "text"), fld("consent_file", "consent", "text")}); err == nil ||
+		!strings.Contains(err.Error(), "file field consent_pdf → consent_file: the destination field is a text field, not a file-upload field") {
+		t.Fatalf("destination check: %v", err)
+	}
+	if _, err := Compile(mustParse(t, strings.Replace(pol, "rule: drop", "rule: hash", 1)), meta, opts()); err == nil || !strings.Contains(err.Error(), "rule hash does not apply to a file") {
+		t.Fatalf("hash on a file: %v", err)
 	}
 }

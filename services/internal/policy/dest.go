@@ -54,6 +54,17 @@ func (c *Compiled) CheckDestination(dest []messages.Field) error {
 			add("field %s → %s: %s", fp.name, fp.dest, msg)
 		}
 	}
+	for _, fp := range c.files {
+		d, ok := byName[fp.Dest]
+		switch {
+		case !ok:
+			add("file field %s → %s: not in the destination's data dictionary", fp.Field, fp.Dest)
+		case d.FieldType != "file":
+			add("file field %s → %s: the destination field is %s, not a file-upload field", fp.Field, fp.Dest, describe(*d))
+		case validation(*d) == "signature":
+			add("file field %s → %s: the destination field is a signature field, which REDCap does not let the API fill: make it a plain file-upload field", fp.Field, fp.Dest)
+		}
+	}
 	for _, col := range sortedKeys(c.completeDest) {
 		form := strings.TrimSuffix(c.completeDest[col], "_complete")
 		if !forms[form] {

@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -71,6 +72,12 @@ type Policy struct {
 	Rename map[string]string `yaml:"rename"`
 	// Recode maps a field's site codes to the destination's codes.
 	Recode map[string]map[string]string `yaml:"recode"`
+	// SiteDAGs maps the site's data access groups (unique names) to the
+	// destination's; a record in another group (or none) goes to the
+	// site's dag from the network file. Set, it makes the exporter ask for
+	// each record's DAG (exportDataAccessGroups), which needs the token's
+	// Data Access Groups right.
+	SiteDAGs map[string]string `yaml:"site_dags"`
 
 	file    string
 	version string
@@ -130,6 +137,45 @@ type Rule struct {
 	Justification string `yaml:"justification"`
 	// Note is free text for reviewers; it changes nothing.
 	Note string `yaml:"note"`
+	// For file-upload and signature fields kept (rule keep): the largest
+	// file allowed, the MIME types or extensions allowed (empty = any), and
+	// whether the file's original name may leave the site.
+	MaxSize  ByteSize   `yaml:"max_size"`
+	Types    StringList `yaml:"types"`
+	KeepName bool       `yaml:"keep_name"`
+}
+
+// ByteSize is a size written as "20MB", "512KB", "1GiB" or a number of bytes.
+type ByteSize int64
+
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseByteSize(n.Value)
+	if err != nil {
+		return yamlcheck.Errorf(n, "%v", err)
+	}
+	*b = ByteSize(v)
+	return nil
+}
+
+// ParseByteSize reads "20MB" (10^6), "20MiB" (2^20), "512KB", "1GB" or bytes.
+func ParseByteSize(s string) (int64, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseFloat(t, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%q is not a size (use e.g. 20MB, 512KB)", s)
+	}
+	return int64(n * float64(mult)), nil
 }
 
 // StringList accepts "a" or [a, b].
@@ -259,6 +305,8 @@ func policyProblems(ps []yamlcheck.Problem) []Problem {
 	return out
 }
 
+var dagNameRE = regexp.MustCompile(`^[a-z0-9_]{1,100}$`)
+
 // Version is the content hash of the policy file ("sha256:" + 12 hex
 // digits). Any edit, comments included, is a new version: the file is the
 // document the IRB approved.
@@ -325,6 +373,14 @@ func isRule(s string) bool {
 func (p *Policy) validate() []Problem {
 	var ps []Problem
 	add := func(setting, format string, a ...any) { ps = append(ps, p.problem(setting, format, a...)) }
+	for _, site := range sortedKeys(p.SiteDAGs) {
+		if !dagNameRE.MatchString(site) {
+			add("site_dags."+site, "%q is not a REDCap data access group's unique name (lowercase letters, digits, _)", site)
+		}
+		if d := p.SiteDAGs[site]; !dagNameRE.MatchString(d) {
+			add("site_dags."+site, "%q is not a REDCap data access group's unique name (lowercase letters, digits, _)", d)
+		}
+	}
 	if strings.TrimSpace(p.Name) == "" {
 		add("name", "missing: give the policy a name (it appears in reports)")
 	}

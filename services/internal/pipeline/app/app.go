@@ -149,6 +149,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	SoftMemoryLimit(o.Logger, 0)
 	s := &Stack{opts: o, URL: o.Network.NATS.URL, Kit: sitekit.New(o.Network, o.Logger), notReady: "starting"}
 	if ps := o.Network.CheckSecretsOf(Needs(o.Services...)); len(ps) > 0 {
 		return nil, &config.Error{Path: o.Network.Path(), Problems: ps}
@@ -309,7 +310,6 @@ func (s *Stack) service(name string) (func(context.Context) error, error) {
 			if err != nil {
 				return err
 			}
-			telemetry.ExportDestinationUp()
 			return importer.Run(ctx, importer.Deps{NC: s.NC, JS: s.JS, Streams: net.Streams, Destination: dest, Settings: net.Destination, Logger: log})
 		}, nil
 	case Checker:

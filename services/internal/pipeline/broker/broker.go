@@ -6,6 +6,7 @@ package broker
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/redcap-relay/relay/services/internal/pipeline/telemetry"
 )
 
 // EmbeddedOptions configures the in-process NATS server of `relay all`,
@@ -33,8 +36,15 @@ type EmbeddedOptions struct {
 	// without the default 2-minute sync window.
 	SyncAlways bool
 	// Key encrypts JetStream at rest (RECORDS_RAW holds PHI).
-	Key    string
-	Logger *slog.Logger
+	Key string
+	// MaxFileStore and MaxMemoryStore cap what JetStream may store on disk
+	// and in memory (0: the config file's, else 1 TiB on disk: the
+	// streams' own byte caps are then the limit).
+	MaxFileStore, MaxMemoryStore int64
+	// TLSCert and TLSKey (PEM files) make the server require TLS; clients
+	// verify it against the CA that signed the certificate.
+	TLSCert, TLSKey string
+	Logger          *slog.Logger
 }
 
 // StartEmbedded starts a NATS server with JetStream and waits until it
@@ -69,6 +79,12 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 	if o.Key != "" {
 		opts.JetStreamKey = o.Key
 	}
+	if err := storeLimits(opts, o); err != nil {
+		return nil, err
+	}
+	if err := serverTLS(opts, o); err != nil {
+		return nil, err
+	}
 	opts.NoSigs = true
 	opts.NoLog = true
 	opts.MaxPayload = 8 << 20 // one REDCap record with many events can be large
@@ -88,6 +104,41 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 			net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port)), opts.StoreDir)
 	}
 	return s, nil
+}
+
+// storeLimits applies the JetStream storage caps. Unset, the server would
+// take 75% of the free disk, and on a small disk refuse to provision the
+// streams' caps (their sum is reserved up front).
+func storeLimits(opts *server.Options, o EmbeddedOptions) error {
+	if o.MaxFileStore < 0 || o.MaxMemoryStore < 0 {
+		return errors.New("nats: max file and memory store must not be negative")
+	}
+	if o.MaxFileStore > 0 {
+		opts.JetStreamMaxStore = o.MaxFileStore
+	}
+	if opts.JetStreamMaxStore == 0 {
+		opts.JetStreamMaxStore = server.JetStreamMaxStoreDefault
+	}
+	if o.MaxMemoryStore > 0 {
+		opts.JetStreamMaxMemory = o.MaxMemoryStore
+	}
+	return nil
+}
+
+// serverTLS makes the server require TLS with the given certificate.
+func serverTLS(opts *server.Options, o EmbeddedOptions) error {
+	if o.TLSCert == "" && o.TLSKey == "" {
+		return nil
+	}
+	if o.TLSCert == "" || o.TLSKey == "" {
+		return errors.New("nats: TLS needs both a certificate and its key (--tls-cert and --tls-key)")
+	}
+	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: o.TLSCert, KeyFile: o.TLSKey, Timeout: 5})
+	if err != nil {
+		return fmt.Errorf("nats: TLS certificate %s / key %s: %w", o.TLSCert, o.TLSKey, err)
+	}
+	opts.TLSConfig, opts.TLS, opts.TLSVerify, opts.TLSTimeout = tc, true, false, 5
+	return nil
 }
 
 func or(a, b string) string {
@@ -163,6 +214,16 @@ func Connect(ctx context.Context, url string, o ConnectOptions) (*nats.Conn, err
 	}
 	start := time.Now()
 	for !nc.IsConnected() {
+		// An operator's tool stops at a refusal that waiting cannot
+		// change: the server's certificate, the user or password.
+		if err := nc.LastError(); o.Wait > 0 && refused(err) {
+			nc.Close()
+			hint := "is the user/password right?"
+			if strings.Contains(err.Error(), "x509:") || strings.Contains(err.Error(), "tls:") {
+				hint = "give the CA that signed the server's certificate (--ca-file, RELAY_NATS_CA_FILE) and dial a name it holds"
+			}
+			return nil, fmt.Errorf("nats %s: %w (%s)", redactedURL(url), err, hint)
+		}
 		if ctx.Err() != nil || (o.Wait > 0 && time.Since(start) >= o.Wait) {
 			err := nc.LastError()
 			nc.Close()
@@ -177,6 +238,22 @@ func Connect(ctx context.Context, url string, o ConnectOptions) (*nats.Conn, err
 		time.Sleep(50 * time.Millisecond)
 	}
 	return nc, nil
+}
+
+// refused is an error retrying will not cure: TLS verification (an unknown
+// CA, a name the certificate does not hold) or a wrong user or password.
+func refused(err error) bool {
+	if err == nil {
+		return false
+	}
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	if errors.As(err, &unknown) || errors.As(err, &host) || errors.As(err, &invalid) || errors.Is(err, nats.ErrAuthorization) {
+		return true
+	}
+	m := strings.ToLower(err.Error())
+	return strings.Contains(m, "x509:") || strings.Contains(m, "authorization violation")
 }
 
 // reconnectDelay grows from half a second to 10 s: quick after a broker
@@ -227,3 +304,23 @@ func (s serverLog) Fatalf(format string, v ...any)  { s.l.Error(fmt.Sprintf(form
 func (s serverLog) Errorf(format string, v ...any)  { s.l.Error(fmt.Sprintf(format, v...)) }
 func (s serverLog) Debugf(format string, v ...any)  {}
 func (s serverLog) Tracef(format string, v ...any)  {}
+
+// StreamUsage reads every JetStream stream's size and byte cap from an
+// in-process server (no NATS user needed), for relay_stream_bytes.
+func StreamUsage(s *server.Server) ([]telemetry.StreamUsage, error) {
+	jsz, err := s.Jsz(&server.JSzOptions{Accounts: true, Streams: true, Config: true})
+	if err != nil {
+		return nil, err
+	}
+	var out []telemetry.StreamUsage
+	for _, a := range jsz.AccountDetails {
+		for _, st := range a.Streams {
+			u := telemetry.StreamUsage{Account: a.Name, Stream: st.Name, Bytes: st.State.Bytes, Msgs: st.State.Msgs}
+			if st.Config != nil {
+				u.MaxBytes = st.Config.MaxBytes
+			}
+			out = append(out, u)
+		}
+	}
+	return out, nil
+}

@@ -2,7 +2,6 @@ package telemetry
 
 import (
 	"regexp"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,9 +21,9 @@ var RunDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 
 func init() { register(REDCapErrors, RunDuration) }
 
-// collectors are every collector this package registers (or may register:
-// DestinationUp), so tests can list the metric names the code exports.
-var collectors_ = []prometheus.Collector{DestinationUp}
+// collectors_ are every collector this package registers, so tests can
+// list the metric names the code exports.
+var collectors_ []prometheus.Collector
 
 func register(cs ...prometheus.Collector) {
 	Registry.MustRegister(cs...)
@@ -57,13 +56,4 @@ func ObserveCall(site, call, outcome string, d time.Duration) {
 	if outcome != "ok" {
 		REDCapErrors.WithLabelValues(site, call, outcome).Inc()
 	}
-}
-
-var destinationOnce sync.Once
-
-// ExportDestinationUp registers relay_destination_up: only the process that
-// runs the importer (which alone talks to the destination) exports it, so no
-// other service reports a destination it never asked.
-func ExportDestinationUp() {
-	destinationOnce.Do(func() { Registry.MustRegister(DestinationUp) })
 }

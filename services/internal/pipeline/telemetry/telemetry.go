@@ -40,10 +40,10 @@ var (
 	DeadLetters = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "relay", Name: "dead_letters_total", Help: "Messages dead-lettered, by stage and site.",
 	}, []string{"stage", "site"})
-	// DestinationUp is 1 while the destination answers, 0 during an outage.
-	DestinationUp = prometheus.NewGauge(prometheus.GaugeOpts{
-		Namespace: "relay", Name: "destination_up", Help: "1 when the destination REDCap answers, 0 while the importer waits for it.",
-	})
+	// DestinationUp is 1 while the destination answers, 0 during an outage;
+	// only a process running the importer exports it (see destinationGauge).
+	DestinationUp = &destinationGauge{desc: prometheus.NewDesc("relay_destination_up",
+		"1 when the destination REDCap answered the importer's last call, 0 while the importer waits for it; absent until the importer's first successful call (and in processes without an importer).", nil, nil)}
 	// LastRun is the Unix time of the last successful export per site.
 	LastRun = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "relay", Name: "last_successful_run_timestamp_seconds", Help: "When each site last exported successfully.",
@@ -69,7 +69,7 @@ var Retries = prometheus.NewCounterVec(prometheus.CounterOpts{
 
 func init() {
 	register(DeletionsHeld, DeletionsPending, Retries)
-	register(Records, Runs, REDCapCalls, DeadLetters, LastRun,
+	register(Records, Runs, REDCapCalls, DeadLetters, DestinationUp, LastRun, streamFill,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 

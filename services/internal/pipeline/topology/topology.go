@@ -139,6 +139,9 @@ func (s StreamSpec) Config(c config.Streams) jetstream.StreamConfig {
 	sc := s.config(c)
 	sc.Name, sc.Subjects, sc.Description = s.Name, s.Subjects, s.Holds
 	sc.Retention, sc.Storage, sc.Replicas = jetstream.LimitsPolicy, jetstream.FileStorage, c.Replicas
+	// Every stream has a byte cap (streams.max_bytes), so a full one is
+	// refused or trimmed by its discard policy long before the disk is full.
+	sc.MaxBytes = c.MaxBytesOf(s.Name)
 	if sc.Duplicates == 0 {
 		sc.Duplicates = min(c.DedupeWindow.D(), sc.MaxAge)
 	}
@@ -159,7 +162,7 @@ var Streams = []StreamSpec{
 		config: func(c config.Streams) jetstream.StreamConfig {
 			// A full stream must push back on the exporter, never drop
 			// records not yet transformed.
-			return jetstream.StreamConfig{MaxAge: c.RawMaxAge.D(), Discard: jetstream.DiscardNew, MaxBytes: orUnlimited(c.RawMaxBytes)}
+			return jetstream.StreamConfig{MaxAge: c.RawMaxAge.D(), Discard: jetstream.DiscardNew}
 		}},
 	{Name: messages.StreamMetadata, Subjects: []string{messages.SubjectMetadata + ".*"},
 		Holds: "metadata snapshots per site run", Publishers: []string{Exporter},
@@ -169,7 +172,7 @@ var Streams = []StreamSpec{
 	{Name: messages.StreamRecordsClean, Subjects: []string{messages.SubjectRecordsClean + ".*"},
 		Holds: "de-identified records ready for import; the replay window", Publishers: []string{Transformer},
 		config: func(c config.Streams) jetstream.StreamConfig {
-			return jetstream.StreamConfig{MaxAge: c.CleanMaxAge.D(), Discard: jetstream.DiscardNew, MaxBytes: orUnlimited(c.CleanMaxBytes)}
+			return jetstream.StreamConfig{MaxAge: c.CleanMaxAge.D(), Discard: jetstream.DiscardNew}
 		}},
 	{Name: messages.StreamAudit, Subjects: []string{messages.SubjectImportDone + ".*", messages.SubjectRun + ".*", messages.SubjectDeletions + ".*"},
 		Holds:      "what was imported (IDs, field names, policy version), the runs' lifecycle and the operators' decisions on deletions; never values",
@@ -213,6 +216,7 @@ type Bucket struct {
 func (b Bucket) KeyValue(c config.Streams) jetstream.KeyValueConfig {
 	kv, _ := b.config(c)
 	kv.Bucket, kv.Description, kv.Storage, kv.Replicas = b.Name, b.Holds, jetstream.FileStorage, c.Replicas
+	kv.MaxBytes = c.MaxBytesOf(b.StreamName())
 	return kv
 }
 
@@ -220,7 +224,30 @@ func (b Bucket) KeyValue(c config.Streams) jetstream.KeyValueConfig {
 func (b Bucket) ObjectStore(c config.Streams) jetstream.ObjectStoreConfig {
 	_, obs := b.config(c)
 	obs.Bucket, obs.Description, obs.Storage, obs.Replicas = b.Name, b.Holds, jetstream.FileStorage, c.Replicas
+	obs.MaxBytes = c.MaxBytesOf(b.StreamName())
 	return obs
+}
+
+// StreamName is the JetStream stream that holds the bucket (KV_<name> or
+// OBJ_<name>): what backups, metrics and the NATS tools name.
+func (b Bucket) StreamName() string {
+	if b.Object {
+		return config.ObjPrefix + b.Name
+	}
+	return config.KVPrefix + b.Name
+}
+
+// StreamNames lists every stream the pipeline keeps, buckets included, in
+// pipeline order.
+func StreamNames() []string {
+	var out []string
+	for _, s := range Streams {
+		out = append(out, s.Name)
+	}
+	for _, b := range Buckets {
+		out = append(out, b.StreamName())
+	}
+	return out
 }
 
 func kv(k jetstream.KeyValueConfig) (jetstream.KeyValueConfig, jetstream.ObjectStoreConfig) {
@@ -263,15 +290,17 @@ var Buckets = []Bucket{
 		config: func(config.Streams) (jetstream.KeyValueConfig, jetstream.ObjectStoreConfig) {
 			return kv(jetstream.KeyValueConfig{History: 1})
 		}},
+	{Name: messages.BucketFiles, Object: true, Holds: "files of kept file-upload fields, by content (never inside a message)", Writers: []string{Exporter}, Readers: []string{Importer},
+		config: func(c config.Streams) (jetstream.KeyValueConfig, jetstream.ObjectStoreConfig) {
+			// As long as the records that refer to them can be replayed.
+			return obj(jetstream.ObjectStoreConfig{TTL: c.CleanMaxAge.D()})
+		}},
+	{Name: messages.BucketDestFiles, Holds: "the file the destination holds at each file location (SHA-256)", Writers: []string{Importer},
+		config: func(config.Streams) (jetstream.KeyValueConfig, jetstream.ObjectStoreConfig) {
+			return kv(jetstream.KeyValueConfig{History: 1})
+		}},
 	{Name: messages.BucketDeletedRecords, Object: true, Holds: "destination rows of deleted records, for relay deletions restore", Writers: []string{Importer},
 		config: func(c config.Streams) (jetstream.KeyValueConfig, jetstream.ObjectStoreConfig) {
 			return obj(jetstream.ObjectStoreConfig{TTL: c.DeletedRetention.D()})
 		}},
-}
-
-func orUnlimited(v int64) int64 {
-	if v == 0 {
-		return -1
-	}
-	return v
 }
