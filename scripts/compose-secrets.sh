@@ -28,8 +28,8 @@ case "${1:-}" in
   *) echo "usage: $0 [--placeholders]" >&2; exit 2 ;;
 esac
 dir="${RELAY_SECRETS_DIR:-./secrets}"
-mkdir -p "$dir/nats" "$dir/sites" "$dir/destination" "$dir/pseudonym"
-chmod 700 "$dir"; chmod 755 "$dir/nats" "$dir/sites" "$dir/destination" "$dir/pseudonym"
+mkdir -p "$dir/nats" "$dir/sites" "$dir/destination" "$dir/pseudonym" "$dir/alerts"
+chmod 700 "$dir"; chmod 755 "$dir/nats" "$dir/sites" "$dir/destination" "$dir/pseudonym" "$dir/alerts"
 
 relay() {
   if [ -n "${RELAY_BIN:-}" ]; then
@@ -45,7 +45,7 @@ relay() {
 }
 gen() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }
 
-for f in admin ticker exporter transformer importer checker; do
+for f in admin ticker exporter transformer importer checker notifier; do
   p="$dir/nats/$f.password" h="$dir/nats/$f.bcrypt"
   [ -s "$p" ] || { gen > "$p"; echo "created $p"; }
   if [ ! -s "$h" ] || [ "$p" -nt "$h" ]; then
@@ -79,4 +79,4 @@ fi
 # The containers run as uid 65532: the files must be readable to it; the
 # folder (mode 700) keeps other host users out.
 chmod 644 "$dir"/nats/* "$dir"/pseudonym/*
-find "$dir/sites" "$dir/destination" -type f -exec chmod 644 {} +
+find "$dir/sites" "$dir/destination" "$dir/alerts" -type f -exec chmod 644 {} +

@@ -105,10 +105,13 @@ type netOpts struct {
 	destDAGs        []messages.DAG
 	surveys         bool
 	key             bool
-	timing          timing
-	batchSize       int
-	importBatch     int
-	natsPort        int
+	// netExtra is appended to the network file (top-level YAML, e.g. an
+	// alerts: section).
+	netExtra    string
+	timing      timing
+	batchSize   int
+	importBatch int
+	natsPort    int
 }
 
 // testNet is one simulated network: a simulator (behind the faults
@@ -247,6 +250,7 @@ func (n *testNet) writeNetwork(natsURL string) *config.Network {
 			s, n.simURL, s, n.opts.deletions, n.opts.batchSize)
 		b.WriteString(n.opts.siteExtra)
 	}
+	b.WriteString(n.opts.netExtra)
 	path := filepath.Join(n.dir, "network.yaml")
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		n.t.Fatal(err)

@@ -53,6 +53,7 @@ func (e *Exporter) Export(ctx context.Context, req messages.ExportRequested) err
 		ev.Phase, ev.Error = messages.PhaseFailed, err.Error()
 		e.runEvent(ctx, ev)
 		telemetry.Runs.WithLabelValues(site.ID, "failed").Inc()
+		telemetry.RunDuration.WithLabelValues(site.ID, "failed").Observe(time.Since(start).Seconds())
 		if retry.IsPermanent(err) {
 			log.Error("run failed; fix the cause, then run `relay sync --site "+site.ID+"`", "err", err)
 			return err
@@ -67,6 +68,7 @@ func (e *Exporter) Export(ctx context.Context, req messages.ExportRequested) err
 		result = "deletions_held"
 	}
 	telemetry.Runs.WithLabelValues(site.ID, result).Inc()
+	telemetry.RunDuration.WithLabelValues(site.ID, result).Observe(time.Since(start).Seconds())
 	telemetry.LastRun.WithLabelValues(site.ID).SetToCurrentTime()
 	log.Info("run exported", "full", res.full, "records", res.exported, "unchanged", res.unchanged,
 		"deleted", res.deleted, "renamed", res.renamed, "deletions_pending", res.pending, "deletions_held", res.held, "short_answers", res.short,

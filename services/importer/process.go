@@ -56,9 +56,7 @@ func (im *Importer) importItems(ctx context.Context, items []*item) {
 		for _, it := range items {
 			rows = append(rows, it.rec.Rows...)
 		}
-		start := time.Now()
 		res, err := im.d.Destination.ImportRecords(ctx, rows, redcap.ImportParams{Overwrite: im.d.Settings.OverwriteBlanks})
-		telemetry.REDCapCalls.WithLabelValues("destination", "import records").Observe(time.Since(start).Seconds())
 		if err == nil {
 			im.markUp()
 			items = im.confirm(ctx, items, res)

@@ -59,6 +59,7 @@ func init() {
 	}
 
 	var f serviceFlags
+	var wf webFlags
 	var data string
 	var port int
 	all := &cobra.Command{
@@ -82,16 +83,21 @@ nats.url there, where relay status, sync, replay and dlq find it.`,
 			app.SoftMemoryLimit(log, 512<<20)
 			embedded := net.NATS.URL == ""
 			st, err := app.Start(ctx, app.Options{Network: net, Embedded: embedded, DataDir: data, NATSPort: port, Logger: log,
-				MetricsAddr: f.metrics, TransformerParallel: f.parallel, Services: app.All})
+				MetricsAddr: f.metrics, TransformerParallel: f.parallel, Services: app.All, Web: wf.o})
 			if err != nil {
 				return err
 			}
 			defer st.Close()
 			log.Info("relay all started", "nats", st.URL, "embedded", embedded, "sites", len(net.Sites))
-			return ignoreCanceled(st.Run(ctx, app.All...))
+			services := app.All
+			if wf.o.Addr != "" {
+				services = append(services, app.Web)
+			}
+			return ignoreCanceled(st.Run(ctx, services...))
 		},
 	}
 	f.add(all, true)
+	wf.add(all.Flags(), "127.0.0.1:8470")
 	all.Flags().StringVar(&data, "data", os.Getenv("RELAY_DATA"), "folder for the embedded NATS server's store and URL file (env RELAY_DATA; default: nats.store_dir, else .relay-data)")
 	all.Flags().IntVar(&port, "nats-port", 4222, "port of the embedded NATS server (-1: any free port)")
 	rootCmd.AddCommand(all)

@@ -34,6 +34,8 @@ type Network struct {
 	ReportsDir string `yaml:"reports_dir"`
 	// PseudonymKey is the secret for keyed record-ID hashes and date shifts.
 	PseudonymKey Secret `yaml:"pseudonym_key"`
+	// Alerts is where the notifier sends alerts (alerts.go).
+	Alerts Alerts `yaml:"alerts"`
 
 	dir  string // folder of the file: relative paths resolve against it
 	path string
@@ -358,6 +360,7 @@ const (
 
 func (n *Network) applyDefaults() {
 	n.Streams.applyDefaults()
+	n.Alerts.applyDefaults()
 	def := func(d *Duration, v time.Duration) {
 		if *d == 0 {
 			*d = Duration(v)
@@ -545,6 +548,7 @@ func (n *Network) resolvePaths() {
 	}
 	abs(&n.Protocol)
 	abs(&n.ReportsDir)
+	n.Alerts.resolvePaths(abs)
 	abs(&n.PseudonymKey.File)
 	abs(&n.NATS.Password.File)
 	abs(&n.NATS.CAFile)
@@ -685,18 +689,18 @@ func (n *Network) validate() []Problem {
 			add(p+".calls_per_minute", "%d would reach REDCap's IP ban at 600 calls/minute; use 500 or less", s.CallsPerMinute)
 		}
 	}
-	return ps
+	return append(ps, n.Alerts.problems(checkFile)...)
 }
 
 // Needs says which secrets a process reads: each service reads only its
 // own (a transformer container holds no token at all).
 type Needs struct {
-	SiteTokens, DestinationToken, ExportToken, PseudonymKey, NATSPassword bool
+	SiteTokens, DestinationToken, ExportToken, PseudonymKey, NATSPassword, AlertSecrets bool
 }
 
 // AllSecrets is every secret the network file names (`relay all`, `relay
 // config validate`).
-var AllSecrets = Needs{SiteTokens: true, DestinationToken: true, ExportToken: true, PseudonymKey: true, NATSPassword: true}
+var AllSecrets = Needs{SiteTokens: true, DestinationToken: true, ExportToken: true, PseudonymKey: true, NATSPassword: true, AlertSecrets: true}
 
 // CheckSecrets reads every secret the network file names and reports those
 // that cannot be read (never their values).
@@ -730,6 +734,11 @@ func (n *Network) CheckSecretsOf(need Needs) []Problem {
 	if need.SiteTokens {
 		for _, s := range n.Sites {
 			check(siteSetting(s, "token"), s.Token)
+		}
+	}
+	if need.AlertSecrets {
+		for _, setting := range sortedKeys(n.Alerts.Secrets()) {
+			check(setting, n.Alerts.Secrets()[setting])
 		}
 	}
 	return ps

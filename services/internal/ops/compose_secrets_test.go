@@ -36,8 +36,9 @@ func TestComposeMountsOnlyTheSecretsEachServiceReads(t *testing.T) {
 		"exporter":    "pseudonym sites", // site tokens; the key compiles pseudonymising policies
 		"transformer": "pseudonym",
 		"importer":    "destination",
-		"checker":     "sites", // reads site data for the protocol check
-		"ctl":         "destination pseudonym sites",
+		"checker":     "sites",  // reads site data for the protocol check
+		"notifier":    "alerts", // the SMTP password and webhook URLs
+		"ctl":         "alerts destination pseudonym sites",
 	}
 	for name, svc := range file.Services {
 		var got []string

@@ -57,6 +57,10 @@ func Dial(ctx context.Context, c Conn) (*nats.Conn, jetstream.JetStream, error) 
 // (time, sequence, or the beginning) to fn, in order, with an ordered
 // consumer that the server removes afterwards. fn returns false to stop.
 func scan(ctx context.Context, js jetstream.JetStream, stream string, filters []string, since time.Time, fromSeq uint64, fn func(jetstream.Msg) bool) error {
+	return scanWith(ctx, js, stream, scanConfig(filters, since, fromSeq), fn)
+}
+
+func scanConfig(filters []string, since time.Time, fromSeq uint64) jetstream.OrderedConsumerConfig {
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: filters, InactiveThreshold: 30 * time.Second}
 	switch {
 	case fromSeq > 0:
@@ -65,6 +69,12 @@ func scan(ctx context.Context, js jetstream.JetStream, stream string, filters []
 		st := since
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &st
 	}
+	return cfg
+}
+
+// scanWith is scan with a consumer configuration of the caller's (headers
+// only, for counting without reading bodies).
+func scanWith(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.OrderedConsumerConfig, fn func(jetstream.Msg) bool) error {
 	cons, err := js.OrderedConsumer(ctx, stream, cfg)
 	if err != nil {
 		return fmt.Errorf("read stream %s: %w", stream, err)

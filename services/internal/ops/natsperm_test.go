@@ -18,6 +18,7 @@ import (
 
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
+	"github.com/redcap-relay/relay/services/internal/pipeline/router"
 	"github.com/redcap-relay/relay/services/internal/pipeline/topology"
 )
 
@@ -25,7 +26,7 @@ import (
 // tests load: the users and permissions compose runs with.
 const deployNATSConf = "../../../deploy/nats/nats.conf"
 
-var serviceUsers = []string{"admin", "ticker", "exporter", "transformer", "importer", "checker"}
+var serviceUsers = []string{"admin", "ticker", "exporter", "transformer", "importer", "checker", "notifier"}
 
 // deployConfCopy is the deployment's config in a temporary folder, on any
 // free monitoring port (compose fixes it).
@@ -221,6 +222,9 @@ func TestServiceUsersPublishOnlyOnTheirSubjects(t *testing.T) {
 		{"checker", "relay.dlq.check.a", messages.StreamDLQ, true},
 		{"checker", "relay.records.clean.a", messages.StreamRecordsClean, false},
 		{"checker", "relay.metadata.a", messages.StreamMetadata, false},
+		{"notifier", "relay.run.a", messages.StreamAudit, false},
+		{"notifier", "relay.dlq.import.a", messages.StreamDLQ, false},
+		{"notifier", "relay.export.requested.a", messages.StreamExportRequests, false},
 	}
 	for _, c := range cases {
 		nc, errs := connectAs(t, url, c.user, pw[c.user])
@@ -257,6 +261,10 @@ func TestServiceUsersCannotReadOrManageOtherStreams(t *testing.T) {
 		{"exporter", "$JS.API.STREAM.PURGE.AUDIT"},
 		{"importer", "$JS.API.CONSUMER.CREATE.RECORDS_RAW"},
 		{"ticker", "$JS.API.CONSUMER.DELETE.RECORDS_CLEAN.importer"},
+		{"notifier", "$JS.API.STREAM.MSG.GET.RECORDS_RAW"},
+		{"notifier", "$JS.API.CONSUMER.CREATE.RECORDS_RAW.x.relay.records.raw.a"},
+		{"notifier", "$JS.API.CONSUMER.DELETE.RECORDS_CLEAN.importer"},
+		{"notifier", "$JS.API.STREAM.PURGE.DLQ"},
 	} {
 		nc, errs := connectAs(t, url, c.user, pw[c.user])
 		_, err := nc.Request(c.subject, []byte(`{"seq":1}`), 500*time.Millisecond)
@@ -516,5 +524,50 @@ func pullConsume(t *testing.T, js jetstream.JetStream, stream, durable string) {
 	}
 	if err := b.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
 		t.Logf("%s fetch ended: %v", durable, err)
+	}
+}
+
+// TestNotifierUserReadsTheStatus: under the notifier's user the whole
+// status read (runs, counts, dead letters, reports, state, lag) works
+// without a permissions violation, RECORDS_RAW aside.
+func TestNotifierUserReadsTheStatus(t *testing.T) {
+	url, pw, admin := natsWithDeployConfig(t)
+	run := messages.RunID("alpha", time.Now().Add(-time.Second))
+	runEvent(t, admin, messages.RunEvent{Site: "alpha", RunID: run, Phase: messages.PhaseStarted})
+	runEvent(t, admin, messages.RunEvent{Site: "alpha", RunID: run, Phase: messages.PhaseExported, Exported: 2})
+	publishClean(t, admin, "alpha", run, 2)
+	if err := router.DeadLetter(ctx(t), admin, nil, messages.DeadLetter{Stage: messages.StageImport, Site: "alpha", RunID: run, RecordID: "alpha-2", Error: "rejected", MsgID: "m2"}); err != nil {
+		t.Fatal(err)
+	}
+	r := messages.ProtocolReport{V: 1, Site: "alpha", RunID: run, Status: messages.ProtocolConformant, CheckedAt: time.Now()}
+	if err := broker.Publish(ctx(t), admin, messages.ProtocolReportSubject("alpha"), r.MsgID(), broker.Route{Site: "alpha"}, r); err != nil {
+		t.Fatal(err)
+	}
+	if kv, err := admin.KeyValue(ctx(t), messages.BucketSiteState); err == nil {
+		kv.Put(ctx(t), "alpha", []byte(`{"records":2}`))
+	}
+	nc, errs := connectAs(t, url, "notifier", pw["notifier"])
+	js, err := broker.JetStream(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := Collect(ctx(t), js, StatusOptions{SkipRaw: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+	// The client deletes its ordered consumers when done; the notifier may
+	// not delete consumers (it could delete a durable), so the server
+	// removes them when idle instead. Nothing else may be refused.
+	errs.mu.Lock()
+	for _, e := range errs.errs {
+		if !strings.Contains(e.Error(), "$JS.API.CONSUMER.DELETE.") {
+			t.Errorf("the notifier's status read hit a permissions violation: %v", e)
+		}
+	}
+	errs.mu.Unlock()
+	a := siteOf(t, st, "alpha")
+	if a.Result() != ResultPartial || a.Counts.Cleaned != 2 || a.Counts.DeadLettered != 1 || a.Protocol == nil || a.State == nil || len(st.Lag) != 4 || st.Lag[0].Missing {
+		t.Fatalf("status as the notifier: %s %+v protocol %v state %v lag %+v notes %v", a.Result(), a.Counts, a.Protocol, a.State, st.Lag, a.Notes)
 	}
 }

@@ -3,54 +3,166 @@ package ops
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/redcap-relay/relay/messages"
-	"github.com/redcap-relay/relay/services/internal/pipeline/topology"
+	"github.com/redcap-relay/relay/services/internal/config"
 )
 
-// RunCounts are the records of one run at each stage.
+// Results of a site's last run, as `relay status`, the dashboard, the
+// metrics and the alerts name them.
+const (
+	ResultNeverRun      = "never run"
+	ResultRunning       = "running"        // exporting
+	ResultRetrying      = "retrying"       // a call failed and is retried, or the run is redone after a transient failure
+	ResultImporting     = "importing"      // exported; records still on their way to the destination
+	ResultSynced        = "synced"         // every record of the run is at the destination
+	ResultPartial       = "partial"        // some records of the run were dead-lettered
+	ResultFailed        = "failed"         // the run failed (Reason says why), or every record was dead-lettered
+	ResultDeletionsHeld = "deletions held" // synced, but deletions wait for an operator
+)
+
+// RunCounts are the distinct records of one run at each stage. Replays and
+// dead-letter retries deliver some of them again; they are counted once
+// here and shown on their own in Again. They add up:
+//
+//	Exported + Deleted = Imported + DeadLettered + Waiting
 type RunCounts struct {
-	Exported     int `json:"exported"`      // records published by the exporter
-	Deleted      int `json:"deleted"`       // deletions published
-	Cleaned      int `json:"cleaned"`       // messages on relay.records.clean.<site> of this run
-	Imported     int `json:"imported"`      // records (and deletions) the importer confirmed
-	DeadLettered int `json:"dead_lettered"` // dead letters of this run, any stage
+	Exported     int `json:"exported"`      // records the exporter published
+	Deleted      int `json:"deleted"`       // deletions the exporter published
+	Cleaned      int `json:"cleaned"`       // distinct records (and deletions) the transformer passed
+	Imported     int `json:"imported"`      // distinct records (and deletions) the destination confirmed
+	DeadLettered int `json:"dead_lettered"` // distinct records of the run held in the DLQ now (transform or import)
+	Waiting      int `json:"waiting"`       // neither imported nor dead-lettered yet
+}
+
+// Again is what was delivered again of a run after it ended: never mixed
+// into its counts.
+type Again struct {
+	// Replayed are copies of the run's cleaned records put back on the
+	// stream by `relay replay --site` (each imported again, latest wins).
+	Replayed int `json:"replayed"`
+	// Retried are the run's dead letters sent back by `relay dlq retry`;
+	// FailedAgain of them were dead-lettered again.
+	Retried     int `json:"retried"`
+	FailedAgain int `json:"failed_again"`
+}
+
+// RunSummary is one site run as its lifecycle events tell it.
+type RunSummary struct {
+	ID      string    `json:"id"`
+	Full    bool      `json:"full"`
+	Started time.Time `json:"started"`
+	// Exported is when the exporter finished (zero while it runs);
+	// Finished when the last of the run's records was imported.
+	Exported time.Time `json:"exported,omitzero"`
+	Finished time.Time `json:"finished,omitzero"`
+	// Seconds is the run's duration so far: to Finished, else to Exported
+	// or the last event, or to now while it runs.
+	Seconds float64 `json:"seconds"`
+	Phase   string  `json:"phase"` // the newest event's phase
+	Error   string  `json:"error,omitempty"`
+	// RetryingSince is the first "retrying" event of the run.
+	RetryingSince time.Time `json:"retrying_since,omitzero"`
+	Attempt       int       `json:"attempt,omitempty"`
+	NextAttempt   time.Time `json:"next_attempt,omitzero"`
+	Calls         int       `json:"calls,omitempty"`
+}
+
+// Progress is a running run's progress.
+type Progress struct {
+	Elapsed  float64 `json:"elapsed_seconds"`
+	Exported int     `json:"exported"` // published so far
+	Cleaned  int     `json:"cleaned"`
+	Imported int     `json:"imported"`
+	// Expected is the site's record count at its last complete run (the
+	// size of a full run), 0 when unknown.
+	Expected int `json:"expected,omitempty"`
+}
+
+// RunRef names a run and when it ran.
+type RunRef struct {
+	ID string    `json:"id"`
+	At time.Time `json:"at"`
+}
+
+// ProtocolSummary is the site's latest protocol check.
+type ProtocolSummary struct {
+	Score     *float64  `json:"score"` // 0..100; null when the site could not be checked
+	Status    string    `json:"status"`
+	Errors    int       `json:"errors"`
+	Warnings  int       `json:"warnings"`
+	New       int       `json:"new_findings"` // findings new since the check before
+	CheckedAt time.Time `json:"checked_at"`
+}
+
+// Verification is the site's latest `relay verify` result, read from
+// relay.verify.<site> on AUDIT (the JSON of messages.VerifyResult: status,
+// counts, finished_at). Nil until a verification has run.
+type Verification struct {
+	Status      string    `json:"status"`
+	Differences int       `json:"differences"`
+	Records     int       `json:"records"`
+	Error       string    `json:"error,omitempty"`
+	At          time.Time `json:"at"`
 }
 
 // SiteStatus is one site's line of `relay status`.
 type SiteStatus struct {
-	Site    string              `json:"site"`
-	LastRun *messages.RunEvent  `json:"last_run,omitempty"` // the newest event on relay.run.<site>
-	Started time.Time           `json:"started,omitzero"`
-	Counts  RunCounts           `json:"counts"`
-	State   *messages.SiteState `json:"state,omitempty"`
-	DLQ     map[string]uint64   `json:"dlq"` // stage -> dead letters held for the site
-	Notes   []string            `json:"notes,omitempty"`
+	Site string `json:"site"`
+	Name string `json:"name,omitempty"`
+	// Outcome is one of the Result constants; Reason says why for failed,
+	// retrying, partial and deletions held.
+	Outcome string `json:"result"`
+	Reason  string `json:"reason,omitempty"`
+	// Run is the last run (a run that was skipped because the previous one
+	// still ran is not a run).
+	Run      *RunSummary        `json:"run,omitempty"`
+	LastRun  *messages.RunEvent `json:"last_event,omitempty"` // the run's newest event
+	Counts   RunCounts          `json:"counts"`
+	Again    Again              `json:"again"`
+	Progress *Progress          `json:"progress,omitempty"`
+	// NextRun is the next scheduled run (from the network file's cron).
+	NextRun *time.Time `json:"next_run,omitempty"`
+	// ScheduleSeconds is the time between two scheduled runs.
+	ScheduleSeconds float64 `json:"schedule_seconds,omitempty"`
+	// LastSuccess is the newest run that exported and whose records all
+	// reached the destination or the DLQ (and, for the last run, none was
+	// dead-lettered).
+	LastSuccess  *RunRef             `json:"last_success,omitempty"`
+	Verification *Verification       `json:"verification,omitempty"`
+	Protocol     *ProtocolSummary    `json:"protocol,omitempty"`
+	DLQ          map[string]uint64   `json:"dlq"` // stage -> dead letters held for the site
+	State        *messages.SiteState `json:"state,omitempty"`
+	// History is the site's recent runs, oldest first (StatusOptions.History).
+	History []RunPoint `json:"history,omitempty"`
+	// Scores are the site's recent protocol scores, oldest first.
+	Scores []ScorePoint `json:"scores,omitempty"`
+	Notes  []string     `json:"notes,omitempty"`
 }
 
-// StageLag is a durable consumer's backlog.
-type StageLag struct {
-	Stage       string `json:"stage"`
-	Stream      string `json:"stream"`
-	Consumer    string `json:"consumer"`
-	Pending     uint64 `json:"pending"`     // not yet delivered
-	AckPending  int    `json:"ack_pending"` // delivered, not yet acked
-	Redelivered int    `json:"redelivered"`
-	Lag         uint64 `json:"lag"` // Pending + AckPending
-	Missing     bool   `json:"missing,omitempty"`
-	// StreamMissing: the stream itself is gone (deleted, or not recovered
-	// by the NATS server after a crash).
-	StreamMissing bool `json:"stream_missing,omitempty"`
+// RunPoint is one past run, for charts.
+type RunPoint struct {
+	ID       string    `json:"id"`
+	At       time.Time `json:"at"`
+	Phase    string    `json:"phase"`
+	Exported int       `json:"exported"`
+	Deleted  int       `json:"deleted"`
 }
+
+// ScorePoint is one protocol check, for charts.
+type ScorePoint struct {
+	At    time.Time `json:"at"`
+	Score float64   `json:"score"`
+}
+
+// Result is the outcome of the site's last run (one of the Result constants).
+func (s SiteStatus) Result() string { return s.Outcome }
 
 // Status is what `relay status` shows.
 type Status struct {
@@ -58,173 +170,244 @@ type Status struct {
 	Sites []SiteStatus                 `json:"sites"`
 	Lag   []StageLag                   `json:"lag"`
 	DLQ   map[string]map[string]uint64 `json:"dlq"` // stage -> site -> count
+	// Notifier is the alert notifier's own state, when one answered.
+	Notifier *NotifierStatus `json:"notifier,omitempty"`
+}
+
+// NotifierStatus is what the notifier says of itself (relay notifier).
+type NotifierStatus struct {
+	Channels []ChannelStatus `json:"channels"`
+	Checked  time.Time       `json:"checked"`
+}
+
+// ChannelStatus is one alert channel's delivery state.
+type ChannelStatus struct {
+	Channel     string    `json:"channel"` // email, webhook <host>
+	Sent        int       `json:"sent"`
+	Waiting     int       `json:"waiting"` // alerts not delivered yet (retried with backoff)
+	Failures    int       `json:"failures"`
+	GaveUp      int       `json:"gave_up"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+}
+
+// StatusOptions say what to collect.
+type StatusOptions struct {
+	// Network, when given, names the sites (with their names and
+	// schedules); sites the streams know of are added.
+	Network *config.Network
+	Sites   []string
+	// History is how many past runs (and protocol scores) to keep per site
+	// (0: none).
+	History int
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Only, when set, limits the status to these sites (progress).
+	Only []string
+	// SkipRaw does not read RECORDS_RAW's headers (the notifier's NATS user
+	// may not read that stream at all): a running run's progress then shows
+	// no exported count, and dead-letter retries of the transform stage are
+	// not counted.
+	SkipRaw bool
 }
 
 // GetStatus collects the status of the given sites plus every site the
 // streams and state bucket know about.
 func GetStatus(ctx context.Context, js jetstream.JetStream, sites []string) (*Status, error) {
-	st := &Status{At: time.Now().UTC(), DLQ: map[string]map[string]uint64{}}
-	known := map[string]bool{}
-	for _, s := range sites {
-		known[s] = true
+	return Collect(ctx, js, StatusOptions{Sites: sites})
+}
+
+// Collect reads the pipeline's state from NATS: per site the last run and
+// its records at each stage, the next run, the protocol score; the lag and
+// dead letters per stage.
+func Collect(ctx context.Context, js jetstream.JetStream, o StatusOptions) (*Status, error) {
+	if o.Now == nil {
+		o.Now = time.Now
 	}
+	st := &Status{At: o.Now().UTC(), DLQ: map[string]map[string]uint64{}}
 	audit, err := js.Stream(ctx, messages.StreamAudit)
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w (has the pipeline been provisioned? start any service or `relay provision`)", messages.StreamAudit, err)
-	}
-	if info, err := audit.Info(ctx, jetstream.WithSubjectFilter(messages.SubjectRun+".*")); err == nil {
-		for subj := range info.State.Subjects {
-			known[messages.SiteFromSubject(subj)] = true
-		}
-	}
-	if dlq, err := js.Stream(ctx, messages.StreamDLQ); err == nil {
-		if info, err := dlq.Info(ctx, jetstream.WithSubjectFilter(messages.SubjectDLQ+".>")); err == nil {
-			for subj, n := range info.State.Subjects {
-				stage, site, ok := parseDLQSubject(subj)
-				if !ok {
-					continue
-				}
-				if st.DLQ[stage] == nil {
-					st.DLQ[stage] = map[string]uint64{}
-				}
-				st.DLQ[stage][site] += n
-				known[site] = true
-			}
-		}
-	}
-	kv, kvErr := js.KeyValue(ctx, messages.BucketSiteState)
-	if kvErr == nil {
-		if lister, err := kv.ListKeys(ctx); err == nil {
-			for k := range lister.Keys() {
-				known[k] = true
-			}
-		}
-	}
-	names := make([]string, 0, len(known))
-	for s := range known {
-		names = append(names, s)
-	}
-	sort.Strings(names)
-	for _, site := range names {
-		ss := SiteStatus{Site: site, DLQ: map[string]uint64{}}
-		for stage, bySite := range st.DLQ {
-			if n := bySite[site]; n > 0 {
-				ss.DLQ[stage] = n
-			}
-		}
-		if kvErr == nil {
-			if e, err := kv.Get(ctx, site); err == nil {
-				var s messages.SiteState
-				if json.Unmarshal(e.Value(), &s) == nil {
-					ss.State = &s
-				} else {
-					ss.Notes = append(ss.Notes, "state in "+messages.BucketSiteState+" is unreadable")
-				}
-			}
-		}
-		if err := lastRun(ctx, js, audit, &ss); err != nil {
-			ss.Notes = append(ss.Notes, err.Error())
-		}
-		st.Sites = append(st.Sites, ss)
 	}
 	lag, err := Lag(ctx, js)
 	if err != nil {
 		return nil, err
 	}
 	st.Lag = lag
+	st.DLQ = dlqCounts(ctx, js)
+	sites := o.Sites
+	if o.Network != nil {
+		sites = append(o.Network.SiteIDs(), sites...)
+	}
+	names, err := KnownSites(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	c := &collector{js: js, audit: audit, o: o, now: st.At, exportAckWait: exportAckWait(lag)}
+	if kv, err := js.KeyValue(ctx, messages.BucketSiteState); err == nil {
+		c.state = kv
+	}
+	all := union(sites, names)
+	if len(o.Only) > 0 {
+		all = union(o.Only, nil)
+	}
+	for _, site := range all {
+		ss := SiteStatus{Site: site, DLQ: map[string]uint64{}}
+		for stage, bySite := range st.DLQ {
+			if n := bySite[site]; n > 0 {
+				ss.DLQ[stage] = n
+			}
+		}
+		c.site(ctx, &ss)
+		st.Sites = append(st.Sites, ss)
+	}
 	return st, nil
 }
 
-// Lag reads each stage's durable consumer.
-func Lag(ctx context.Context, js jetstream.JetStream) ([]StageLag, error) {
-	var out []StageLag
-	for _, sc := range topology.Stages {
-		l := StageLag{Stage: sc.Name, Stream: sc.Stream, Consumer: sc.Consumer}
-		info, err := consumerInfo(ctx, js, sc)
-		if err != nil {
-			l.Missing = true
-			l.StreamMissing = errors.Is(err, jetstream.ErrStreamNotFound)
-		} else {
-			l.Pending, l.AckPending, l.Redelivered = info.NumPending, info.NumAckPending, info.NumRedelivered
-			l.Lag = l.Pending + uint64(l.AckPending)
-		}
-		out = append(out, l)
-	}
-	return out, nil
+// collector reads one site after another.
+type collector struct {
+	js            jetstream.JetStream
+	audit         jetstream.Stream
+	state         jetstream.KeyValue
+	o             StatusOptions
+	now           time.Time
+	exportAckWait time.Duration
 }
 
-// consumerInfo reads a stage's consumer info, telling a missing stream
-// (jetstream.ErrStreamNotFound) from a missing consumer.
-func consumerInfo(ctx context.Context, js jetstream.JetStream, st topology.Stage) (*jetstream.ConsumerInfo, error) {
-	name := st.Consumer
-	s, err := js.Stream(ctx, st.Stream)
-	if err != nil {
-		return nil, err
-	}
-	l := s.ListConsumers(ctx)
-	for ci := range l.Info() {
-		if ci.Name == name {
-			return ci, nil
+func (c *collector) site(ctx context.Context, ss *SiteStatus) {
+	if c.o.Network != nil {
+		if s, ok := c.o.Network.Site(ss.Site); ok {
+			ss.Name = s.Name
+			if sched, err := s.ParseSchedule(); err == nil {
+				next := sched.Next(c.now)
+				ss.NextRun = &next
+				ss.ScheduleSeconds = sched.Next(next).Sub(next).Seconds()
+			}
 		}
 	}
-	if err := l.Err(); err != nil {
-		return nil, err
+	if c.state != nil {
+		if e, err := c.state.Get(ctx, ss.Site); err == nil {
+			var s messages.SiteState
+			if json.Unmarshal(e.Value(), &s) == nil {
+				ss.State = &s
+			} else {
+				ss.Notes = append(ss.Notes, "state in "+messages.BucketSiteState+" is unreadable")
+			}
+		}
 	}
-	return nil, jetstream.ErrConsumerNotFound
+	if err := c.runs(ctx, ss); err != nil {
+		ss.Notes = append(ss.Notes, err.Error())
+	}
+	c.protocol(ctx, ss)
+	c.verification(ctx, ss)
 }
 
-// lastRun fills the site's newest run event and counts the run's records at
-// each stage, reading only the messages since the run started.
-func lastRun(ctx context.Context, js jetstream.JetStream, audit jetstream.Stream, ss *SiteStatus) error {
-	m, err := audit.GetLastMsgForSubject(ctx, messages.RunSubject(ss.Site))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil
-	}
+// protocol reads the site's latest protocol report (and, for charts, the
+// ones before it).
+func (c *collector) protocol(ctx context.Context, ss *SiteStatus) {
+	reports, err := c.js.Stream(ctx, messages.StreamReports)
 	if err != nil {
-		return fmt.Errorf("last run: %w", err)
+		return
 	}
-	var ev messages.RunEvent
-	if err := json.Unmarshal(m.Data, &ev); err != nil {
-		return fmt.Errorf("last run event (seq %d) is unreadable", m.Sequence)
+	m, err := reports.GetLastMsgForSubject(ctx, messages.ProtocolReportSubject(ss.Site))
+	if err != nil {
+		return
 	}
-	ss.LastRun = &ev
-	ss.Counts.Exported, ss.Counts.Deleted = ev.Exported, ev.Deleted
-	start := runStart(ev.RunID, m.Time)
-	ss.Started = start
-	from := start.Add(-time.Minute)
-	sameRun := func(msg jetstream.Msg) bool { return msg.Headers().Get(messages.HeaderRun) == ev.RunID }
-	if err := scan(ctx, js, messages.StreamRecordsClean, []string{messages.RecordsCleanSubject(ss.Site)}, from, 0, func(msg jetstream.Msg) bool {
-		if sameRun(msg) {
-			ss.Counts.Cleaned++
+	var r messages.ProtocolReport
+	if json.Unmarshal(m.Data, &r) != nil {
+		ss.Notes = append(ss.Notes, fmt.Sprintf("protocol report (seq %d) is unreadable", m.Sequence))
+		return
+	}
+	ss.Protocol = &ProtocolSummary{Score: r.Score, Status: r.Status, Errors: r.Errors, Warnings: r.Warnings, CheckedAt: r.CheckedAt, New: NewFindings(r)}
+	if c.o.History <= 0 {
+		return
+	}
+	_ = scan(ctx, c.js, messages.StreamReports, []string{messages.ProtocolReportSubject(ss.Site)}, time.Time{}, 0, func(msg jetstream.Msg) bool {
+		var r struct {
+			Score     *float64  `json:"score"`
+			CheckedAt time.Time `json:"checked_at"`
 		}
-		return true
-	}); err != nil {
-		return err
-	}
-	// Distinct records: a batch imported again after a lost ack (NATS
-	// restart, importer crash) is audited again but is not a new import.
-	imported := map[string]bool{}
-	if err := scan(ctx, js, messages.StreamAudit, []string{messages.ImportDoneSubject(ss.Site)}, from, 0, func(msg jetstream.Msg) bool {
-		var d messages.ImportDone
-		if json.Unmarshal(msg.Data(), &d) == nil && contains(d.Runs, ev.RunID) {
-			for _, r := range d.Records {
-				imported["+"+r] = true
-			}
-			for _, r := range d.Deleted {
-				imported["-"+r] = true
-			}
-		}
-		return true
-	}); err != nil {
-		return err
-	}
-	ss.Counts.Imported = len(imported)
-	return scan(ctx, js, messages.StreamDLQ, []string{messages.SubjectDLQ + ".*." + ss.Site}, from, 0, func(msg jetstream.Msg) bool {
-		if sameRun(msg) {
-			ss.Counts.DeadLettered++
+		if json.Unmarshal(msg.Data(), &r) == nil && r.Score != nil {
+			ss.Scores = append(ss.Scores, ScorePoint{At: r.CheckedAt, Score: *r.Score})
 		}
 		return true
 	})
+	if len(ss.Scores) > c.o.History {
+		ss.Scores = ss.Scores[len(ss.Scores)-c.o.History:]
+	}
+}
+
+// NewFindings counts the findings a report has that the one before it had not.
+func NewFindings(r messages.ProtocolReport) int {
+	n := 0
+	for _, ch := range r.Changes {
+		if ch.Kind == messages.ChangeNewFinding {
+			n++
+		}
+	}
+	return n
+}
+
+// SubjectVerify is where `relay verify` audits a site's verification
+// (messages.SubjectVerify once the verify contracts are on main).
+const SubjectVerify = "relay.verify"
+
+// verification reads the site's latest verification, when there is one.
+func (c *collector) verification(ctx context.Context, ss *SiteStatus) {
+	m, err := c.audit.GetLastMsgForSubject(ctx, SubjectVerify+"."+ss.Site)
+	if err != nil {
+		return
+	}
+	var r struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Counts struct {
+			Records, Missing, Stale, Extra int
+		} `json:"counts"`
+		FinishedAt time.Time `json:"finished_at"`
+	}
+	if json.Unmarshal(m.Data, &r) != nil || r.Status == "" {
+		return
+	}
+	ss.Verification = &Verification{Status: r.Status, Error: r.Error, Records: r.Counts.Records,
+		Differences: r.Counts.Missing + r.Counts.Stale + r.Counts.Extra, At: r.FinishedAt}
+}
+
+// dlqCounts reads the dead letters held per stage and site.
+func dlqCounts(ctx context.Context, js jetstream.JetStream) map[string]map[string]uint64 {
+	out := map[string]map[string]uint64{}
+	dlq, err := js.Stream(ctx, messages.StreamDLQ)
+	if err != nil {
+		return out
+	}
+	info, err := dlq.Info(ctx, jetstream.WithSubjectFilter(messages.SubjectDLQ+".>"))
+	if err != nil {
+		return out
+	}
+	for subj, n := range info.State.Subjects {
+		stage, site, ok := parseDLQSubject(subj)
+		if !ok {
+			continue
+		}
+		if out[stage] == nil {
+			out[stage] = map[string]uint64{}
+		}
+		out[stage][site] += n
+	}
+	return out
+}
+
+func union(a, b []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range append(append([]string(nil), a...), b...) {
+		if s != "" && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // runStart is the run's tick time, read from its deterministic ID
@@ -256,97 +439,6 @@ func contains(xs []string, s string) bool {
 	return false
 }
 
-// Result of a run for the table: the phase, with "running" for a run that
-// has started but not finished.
-func (s SiteStatus) Result() string {
-	if s.LastRun == nil {
-		return "never run"
-	}
-	switch s.LastRun.Phase {
-	case messages.PhaseStarted:
-		return "running"
-	case messages.PhaseRetrying:
-		return "retrying"
-	case messages.PhaseExported:
-		if s.LastRun.DeletionsHeld > 0 {
-			return "deletions held"
-		}
-		return "exported"
-	}
-	return s.LastRun.Phase
-}
-
-// WriteTable prints the status for people.
-func (st *Status) WriteTable(w io.Writer) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SITE\tLAST RUN\tWHEN\tRESULT\tEXPORTED\tDELETED\tCLEANED\tIMPORTED\tDEAD-LETTERED\tDLQ HELD")
-	for _, s := range st.Sites {
-		run, when := "-", "-"
-		if s.LastRun != nil {
-			run = s.LastRun.RunID
-			when = s.LastRun.At.UTC().Format(time.RFC3339)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", s.Site, run, when, s.Result(),
-			s.Counts.Exported, s.Counts.Deleted, s.Counts.Cleaned, s.Counts.Imported, s.Counts.DeadLettered, dlqCell(s.DLQ))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	for _, s := range st.Sites {
-		switch {
-		case s.LastRun != nil && s.LastRun.Phase == messages.PhaseRetrying:
-			next := time.Until(s.LastRun.NextAt).Round(time.Second)
-			fmt.Fprintf(w, "  %s: retrying: %s (attempt %d, next in %s)\n", s.Site, s.LastRun.Error, s.LastRun.Attempt, max(next, 0))
-		case s.LastRun != nil && s.LastRun.Error != "":
-			fmt.Fprintf(w, "  %s: %s\n", s.Site, s.LastRun.Error)
-		}
-		if s.LastRun != nil {
-			for _, warn := range s.LastRun.Warnings {
-				fmt.Fprintf(w, "  %s: %s\n", s.Site, warn)
-			}
-			if n := s.LastRun.DeletionsPending; n > 0 {
-				fmt.Fprintf(w, "  %s: %d record(s) gone at the site, deleted at the destination once they stay gone (deletion_delay)\n", s.Site, n)
-			}
-		}
-		for _, n := range s.Notes {
-			fmt.Fprintf(w, "  %s: %s\n", s.Site, n)
-		}
-	}
-	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "STAGE\tSTREAM\tCONSUMER\tPENDING\tACK PENDING\tLAG\tREDELIVERED")
-	for _, l := range st.Lag {
-		if l.StreamMissing {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\t-\t-\t(stream missing: run `relay provision`, then `relay sync --all --full`; if NATS restarted, its log says why the stream did not recover)\n", l.Stage, l.Stream, l.Consumer)
-			continue
-		}
-		if l.Missing {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\t-\t-\t(consumer missing: not provisioned, or a replay is resetting it)\n", l.Stage, l.Stream, l.Consumer)
-			continue
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\n", l.Stage, l.Stream, l.Consumer, l.Pending, l.AckPending, l.Lag, l.Redelivered)
-	}
-	return tw.Flush()
-}
-
-func dlqCell(m map[string]uint64) string {
-	if len(m) == 0 {
-		return "0"
-	}
-	var parts []string
-	for _, stage := range messages.Stages {
-		if n := m[stage]; n > 0 {
-			parts = append(parts, fmt.Sprintf("%s:%d", stage, n))
-		}
-	}
-	for stage, n := range m {
-		if !contains(messages.Stages, stage) {
-			parts = append(parts, fmt.Sprintf("%s:%d", stage, n))
-		}
-	}
-	return strings.Join(parts, " ")
-}
-
 // KnownSites lists every site the pipeline's streams and state know of.
 func KnownSites(ctx context.Context, js jetstream.JetStream) ([]string, error) {
 	known := map[string]bool{}
@@ -357,13 +449,9 @@ func KnownSites(ctx context.Context, js jetstream.JetStream) ([]string, error) {
 			}
 		}
 	}
-	if dlq, err := js.Stream(ctx, messages.StreamDLQ); err == nil {
-		if info, err := dlq.Info(ctx, jetstream.WithSubjectFilter(messages.SubjectDLQ+".>")); err == nil {
-			for subj := range info.State.Subjects {
-				if _, site, ok := parseDLQSubject(subj); ok {
-					known[site] = true
-				}
-			}
+	for _, bySite := range dlqCounts(ctx, js) {
+		for site := range bySite {
+			known[site] = true
 		}
 	}
 	if kv, err := js.KeyValue(ctx, messages.BucketSiteState); err == nil {

@@ -51,6 +51,8 @@ type Options struct {
 	CallsPerMinute int
 	HTTPClient     *http.Client // optional; CAFile is then applied to a copy of its transport
 	Logger         *slog.Logger
+	// Observe, when set, is told of every API call's outcome (metrics).
+	Observe Observer
 }
 
 // Client calls one REDCap project's API. It is safe for concurrent use.
@@ -63,6 +65,7 @@ type Client struct {
 	lim     *rate.Limiter // nil = unlimited
 	log     *slog.Logger
 	calls   atomic.Int64
+	obs     Observer
 }
 
 var tokenRE = regexp.MustCompile(`^[A-Za-z0-9]+$`)
@@ -92,7 +95,7 @@ func New(opts Options) (*Client, error) {
 	if strings.Contains(opts.URL, opts.Token) {
 		return nil, fmt.Errorf("%s: the REDCap API URL contains the token; give the token in the token file only", site)
 	}
-	c := &Client{site: site, url: opts.URL, token: opts.Token, timeout: opts.Timeout, log: opts.Logger}
+	c := &Client{site: site, url: opts.URL, token: opts.Token, timeout: opts.Timeout, log: opts.Logger, obs: opts.Observe}
 	if c.timeout <= 0 {
 		c.timeout = DefaultTimeout
 	}
@@ -211,7 +214,9 @@ func (c *Client) post(ctx context.Context, call string, form url.Values, want bo
 }
 
 // postHeader is post that also returns the answer's headers.
-func (c *Client) postHeader(ctx context.Context, call string, form url.Values, want bodyKind) ([]byte, http.Header, error) {
+func (c *Client) postHeader(ctx context.Context, call string, form url.Values, want bodyKind) (_ []byte, _ http.Header, err error) {
+	status, start := 0, time.Now()
+	defer func() { c.observe(call, start, status, err) }()
 	form.Set("token", c.token)
 	enc := form.Encode()
 	resp, done, err := c.send(ctx, call, strings.NewReader(enc), int64(len(enc)), "application/x-www-form-urlencoded")
@@ -219,6 +224,7 @@ func (c *Client) postHeader(ctx context.Context, call string, form url.Values, w
 		return nil, nil, err
 	}
 	defer done()
+	status = resp.StatusCode
 	body, err := readBody(resp.Body, resp.ContentLength)
 	resp.Body.Close()
 	c.log.Debug("redcap call", "call", call, "status", resp.StatusCode, "bytes", len(body))

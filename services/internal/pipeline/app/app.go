@@ -37,8 +37,8 @@ const (
 	Checker     = topology.Checker
 )
 
-// All lists every service in pipeline order.
-var All = topology.Services
+// All lists every service in pipeline order, then the notifier (operator.go).
+var All = append(append([]string(nil), topology.Services...), Notifier)
 
 // DefaultDataDir is where `relay all` keeps its embedded JetStream store
 // when neither --data nor the network file's nats.store_dir says.
@@ -78,6 +78,8 @@ type Options struct {
 	// that every secret they read can be read, and refuses to start with
 	// the full list otherwise.
 	Services []string
+	// Web is the dashboard's settings, for the web service.
+	Web WebOptions
 	// NoProvision skips creating streams, consumers and buckets: a
 	// deployment whose service NATS users may not manage JetStream (compose)
 	// provisions once with an admin user (`relay provision`).
@@ -115,6 +117,8 @@ func Needs(services ...string) config.Needs {
 			n.SiteTokens, n.NATSPassword = true, true
 		case Ticker:
 			n.NATSPassword = true
+		case Notifier:
+			n.AlertSecrets, n.NATSPassword = true, true
 		}
 	}
 	return n
@@ -310,6 +314,10 @@ func (s *Stack) service(name string) (func(context.Context) error, error) {
 		}, nil
 	case Checker:
 		return func(ctx context.Context) error { return runChecker(ctx, s, o) }, nil
+	case Notifier:
+		return s.runNotifier, nil
+	case Web:
+		return s.runWeb, nil
 	}
 	return nil, fmt.Errorf("unknown service %q (services: %v)", name, All)
 }

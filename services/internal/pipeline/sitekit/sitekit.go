@@ -17,6 +17,7 @@ import (
 
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/config"
+	"github.com/redcap-relay/relay/services/internal/pipeline/telemetry"
 	"github.com/redcap-relay/relay/services/internal/policy"
 	"github.com/redcap-relay/relay/services/internal/redcap"
 )
@@ -80,7 +81,7 @@ func (k *Kit) Client(id string) (*redcap.Client, error) {
 		return nil, fmt.Errorf("site %s: token (%s): %w", s.ID, s.Token, err)
 	}
 	c, err := redcap.New(redcap.Options{Site: s.ID, URL: s.URL, Token: tok, CAFile: s.CAFile,
-		CallsPerMinute: s.CallsPerMinute, Timeout: s.Timeout.D(), Logger: k.log})
+		CallsPerMinute: s.CallsPerMinute, Timeout: s.Timeout.D(), Logger: k.log, Observe: observer(s.ID)})
 	if err != nil {
 		return nil, fmt.Errorf("site %s: %w", s.ID, err)
 	}
@@ -95,11 +96,19 @@ func (k *Kit) Destination() (*redcap.Client, error) {
 		return nil, fmt.Errorf("destination token (%s): %w", d.Token, err)
 	}
 	c, err := redcap.New(redcap.Options{Site: DestinationName, URL: d.URL, Token: tok, CAFile: d.CAFile,
-		CallsPerMinute: d.CallsPerMinute, Timeout: d.Timeout.D(), Logger: k.log})
+		CallsPerMinute: d.CallsPerMinute, Timeout: d.Timeout.D(), Logger: k.log, Observe: observer(DestinationName)})
 	if err != nil {
 		return nil, fmt.Errorf("destination: %w", err)
 	}
 	return c, nil
+}
+
+// observer times every call of a client in relay_redcap_call_seconds and
+// counts its failures, labelled by site, call and outcome (never a value).
+func observer(site string) redcap.Observer {
+	return func(call string, status int, d time.Duration, err error) {
+		telemetry.ObserveCall(site, call, redcap.Outcome(status, err), d)
+	}
 }
 
 // PseudonymKey is the network's key for keyed record-ID hashes and date

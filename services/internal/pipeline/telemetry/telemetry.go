@@ -30,11 +30,12 @@ var (
 	Runs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "relay", Name: "runs_total", Help: "Site export runs, by site and result (exported, failed, skipped).",
 	}, []string{"site", "result"})
-	// REDCapCalls times REDCap API calls.
+	// REDCapCalls times every REDCap API call (sitekit's clients observe
+	// them), by outcome: ok, rejected, permanent, timeout, network, transient.
 	REDCapCalls = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: "relay", Name: "redcap_call_seconds", Help: "REDCap API call latency, by site (or destination) and call.",
+		Namespace: "relay", Name: "redcap_call_seconds", Help: "REDCap API call latency, by site (or destination), call and outcome.",
 		Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 10),
-	}, []string{"site", "call"})
+	}, []string{"site", "call", "outcome"})
 	// DeadLetters counts messages sent to the DLQ.
 	DeadLetters = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "relay", Name: "dead_letters_total", Help: "Messages dead-lettered, by stage and site.",
@@ -67,8 +68,8 @@ var Retries = prometheus.NewCounterVec(prometheus.CounterOpts{
 }, []string{"site"})
 
 func init() {
-	Registry.MustRegister(DeletionsHeld, DeletionsPending, Retries)
-	Registry.MustRegister(Records, Runs, REDCapCalls, DeadLetters, DestinationUp, LastRun, streamFill,
+	register(DeletionsHeld, DeletionsPending, Retries)
+	register(Records, Runs, REDCapCalls, DeadLetters, DestinationUp, LastRun, streamFill,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/redcap-relay/relay/services/internal/pipeline/app"
 	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
 	"github.com/redcap-relay/relay/services/internal/pipeline/exportreq"
+	"github.com/redcap-relay/relay/services/internal/progress"
 )
 
 // RunOptions configures `relay demo`.
@@ -99,9 +100,12 @@ func Run(ctx context.Context, o RunOptions) error {
 		}
 		runs[s.ID] = req.RunID
 	}
-	fmt.Fprintf(o.Out, "full sync of %d sites requested; waiting for the pipeline to drain...\n", len(Sites))
+	fmt.Fprintf(o.Out, "full sync of %d sites requested:\n", len(Sites))
 	wctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
+	if _, err := progress.Wait(wctx, stack.JS, progress.Options{Out: o.Out, Runs: runs, Expected: setup.Expected, Network: net}); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
 	sum, err := waitAndSummarise(wctx, stack.JS, runs, requested, services)
 	if err != nil {
 		return err
