@@ -6,7 +6,8 @@
 #
 #   scripts/bench.sh              # full: 3x20k (both regimes) and 3x100k (zero latency), ~10-15 min
 #   scripts/bench.sh --quick      # 3x2k, both regimes, well under a minute
-#   scripts/bench.sh --go-bench   # also run go test -bench (BenchmarkTransformRecord, BenchmarkPipelineHop)
+#   scripts/bench.sh --go-bench   # also run go test -bench (BenchmarkTransformRecord, BenchmarkPipelineHop,
+#                                 # BenchmarkFilesThroughThePipeline: target >= 50 MB/s)
 #   scripts/bench.sh --records 50000 --latency=false --parallel 32 --keep   # one custom scale
 #
 # Prints a Markdown table (also written to bench-results.md) and writes
@@ -28,4 +29,5 @@ done
 "$bin/relay" bench --json bench-results.json "${args[@]+"${args[@]}"}" | tee bench-results.md
 if [ "$gobench" = 1 ]; then
   go test -run '^$' -bench 'BenchmarkTransformRecord|BenchmarkPipelineHop' -benchmem ./services/internal/tools/bench/
+  go test -run '^$' -bench 'BenchmarkFilesThroughThePipeline' -benchtime 3x ./services/e2e/ | grep -E '^(Benchmark|ok|FAIL)'
 fi
