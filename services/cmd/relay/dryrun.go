@@ -16,7 +16,7 @@ import (
 
 func init() {
 	var network, site, records string
-	var asJSON, all bool
+	var asJSON, all, withFiles bool
 	var timeout time.Duration
 	c := &cobra.Command{
 		Use:   "dry-run",
@@ -40,6 +40,7 @@ values and never writes to either REDCap.`,
 			defer cancel()
 			// Progress logs only on trouble: the report is the output.
 			o := dryrun.Options{Network: net, Site: site, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+			o.Files = withFiles
 			if records != "" {
 				o.Records = strings.Split(records, ",")
 			}
@@ -66,6 +67,7 @@ values and never writes to either REDCap.`,
 	c.Flags().StringVar(&records, "records", "", "only these site record IDs (comma-separated)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	c.Flags().BoolVar(&all, "all", false, "list unchanged records too")
+	c.Flags().BoolVar(&withFiles, "files", false, "download kept files (site and destination) to compare their SHA-256 and check the policy's type and size limits; nothing of them is kept")
 	c.Flags().DurationVar(&timeout, "timeout", 30*time.Minute, "give up after this long")
 	rootCmd.AddCommand(c)
 }

@@ -37,7 +37,11 @@ type Options struct {
 	Site    string
 	// Records limits the run to these site record IDs (all when empty).
 	Records []string
-	Logger  *slog.Logger
+	// Files downloads every kept file (site and destination) to compare
+	// their SHA-256 and check the policy's type and size limits; without
+	// it files are compared by presence only. Nothing of a file is kept.
+	Files  bool
+	Logger *slog.Logger
 }
 
 // Report is the outcome. It holds names and counts only.
@@ -55,6 +59,11 @@ type Report struct {
 	Fields              []FieldChange  `json:"fields"`
 	Dropped             []Dropped      `json:"dropped"`
 	Counts              map[string]int `json:"counts"`
+	// Files are the kept file fields' locations; FileCounts by status.
+	// FilesCompared says whether contents were compared (Options.Files).
+	Files         []FileResult   `json:"files"`
+	FileCounts    map[string]int `json:"file_counts"`
+	FilesCompared bool           `json:"files_compared"`
 	// OverwriteBlanks mirrors destination.overwrite_blanks: without it a
 	// blank site value never changes the destination.
 	OverwriteBlanks bool `json:"overwrite_blanks"`
@@ -126,7 +135,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	r := &Report{
 		Site: site.ID, Policy: site.Policy, PolicyName: pol.Name, PolicyVersion: c.Version(),
 		RecordIDField: c.RecordIDField(), ExportFields: c.ExportFields(), Counts: map[string]int{},
-		OverwriteBlanks: net.Destination.OverwriteBlanks,
+		OverwriteBlanks: net.Destination.OverwriteBlanks, Files: []FileResult{}, FileCounts: map[string]int{}, FilesCompared: o.Files,
 	}
 	for _, d := range c.Decisions() {
 		if d.Dropped() {
@@ -172,6 +181,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			want = append(want, name)
 		}
 	}
+	files := fileCompare{plans: c.Files(), src: src, dst: dst, download: o.Files}
+	for _, f := range files.destFields(destHas) {
+		if !seen[f] {
+			seen[f] = true
+			want = append(want, f)
+		}
+	}
 	if destIDField != "" && !seen[destIDField] {
 		want = append([]string{destIDField}, want...)
 	}
@@ -208,7 +224,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		recs := groupRows(rows, c.RecordIDField())
 		var cleaned []messages.RecordCleaned
-		var destIDs []string
+		var destIDs, srcIDs []string
 		for _, id := range part {
 			dest := c.DestRecordID(id)
 			current[dest] = true
@@ -222,7 +238,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				continue
 			}
 			cleaned = append(cleaned, out)
-			destIDs = append(destIDs, dest)
+			destIDs, srcIDs = append(destIDs, dest), append(srcIDs, id)
 		}
 		if len(cleaned) == 0 {
 			continue
@@ -235,9 +251,21 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			}
 		}
 		existing := groupRows(destRows, destIDField)
-		for _, rec := range cleaned {
+		for k, rec := range cleaned {
 			res := compare(rec, existing[rec.DestRecordID], net.Destination.OverwriteBlanks, count)
 			r.Records = append(r.Records, res)
+			if len(files.plans) == 0 {
+				continue
+			}
+			byKey := map[string]messages.Row{}
+			for _, d := range existing[rec.DestRecordID] {
+				byKey[rowKey(d)] = d
+			}
+			fs, err := files.compare(ctx, site.ID, srcIDs[k], rec.DestRecordID, recs[srcIDs[k]], byKey)
+			if err != nil {
+				return nil, err
+			}
+			r.Files = append(r.Files, fs...)
 		}
 	}
 	if site.PropagateDeletions && destIDField != "" && len(o.Records) == 0 {
@@ -254,6 +282,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	for _, rr := range r.Records {
 		r.Counts[rr.Status]++
+	}
+	for _, f := range r.Files {
+		r.FileCounts[f.Status]++
 	}
 	for _, fc := range fieldCount {
 		r.Fields = append(r.Fields, *fc)

@@ -59,6 +59,8 @@ func (r *Report) WriteText(w io.Writer, showUnchanged bool) error {
 		fmt.Fprintln(w, "  (no value would change)")
 	}
 
+	r.writeFiles(w)
+
 	fmt.Fprintf(w, "\nKept at the site by the policy (%d field(s)):\n", len(r.Dropped))
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  FIELD\tFORM\tWHY\tDETECTED AS")
@@ -70,4 +72,37 @@ func (r *Report) WriteText(w io.Writer, showUnchanged bool) error {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", d.Field, d.Form, d.Why, det)
 	}
 	return tw.Flush()
+}
+
+// writeFiles lists the kept file fields' files that a sync would upload,
+// replace or remove (places and sizes, never names or contents).
+func (r *Report) writeFiles(w io.Writer) {
+	if len(r.Files) == 0 {
+		return
+	}
+	c := r.FileCounts
+	fmt.Fprintf(w, "\nFiles (kept file fields): %d new, %d replaced, %d unchanged, %d present at both (not compared), %d would be removed, %d refused by the policy\n",
+		c[StatusFileNew], c[StatusFileReplaced], c[StatusFileUnchanged], c[StatusFilePresent], c[StatusFileRemoved], c[StatusFileRefused])
+	if !r.FilesCompared {
+		fmt.Fprintln(w, "  (compared by presence only; --files downloads them to compare contents and check the policy's type and size limits)")
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  DEST RECORD\tFIELD\tEVENT\tINSTANCE\tSTATUS\tSIZE\tPROBLEM")
+	for _, f := range r.Files {
+		if f.Status == StatusFileUnchanged {
+			continue
+		}
+		event, inst, size := f.Event, "-", "-"
+		if event == "" {
+			event = "-"
+		}
+		if f.Instance > 0 {
+			inst = fmt.Sprint(f.Instance)
+		}
+		if f.Size > 0 {
+			size = fmt.Sprint(f.Size)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.DestRecordID, f.Field, event, inst, f.Status, size, f.Error)
+	}
+	tw.Flush()
 }
