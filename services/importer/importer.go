@@ -56,9 +56,12 @@ type Destination interface {
 
 // Importer holds the destination client and the latest-wins versions.
 type Importer struct {
-	d    Deps
-	log  *slog.Logger
-	vers *versions
+	d     Deps
+	log   *slog.Logger
+	vers  *versions
+	sizer *batchSizer
+	// overloadPause is the wait before an overloaded batch's halves.
+	overloadPause time.Duration
 
 	mu        sync.Mutex
 	inflight  map[string]bool // destination record IDs being imported by a worker
@@ -98,7 +101,8 @@ func New(ctx context.Context, d Deps) (*Importer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Importer{d: d, log: d.Logger.With("service", topology.Importer), vers: vers, inflight: map[string]bool{}, up: true}, nil
+	return &Importer{d: d, log: d.Logger.With("service", topology.Importer), vers: vers, inflight: map[string]bool{}, up: true,
+		sizer: newBatchSizer(d.Settings.BatchSize, d.Settings.MaxBatchSize, d.Settings.Timeout.D()), overloadPause: overloadPause}, nil
 }
 
 // fetchLinger is how long a partly filled batch waits for more records.
@@ -117,7 +121,9 @@ func (im *Importer) Run(ctx context.Context) error {
 		defer sub.Unsubscribe()
 	}
 	return router.RunBatch(ctx, im.d.JS, topology.Import, im.d.Streams, router.BatchOptions{
-		Workers: im.d.Settings.Concurrency, Batch: im.d.Settings.BatchSize, Linger: fetchLinger, Logger: im.log,
+		Workers: im.d.Settings.Concurrency, Batch: im.d.Settings.BatchSize, Size: im.sizer.Size, Linger: fetchLinger, Logger: im.log,
+		// Bodies are sent form-encoded, which nearly doubles JSON.
+		MaxBytes: int(im.d.Settings.MaxRequestBytes / 2),
 	}, im.process)
 }
 

@@ -69,6 +69,10 @@ type fakeDest struct {
 	uploads   int
 	noRename  bool
 	renames   int
+	// memoryFor makes batches of more rows than this run out of memory,
+	// as REDCap does when a request is too big for its PHP memory limit.
+	memoryFor int
+	sizes     []int // rows of each import call
 }
 
 func (d *fakeDest) ExportVersion(context.Context) (string, error) { return "14.7.3", nil }
@@ -92,6 +96,10 @@ func (d *fakeDest) ImportRecords(_ context.Context, rows []messages.Row, _ redca
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.calls++
+	d.sizes = append(d.sizes, len(rows))
+	if d.memoryFor > 0 && len(rows) > d.memoryFor {
+		return redcap.ImportResult{}, &redcap.Error{Site: "destination", Call: "import records", Status: 200, Kind: redcap.KindTransient, Message: "REDCap ran out of server memory"}
+	}
 	var problems []redcap.Problem
 	for _, r := range rows {
 		if d.reject[r["score"]] {
@@ -481,4 +489,29 @@ func TestARenameAtTheSiteIsARenameAtTheDestination(t *testing.T) {
 	if _, ok := dest2.records["a-1"]; ok || dest2.records["a-100"]["score"] != "3" || len(st2.kept) != 1 || st2.kept[0].DestRecordID != "a-1" {
 		t.Fatalf("without the rename right: destination %v, kept %+v", dest2.records, st2.kept)
 	}
+}
+
+// A batch REDCap runs out of memory on is imported in halves (nothing
+// dead-lettered, nothing lost), and the batches after it are smaller.
+func TestAnOutOfMemoryAnswerHalvesTheBatch(t *testing.T) {
+	dest := &fakeDest{memoryFor: 30}
+	im, st := newImporter(t, dest, nil)
+	im.overloadPause = time.Millisecond
+	var ms []*fakeMsg
+	for i := 0; i < 100; i++ {
+		ms = append(ms, cleaned(fmt.Sprintf("a-%d", i), 1, fmt.Sprint(i)))
+	}
+	im.process(context.Background(), batch(ms...))
+	if len(dest.records) != 100 || len(st.letters) != 0 {
+		t.Fatalf("%d of 100 records imported, %d dead-lettered; want all imported", len(dest.records), len(st.letters))
+	}
+	for _, m := range ms {
+		if m.outcome != "ack" {
+			t.Fatalf("a delivery ended %q", m.outcome)
+		}
+	}
+	if got := im.sizer.Size(); got > 50 {
+		t.Fatalf("next batch %d records after REDCap ran out of memory on 100; want at most 50", got)
+	}
+	t.Logf("import calls by rows: %v; next batch %d", dest.sizes, im.sizer.Size())
 }

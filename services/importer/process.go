@@ -56,11 +56,24 @@ func (im *Importer) importItems(ctx context.Context, items []*item) {
 		for _, it := range items {
 			rows = append(rows, it.rec.Rows...)
 		}
+		start := time.Now()
 		res, err := im.d.Destination.ImportRecords(ctx, rows, redcap.ImportParams{Overwrite: im.d.Settings.OverwriteBlanks})
 		if err == nil {
 			im.markUp()
+			im.sizer.observe(len(items), time.Since(start))
 			items = im.confirm(ctx, items, res)
 			continue // the ones REDCap did not confirm, once more
+		}
+		if redcap.IsOverload(err) && len(items) > 1 {
+			// REDCap ran out of memory or time on this batch: smaller
+			// batches from now on, and this one in halves after a pause.
+			im.sizer.overload(len(items))
+			im.log.Warn("destination overloaded by an import batch; halving it", "records", len(items), "next_batch", im.sizer.Size(), "err", err)
+			sleep(ctx, im.overloadPause)
+			half := len(items) / 2
+			im.importItems(ctx, items[:half])
+			items = items[half:]
+			continue
 		}
 		if !isValidation(err) {
 			// An outage, a ban, a revoked destination token: wait for the
@@ -412,4 +425,17 @@ func (im *Importer) replaceOldRecords(ctx context.Context, items []*item) bool {
 		}
 	}
 	return ctx.Err() == nil
+}
+
+// overloadPause lets a destination that ran out of memory or time recover
+// before the halves of the batch are sent.
+const overloadPause = 2 * time.Second
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }

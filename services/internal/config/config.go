@@ -133,8 +133,14 @@ type Destination struct {
 	ExportToken Secret `yaml:"export_token"`
 	// CAFile adds a trusted CA (PEM) for a private TLS certificate.
 	CAFile string `yaml:"ca_file"`
-	// BatchSize is the number of records per Import Records call.
-	BatchSize int `yaml:"batch_size"`
+	// BatchSize is the number of records of the first Import Records
+	// calls; the importer then grows batches up to MaxBatchSize while
+	// REDCap's fixed cost per call is a notable share of a call's time, and
+	// halves them when REDCap runs out of memory or times out.
+	BatchSize    int `yaml:"batch_size"`
+	MaxBatchSize int `yaml:"max_batch_size"`
+	// MaxRequestBytes caps one import call's body (PHP's post_max_size).
+	MaxRequestBytes Bytes `yaml:"max_request_bytes"`
 	// Concurrency is how many import calls may run at once.
 	Concurrency int `yaml:"concurrency"`
 	// OverwriteBlanks sends overwriteBehavior=overwrite: a blank value at the
@@ -354,6 +360,9 @@ const (
 	DefaultExportConc      = 2
 	DefaultCallsPerMinute  = 300 // half of REDCap's 600/minute IP ban
 	DefaultImportBatchSize = 500
+	DefaultMaxImportBatch  = 5000
+	// DefaultMaxRequestBytes is below PHP's default post_max_size (8M).
+	DefaultMaxRequestBytes = 7 << 20
 	DefaultImportConc      = 4
 	DefaultSchedule        = "@daily"
 )
@@ -372,6 +381,12 @@ func (n *Network) applyDefaults() {
 	}
 	if d.Concurrency == 0 {
 		d.Concurrency = DefaultImportConc
+	}
+	if d.MaxBatchSize == 0 {
+		d.MaxBatchSize = max(DefaultMaxImportBatch, d.BatchSize)
+	}
+	if d.MaxRequestBytes == 0 {
+		d.MaxRequestBytes = DefaultMaxRequestBytes
 	}
 	if d.CallsPerMinute == 0 {
 		d.CallsPerMinute = DefaultCallsPerMinute
@@ -612,6 +627,12 @@ func (n *Network) validate() []Problem {
 	checkFile("destination.ca_file", n.Destination.CAFile)
 	if n.Destination.BatchSize < 1 || n.Destination.BatchSize > 5000 {
 		add("destination.batch_size", "%d is out of range 1..5000", n.Destination.BatchSize)
+	}
+	if n.Destination.MaxBatchSize < n.Destination.BatchSize || n.Destination.MaxBatchSize > 5000 {
+		add("destination.max_batch_size", "%d is out of range %d (batch_size)..5000", n.Destination.MaxBatchSize, n.Destination.BatchSize)
+	}
+	if n.Destination.MaxRequestBytes < 1<<20 {
+		add("destination.max_request_bytes", "%d bytes is too small for an import call (at least 1MiB; REDCap servers take 8MB or more, PHP's post_max_size)", n.Destination.MaxRequestBytes)
 	}
 	if n.Destination.Concurrency < 1 || n.Destination.Concurrency > 32 {
 		add("destination.concurrency", "%d is out of range 1..32", n.Destination.Concurrency)

@@ -121,6 +121,26 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &e) && e.Kind == KindPermanent
 }
 
+// IsOverload reports whether a call failed in a way a smaller request may
+// avoid: REDCap ran out of memory, the request was too large (413), or no
+// complete answer came in time (the client's timeout, a gateway's 504).
+func IsOverload(err error) bool {
+	var e *Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	m := strings.ToLower(e.Message)
+	switch {
+	case e.Status == 413, e.Status == 504:
+		return true
+	case strings.Contains(m, "out of server memory"), strings.Contains(m, "allowed memory size"):
+		return true
+	case e.Status == 0 && strings.HasPrefix(m, "no complete answer within"):
+		return true
+	}
+	return false
+}
+
 // Problems returns the validation lines of a REDCap 400, or nil.
 func Problems(err error) []Problem {
 	var e *Error

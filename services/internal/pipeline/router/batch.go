@@ -21,8 +21,13 @@ type BatchOptions struct {
 	// Workers fetch and handle batches independently (the importer's
 	// destination concurrency).
 	Workers int
-	// Batch is the most deliveries one handling gets.
+	// Batch is the most deliveries one handling gets; Size, when set,
+	// says it anew before each fetch (the importer's adaptive batches).
 	Batch int
+	Size  func() int
+	// MaxBytes stops filling a batch once its bodies reach this many bytes
+	// (0 = no limit): a request size limit of the service's server.
+	MaxBytes int
 	// Linger is how long a partly filled batch waits once for more.
 	Linger time.Duration
 	Logger *slog.Logger
@@ -122,20 +127,43 @@ func pullLoop(ctx context.Context, js jetstream.JetStream, st topology.Stage, o 
 // is already waiting, up to a batch: a batch-sized fetch would hold a
 // trickle of records (an incremental run, the end of a sync) until the
 // batch filled or the wait expired. A partly filled batch lingers once, so
-// a steady flow still makes full batches (few API calls).
+// a steady flow still makes full batches (few API calls). With several
+// workers a batch is at most a fair share of the backlog, so that every
+// worker has a call to make while there is one; and it stops at MaxBytes.
 func fetch(ctx context.Context, cons jetstream.Consumer, o BatchOptions) ([]jetstream.Msg, error) {
 	msgs, err := collect(cons.Fetch(1, jetstream.FetchMaxWait(time.Second)))
 	if err != nil || len(msgs) == 0 {
 		return msgs, err
 	}
-	for lingered := false; len(msgs) < o.Batch && ctx.Err() == nil; {
-		more, err := collect(cons.FetchNoWait(o.Batch - len(msgs)))
+	target := o.Batch
+	if o.Size != nil {
+		target = max(1, o.Size())
+	}
+	if md, err := msgs[0].Metadata(); err == nil && o.Workers > 1 {
+		share := (md.NumPending + 1 + uint64(o.Workers) - 1) / uint64(o.Workers)
+		target = min(target, int(max(share, 1)))
+	}
+	bytes := len(msgs[0].Data())
+	for lingered := false; len(msgs) < target && ctx.Err() == nil; {
+		want := target - len(msgs)
+		if o.MaxBytes > 0 {
+			if bytes >= o.MaxBytes {
+				break
+			}
+			// Ask for what fits at the batch's average size so far.
+			avg := max(bytes/len(msgs), 1)
+			want = min(want, max((o.MaxBytes-bytes)/avg, 1))
+		}
+		more, err := collect(cons.FetchNoWait(want))
 		msgs = append(msgs, more...)
+		for _, m := range more {
+			bytes += len(m.Data())
+		}
 		if err != nil {
 			// Keep what we have; the next fetch finds out what is wrong.
 			break
 		}
-		if len(msgs) < o.Batch && len(more) == 0 {
+		if len(msgs) < target && len(more) == 0 {
 			if lingered || o.Linger <= 0 {
 				break
 			}
