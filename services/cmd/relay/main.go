@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 
@@ -29,7 +30,37 @@ var rootCmd = &cobra.Command{
 	SilenceErrors: true,
 }
 
-func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
+func main() {
+	stop := cpuProfile()
+	code := run(os.Args[1:], os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// cpuProfile writes a CPU profile of the whole command when
+// RELAY_CPUPROFILE names a path prefix (for the benchmark's child
+// processes: <prefix>.<command>.<pid>.prof).
+func cpuProfile() func() {
+	prefix := os.Getenv("RELAY_CPUPROFILE")
+	if prefix == "" {
+		return func() {}
+	}
+	name := "relay"
+	if len(os.Args) > 1 {
+		name = os.Args[1]
+	}
+	f, err := os.Create(fmt.Sprintf("%s.%s.%d.prof", prefix, name, os.Getpid()))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "relay: RELAY_CPUPROFILE:", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintln(os.Stderr, "relay: RELAY_CPUPROFILE:", err)
+		f.Close()
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
+}
 
 // run executes one command line and reports a fatal error on stderr: one
 // JSON line when the command logs JSON (--log-json, RELAY_LOG_JSON), so a
