@@ -136,7 +136,7 @@ step "backup, a refused restore, NATS stopped, wipe nats-data, restore"
 history() { status_json | python3 -c '
 import sys, json
 for x in json.load(sys.stdin)["sites"]:
-    r = x.get("last_run") or {}
+    r = x.get("last_event") or {}
     print(x["site"], r.get("run_id"), r.get("phase"), json.dumps(x["counts"], sort_keys=True))'; }
 hist_before=$(history)
 raw_before=$(metric nats 'relay_stream_messages{account="RELAY",stream="RECORDS_RAW"}')
@@ -167,7 +167,7 @@ status_json | python3 -c '
 import sys, json
 bad = 0
 for x in json.load(sys.stdin)["sites"]:
-    r = x["last_run"]
+    r = x["last_event"]
     print("  ok   site %-10s incremental run %s: %s, exported %d, deleted %d" % (x["site"], r["run_id"], r["phase"], r["exported"], r["deleted"]))
     bad += r["full"] or r["exported"] != 0 or r["deleted"] != 0
 sys.exit(1 if bad else 0)' || fail "an incremental run after the restore published records"

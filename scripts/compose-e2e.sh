@@ -88,7 +88,7 @@ drained() {
     if status_json 2>/dev/null | python3 -c '
 import sys, json
 s = json.load(sys.stdin)
-done = all(x.get("last_run") and x["last_run"]["phase"] in ("exported", "completed", "failed") for x in s["sites"])
+done = all(x.get("last_event") and x["last_event"]["phase"] in ("exported", "completed", "failed") for x in s["sites"])
 lag = sum(l["lag"] for l in s["lag"] if l["stage"] != "check")
 sys.exit(0 if done and lag == 0 and s["sites"] else 1)'; then return 0; fi
     sleep 3
@@ -100,7 +100,7 @@ run_figures() {
 import sys, json
 s = json.load(sys.stdin); bad = 0
 for x in s["sites"]:
-    c = x["counts"]; r = x.get("last_run") or {}
+    c = x["counts"]; r = x.get("last_event") or {}
     print("  site %-10s run %-30s %-9s exported %5d deleted %3d cleaned %5d imported %5d dead-lettered %3d" % (
         x["site"], r.get("run_id", "-"), r.get("phase", "-"), c["exported"], c["deleted"], c["cleaned"], c["imported"], c["dead_lettered"]))
     if c["imported"] + c["dead_lettered"] != c["exported"] + c["deleted"]: bad += 1
