@@ -219,3 +219,48 @@ func TestDestinationOutageHoldsBacklog(t *testing.T) {
 		t.Errorf("DLQ holds %d after an outage, want 0", d)
 	}
 }
+
+// The destination is down before a run starts (it synced once before): the
+// run is checked against the destination's last dictionary, says so in its
+// warnings, and exports; the records wait in the stream (nothing imported,
+// nothing dead-lettered) and drain when the destination is back.
+func TestARunWhileTheDestinationIsDownWaitsInTheStream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the importer tries the destination for 30 s first")
+	}
+	n := newNet(t, netOpts{sites: []string{"alpha"}, records: 40})
+	n.start(pipeline...)
+	t0 := time.Now()
+	n.sync(false, t0)
+	n.assertEqual(n.expected())
+
+	if err := n.faults.Set(n.dest, faults.Faults{Outage: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.sim.ImportRows(n.sites["alpha"], siteRows(60, 1), false); err != nil {
+		t.Fatal(err)
+	}
+	run := requestRun(t, n, "alpha", t0.Add(2*time.Second))
+	ctx := context.Background()
+	var ev messages.RunEvent
+	waitFor(t, 2*time.Minute, "the run to export during the outage", func() bool {
+		return broker.LastJSON(ctx, n.stack.JS, messages.StreamAudit, messages.RunSubject("alpha"), &ev) && ev.RunID == run &&
+			(ev.Phase == messages.PhaseExported || ev.Phase == messages.PhaseFailed)
+	})
+	if ev.Phase != messages.PhaseExported || !strings.Contains(strings.Join(ev.Warnings, "\n"), "the destination could not be checked") {
+		t.Fatalf("run during the outage: %s %q warnings %q; want exported, warning of the unchecked destination", ev.Phase, ev.Error, ev.Warnings)
+	}
+	if ev.Exported < 20 {
+		t.Fatalf("run during the outage exported %d records; want the 20 new ones at least", ev.Exported)
+	}
+	time.Sleep(2 * time.Second) // an import call would have landed by now
+	if got := len(n.destination()); got != 40 {
+		t.Fatalf("destination holds %d records during the outage; want the 40 of before", got)
+	}
+	n.faults.Clear(n.dest)
+	n.waitRuns(map[string]string{"alpha": run}, 2*time.Minute)
+	n.assertEqual(n.expected())
+	if d := n.dlqTotal(); d != 0 {
+		t.Errorf("DLQ holds %d after the outage, want 0", d)
+	}
+}

@@ -37,6 +37,7 @@ type siteRun struct {
 	start    time.Time // when the run began: the next cursor
 	snap     *messages.MetadataSnapshot
 	compiled *policy.Compiled
+	warnings []string // for the run's result
 	plan     runPlan
 	pub      Publisher
 	short    int    // answers that lacked records or rows
@@ -72,6 +73,7 @@ func (e *Exporter) run(ctx context.Context, site *config.Site, req messages.Expo
 	if r.compiled, err = e.compile(ctx, r); err != nil {
 		return res, err
 	}
+	res.warnings = append(res.warnings, r.warnings...)
 
 	// 2. Full or changed-since, and the record-ID list checked against
 	// what is known.
@@ -205,14 +207,29 @@ func (e *Exporter) compile(ctx context.Context, r *siteRun) (*policy.Compiled, e
 	if err != nil {
 		return nil, retry.Permanent(err) // names the site, the policy file and every field
 	}
-	// Never on a dictionary older than the run: the importer reads it now.
-	// While it cannot (no importer, the destination down) the run waits,
-	// within its retry budget.
-	dest, err := retry.Value(ctx, r.retry, func() (*messages.MetadataSnapshot, error) {
-		return e.d.Store.Destination(ctx, r.site.ID, r.start)
-	})
+	// The importer reads the destination's dictionary now. While it cannot
+	// (no importer, the destination down) the run is checked against the
+	// dictionary it read last, with a warning, so that the records wait in
+	// RECORDS_CLEAN for the destination (the outage is what the stream is
+	// for: REDCap refuses a field that has gone since, and that record is
+	// dead-lettered with the reason). Without one the run waits, within its
+	// retry budget.
+	dest, err := e.d.Store.Destination(ctx, r.site.ID, r.start)
 	if err != nil {
-		return nil, fmt.Errorf("site %s: %w", r.site.ID, err)
+		last, lerr := e.d.Store.Snapshot(ctx, messages.DestinationMetadataKey)
+		if lerr == nil && last != nil {
+			r.warnings = append(r.warnings, fmt.Sprintf("the destination could not be checked (%v): checked against its dictionary of %s; the records wait for it in RECORDS_CLEAN",
+				err, last.TakenAt.UTC().Format(time.RFC3339)))
+			e.log.Warn("destination check failed: using the destination's last dictionary", "site", r.site.ID, "run", r.req.RunID, "err", err, "dictionary_of", last.TakenAt)
+			dest = last
+		} else {
+			dest, err = retry.Value(ctx, r.retry, func() (*messages.MetadataSnapshot, error) {
+				return e.d.Store.Destination(ctx, r.site.ID, r.start)
+			})
+			if err != nil {
+				return nil, fmt.Errorf("site %s: %w", r.site.ID, err)
+			}
+		}
 	}
 	if err := compiled.CheckDestination(dest.Fields); err != nil {
 		return nil, retry.Permanent(fmt.Errorf("site %s: the destination cannot take what policy %s writes: %w", r.site.ID, r.site.Policy, err))
