@@ -194,7 +194,8 @@ echo "$out" | python3 -c '
 import sys, json
 ch = [json.loads(l) for l in sys.stdin if "\"setting\"" in l]
 for c in ch: print("  ok   provision changed %s %s: %s %s -> %s" % (c["kind"], c["name"], c["setting"], c["from"], c["to"]))
-want = {("RECORDS_CLEAN", "max_age"), ("RECORDS_CLEAN/importer", "ack_wait")}
+# the files bucket keeps files as long as the clean records that refer to them
+want = {("RECORDS_CLEAN", "max_age"), ("OBJ_relay_files", "max_age"), ("RECORDS_CLEAN/importer", "ack_wait")}
 sys.exit(0 if {(c["name"], c["setting"]) for c in ch} == want else 1)' || fail "provision's changes: $out"
 for s in importer checker transformer exporter ticker; do   # downstream first
   RELAY_VERSION=e2e-next "${DC[@]}" up -d --no-deps "$s" 2>&1 | grep -v 'undefined secret' | tail -n 1
