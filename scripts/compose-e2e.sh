@@ -137,8 +137,14 @@ read -r got records rows < <(dest_digest)
 step "destination outage mid-run"
 "${DC[@]}" stop destination 2>&1 | grep -v 'undefined secret' | tail -n 1
 ctl sync --all --full
-sleep 20
-backlog=$(status_json | python3 -c 'import sys,json; print([l["lag"] for l in json.load(sys.stdin)["lag"] if l["stage"]=="import"][0])')
+# The runs first wait up to 30 s for the importer's dictionary read, then
+# check against the destination's last dictionary and export.
+backlog=0
+for _ in $(seq 30); do
+  sleep 3
+  backlog=$(status_json | python3 -c 'import sys,json; print([l["lag"] for l in json.load(sys.stdin)["lag"] if l["stage"]=="import"][0])')
+  [ "$backlog" -gt 0 ] && break
+done
 [ "$backlog" -gt 0 ] && ok "destination down: backlog held in RECORDS_CLEAN: $backlog message(s)" || fail "no backlog while the destination is down"
 "${DC[@]}" start destination 2>&1 | grep -v 'undefined secret' | tail -n 1
 dest_port=$("${DC[@]}" port destination 8080 | cut -d: -f2)
