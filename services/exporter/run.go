@@ -213,11 +213,16 @@ func (e *Exporter) compile(ctx context.Context, r *siteRun) (*policy.Compiled, e
 	// RECORDS_CLEAN for the destination (the outage is what the stream is
 	// for: REDCap refuses a field that has gone since, and that record is
 	// dead-lettered with the reason). Without one the run waits, within its
-	// retry budget.
+	// retry budget, as it does when the dictionary changed while it was read.
 	dest, err := e.d.Store.Destination(ctx, r.site.ID, r.start)
 	if err != nil {
-		last, lerr := e.d.Store.Snapshot(ctx, messages.DestinationMetadataKey)
-		if lerr == nil && last != nil {
+		var last *messages.MetadataSnapshot
+		if !errors.Is(err, errDestinationChanged) {
+			if snap, lerr := e.d.Store.Snapshot(ctx, messages.DestinationMetadataKey); lerr == nil {
+				last = snap
+			}
+		}
+		if last != nil {
 			r.warnings = append(r.warnings, fmt.Sprintf("the destination could not be checked (%v): checked against its dictionary of %s; the records wait for it in RECORDS_CLEAN",
 				err, last.TakenAt.UTC().Format(time.RFC3339)))
 			e.log.Warn("destination check failed: using the destination's last dictionary", "site", r.site.ID, "run", r.req.RunID, "err", err, "dictionary_of", last.TakenAt)

@@ -269,6 +269,11 @@ func (s JetStreamStore) Decision(ctx context.Context, site, run string) (*messag
 	return &d, nil
 }
 
+// errDestinationChanged is a read that raced a change of the destination's
+// dictionary: the destination answered, so it is read again, never
+// replaced by the dictionary read before the change.
+var errDestinationChanged = errors.New("destination check: the destination's dictionary changed while it was read; trying again")
+
 // destinationCheckWait bounds the wait for the importer's answer: it reads
 // the destination's dictionary (one call, retried for up to 30 s).
 const destinationCheckWait = 60 * time.Second
@@ -301,7 +306,7 @@ func (s JetStreamStore) Destination(ctx context.Context, site string, notBefore 
 		return nil, fmt.Errorf("destination check: read the destination's dictionary: %w", err)
 	}
 	if snap.Hash != reply.Hash {
-		return nil, fmt.Errorf("destination check: the destination's dictionary changed while it was read; trying again")
+		return nil, errDestinationChanged
 	}
 	return snap, nil
 }
