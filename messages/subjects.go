@@ -43,10 +43,11 @@ const (
 	StageTransform = "transform"
 	StageImport    = "import"
 	StageCheck     = "check"
+	StageVerify    = "verify"
 )
 
 // Stages lists every stage that can dead-letter.
-var Stages = []string{StageExport, StageTransform, StageImport, StageCheck}
+var Stages = []string{StageExport, StageTransform, StageImport, StageCheck, StageVerify}
 
 func ExportRequestedSubject(site string) string { return SubjectExportRequested + "." + site }
 func RecordsRawSubject(site string) string      { return SubjectRecordsRaw + "." + site }

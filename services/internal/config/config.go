@@ -211,10 +211,27 @@ type Site struct {
 	Overlap Duration `yaml:"overlap"`
 	// FullEvery forces a full export when the last full one is older.
 	FullEvery Duration `yaml:"full_every"`
+	// VerifyEvery is how often the site is compared with the destination
+	// (`relay verify`, run by the ticker and the verifier service): default
+	// weekly, 0 turns it off.
+	VerifyEvery *Duration `yaml:"verify_every"`
+	// VerifyRepair repairs what a scheduled verification finds.
+	VerifyRepair bool `yaml:"verify_repair"`
 	// RetryFor is how long one run may spend retrying failed calls to the
 	// site (or the destination check) before it fails with the cause; the
 	// next scheduled run tries again.
 	RetryFor Duration `yaml:"retry_for"`
+}
+
+// DefaultVerifyEvery is a site's verify_every when the network file is silent.
+const DefaultVerifyEvery = 7 * 24 * time.Hour
+
+// VerifyInterval is the site's verify_every (0: scheduled verification off).
+func (s *Site) VerifyInterval() time.Duration {
+	if s.VerifyEvery == nil {
+		return DefaultVerifyEvery
+	}
+	return s.VerifyEvery.D()
 }
 
 // Secret is read from a file or an environment variable, never written in
@@ -421,6 +438,10 @@ func (n *Network) applyDefaults() {
 		def(&st.Timeout, 5*time.Minute)
 		def(&st.Overlap, 5*time.Minute)
 		def(&st.FullEvery, 7*24*time.Hour)
+		if st.VerifyEvery == nil {
+			w := Duration(DefaultVerifyEvery)
+			st.VerifyEvery = &w
+		}
 		def(&st.RetryFor, 15*time.Minute)
 		if st.DeletionDelay.Mode == "" {
 			st.DeletionDelay.Mode = DelayRun
@@ -699,6 +720,12 @@ func (n *Network) validate() []Problem {
 			add(p+".namespace", "%q is already used by site %s: record IDs would collide", s.Namespace, other)
 		} else {
 			seenNS[s.Namespace] = s.label(i)
+		}
+		if v := s.VerifyInterval(); v < 0 || (v > 0 && v < time.Hour) {
+			add(p+".verify_every", "%s must be 0 (off) or at least 1h: a verification exports the whole site", v)
+		}
+		if s.VerifyRepair && s.VerifyInterval() == 0 {
+			add(p+".verify_repair", "true has no effect while verify_every is 0 (off)")
 		}
 		if s.BatchSize < 1 || s.BatchSize > 5000 {
 			add(p+".batch_size", "%d is out of range 1..5000", s.BatchSize)

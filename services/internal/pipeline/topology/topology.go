@@ -23,10 +23,13 @@ const (
 	Transformer = "transformer"
 	Importer    = "importer"
 	Checker     = "checker"
+	// Verifier compares sites with the destination on the sites'
+	// verify_every (the scheduled `relay verify`).
+	Verifier = "verifier"
 )
 
 // Services lists every service in pipeline order.
-var Services = []string{Ticker, Exporter, Transformer, Importer, Checker}
+var Services = []string{Ticker, Exporter, Transformer, Importer, Checker, Verifier}
 
 // Stage is one hop: a service reading a stream through its durable consumer.
 type Stage struct {
@@ -70,10 +73,18 @@ var (
 		Filter: messages.SubjectMetadata + ".*", Consumer: "checker",
 		ackWait: func(s config.Streams) time.Duration { return s.CheckAckWait.D() },
 	}
+	// Verify runs one site's verification at a time: it exports the whole
+	// site, so more at once would only compete for the sites' rate limits.
+	Verify = Stage{
+		Name: messages.StageVerify, Reader: Verifier, Stream: messages.StreamExportRequests,
+		Filter: messages.SubjectVerifyRequested + ".*", Consumer: "verifier", Push: true,
+		MaxAckPending: 1,
+		ackWait:       func(s config.Streams) time.Duration { return s.ExportAckWait.D() },
+	}
 )
 
 // Stages lists every stage in pipeline order.
-var Stages = []Stage{Export, Transform, Import, Check}
+var Stages = []Stage{Export, Transform, Import, Check, Verify}
 
 // StageNamed returns the stage with the given name.
 func StageNamed(name string) (Stage, bool) {
@@ -152,8 +163,8 @@ const year = 365 * 24 * time.Hour
 
 // Streams is every stream of the pipeline.
 var Streams = []StreamSpec{
-	{Name: messages.StreamExportRequests, Subjects: []string{messages.SubjectExportRequested + ".*"},
-		Holds: "one export request per site and tick", Publishers: []string{Ticker},
+	{Name: messages.StreamExportRequests, Subjects: []string{messages.SubjectExportRequested + ".*", messages.SubjectVerifyRequested + ".*"},
+		Holds: "one export request per site and tick, and the scheduled verifications", Publishers: []string{Ticker},
 		config: func(config.Streams) jetstream.StreamConfig {
 			return jetstream.StreamConfig{MaxAge: 7 * 24 * time.Hour, Discard: jetstream.DiscardOld}
 		}},
