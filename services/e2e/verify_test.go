@@ -194,7 +194,7 @@ func TestVerifyFindsRecordsTheBrokerLostAndRepairBringsThemBack(t *testing.T) {
 
 	rep := n.verify(false)
 	r := siteResult(t, rep, "alpha")
-	if r.Counts.Stale != 10 || r.Counts.Missing != 0 || r.Fields["score"] != 10 {
+	if r.Counts.Stale != 10 || r.Counts.Missing != 0 || r.Fields["weight"] != 10 {
 		out, _ := json.MarshalIndent(r, "", "  ")
 		t.Fatalf("verify after the loss: %s\nwant the 10 lost records stale", out)
 	}
