@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -273,5 +275,24 @@ func TestVerifyNamesTheDestinationRightThatIsMissing(t *testing.T) {
 	r := siteResult(t, n.verify(false), "alpha")
 	if r.Status != messages.VerifyError || !strings.Contains(r.Error, "destination") || !strings.Contains(r.Error, "API Export") {
 		t.Fatalf("verify with a destination token that may not export: %s %q", r.Status, r.Error)
+	}
+}
+
+// A site whose policy changed since its last sync: verify says the
+// destination reflects the older policy version and how many records
+// differ because of it.
+func TestVerifySaysTheDestinationReflectsAnOlderPolicy(t *testing.T) {
+	n := newNet(t, netOpts{sites: []string{"alpha"}, records: 20})
+	n.start(pipeline...)
+	n.sync(false, time.Now())
+	if err := os.WriteFile(filepath.Join(n.dir, "policy.yaml"), []byte(testPolicy+"recode: {mood: {\"3\": \"2\"}}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := siteResult(t, n.verify(false), "alpha")
+	// mood is 3 in records 2, 5, 8, 11, 14, 17 and 20.
+	if !r.Policy.Changed || r.Policy.Destination == "" || r.Policy.Destination == r.Policy.Current ||
+		r.Policy.StaleByPolicy != 7 || r.Counts.Stale != 7 || r.Fields["mood"] != 7 {
+		out, _ := json.MarshalIndent(r, "", "  ")
+		t.Fatalf("verify after a policy change: %s", out)
 	}
 }
