@@ -30,9 +30,20 @@ type ExportRequested struct {
 	Site        string    `json:"site"`
 	RunID       string    `json:"run_id"`
 	Full        bool      `json:"full"`   // ignore the changed-since cursor
-	Reason      string    `json:"reason"` // "schedule", "manual", "demo"
+	Reason      string    `json:"reason"` // "schedule", "manual", "demo", "repair"
 	RequestedAt time.Time `json:"requested_at"`
+	// Records, set by `relay verify --repair`, makes the run a repair: it
+	// exports exactly these site record IDs again, whatever the
+	// known-record set says (forced), and moves no cursor.
+	Records []string `json:"records,omitempty"`
+	// DeleteDest (repair only) are destination record IDs of the site's
+	// namespace the site no longer has: deleted at the destination when
+	// the site's propagate_deletions allows (within max_deletions_per_run).
+	DeleteDest []string `json:"delete_dest,omitempty"`
 }
+
+// Repair reports whether the request is a repair run.
+func (m ExportRequested) Repair() bool { return len(m.Records) > 0 || len(m.DeleteDest) > 0 }
 
 // MsgID is the dedupe ID of the request.
 func (m ExportRequested) MsgID() string { return "export." + m.RunID }
@@ -64,14 +75,22 @@ type RecordExported struct {
 	Rows        []Row  `json:"rows,omitempty"`
 	// Files are the record's files the policy keeps (references into
 	// BucketFiles, never the content).
-	Files      []FileRef `json:"files,omitempty"`
-	ExportedAt time.Time `json:"exported_at"`
+	Files []FileRef `json:"files,omitempty"`
+	// DestRecordID is set only on a repair's deletion of a destination
+	// record the site does not have (RecordID is then empty): the
+	// destination ID cannot be derived from a site ID.
+	DestRecordID string    `json:"dest_record_id,omitempty"`
+	ExportedAt   time.Time `json:"exported_at"`
 }
 
 // MsgID is site + record + version + content: redelivery of the same export
 // dedupes, a new run of a changed record does not.
 func (m RecordExported) MsgID() string {
-	return fmt.Sprintf("raw.%s.%s.%d.%s", m.Site, m.RecordID, m.Version, short(m.Hash))
+	id := m.RecordID
+	if id == "" && m.DestRecordID != "" {
+		id = "dest-" + m.DestRecordID
+	}
+	return fmt.Sprintf("raw.%s.%s.%d.%s", m.Site, id, m.Version, short(m.Hash))
 }
 
 // RecordCleaned is a record after the transfer policy: only approved fields,

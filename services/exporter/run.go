@@ -74,6 +74,9 @@ func (e *Exporter) run(ctx context.Context, site *config.Site, req messages.Expo
 		return res, err
 	}
 	res.warnings = append(res.warnings, r.warnings...)
+	if req.Repair() {
+		return res, e.repair(ctx, r, st, &res)
+	}
 
 	// 2. Full or changed-since, and the record-ID list checked against
 	// what is known.

@@ -348,13 +348,9 @@ func NewFindings(r messages.ProtocolReport) int {
 	return n
 }
 
-// SubjectVerify is where `relay verify` audits a site's verification
-// (messages.SubjectVerify once the verify contracts are on main).
-const SubjectVerify = "relay.verify"
-
 // verification reads the site's latest verification, when there is one.
 func (c *collector) verification(ctx context.Context, ss *SiteStatus) {
-	m, err := c.audit.GetLastMsgForSubject(ctx, SubjectVerify+"."+ss.Site)
+	m, err := c.audit.GetLastMsgForSubject(ctx, messages.VerifySubject(ss.Site))
 	if err != nil {
 		return
 	}

@@ -63,6 +63,9 @@ func (e *ApplyError) Problems() []messages.FieldProblem {
 // the caller to stamp.
 func (c *Compiled) Apply(rec messages.RecordExported) (messages.RecordCleaned, error) {
 	destID := c.DestRecordID(rec.RecordID)
+	if rec.Deleted && rec.RecordID == "" && rec.DestRecordID != "" {
+		destID = rec.DestRecordID // a repair deleting a destination record the site does not have
+	}
 	out := messages.RecordCleaned{
 		V: messages.V, Site: rec.Site, RunID: rec.RunID, SourceRecord: rec.RecordID, DestRecordID: destID,
 		Version: rec.Version, PolicyVersion: c.version, DAG: c.opts.DAG, Deleted: rec.Deleted,
@@ -77,6 +80,10 @@ func (c *Compiled) Apply(rec messages.RecordExported) (messages.RecordCleaned, e
 	if c.opts.Site != "" && rec.Site != "" && rec.Site != c.opts.Site {
 		return out, &ApplyError{Site: rec.Site, Record: recName, Fields: []FieldError{{Field: "(record)", Rule: "site",
 			Err: fmt.Errorf("the policy was compiled for site %s", c.opts.Site)}}}
+	}
+	if rec.Deleted && rec.RecordID == "" && !strings.HasPrefix(destID, c.opts.Namespace+"-") {
+		return out, &ApplyError{Site: rec.Site, Record: destID, Fields: []FieldError{{Field: "(record)", Rule: "namespace",
+			Err: fmt.Errorf("a deletion of a destination record outside the site's namespace %s", c.opts.Namespace)}}}
 	}
 	if rec.Deleted {
 		out.Hash = messages.HashRows(nil)

@@ -185,7 +185,7 @@ var Streams = []StreamSpec{
 		config: func(c config.Streams) jetstream.StreamConfig {
 			return jetstream.StreamConfig{MaxAge: c.CleanMaxAge.D(), Discard: jetstream.DiscardNew}
 		}},
-	{Name: messages.StreamAudit, Subjects: []string{messages.SubjectImportDone + ".*", messages.SubjectRun + ".*", messages.SubjectDeletions + ".*"},
+	{Name: messages.StreamAudit, Subjects: []string{messages.SubjectImportDone + ".*", messages.SubjectRun + ".*", messages.SubjectDeletions + ".*", messages.SubjectVerify + ".*"},
 		Holds:      "what was imported (IDs, field names, policy version), the runs' lifecycle and the operators' decisions on deletions; never values",
 		Publishers: []string{Importer, Exporter},
 		config: func(c config.Streams) jetstream.StreamConfig {
