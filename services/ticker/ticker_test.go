@@ -62,6 +62,62 @@ func TestTwoTickersOneRequestPerTick(t *testing.T) {
 			t.Errorf("run %s requested %d times, want once", run, n)
 		}
 	}
+
+	// verify_every (weekly by default): one verification request for the
+	// window, whatever the ticks and tickers, after the window's first export.
+	var verify []messages.VerifyRequested
+	err = broker.EachJSON(context.Background(), js, messages.StreamExportRequests, messages.VerifyRequestedSubject("site-a"), func(b []byte) {
+		var r messages.VerifyRequested
+		if err := json.Unmarshal(b, &r); err != nil {
+			t.Error(err)
+		}
+		verify = append(verify, r)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(verify) != 1 {
+		t.Fatalf("%d verification requests, want 1 per window: %+v", len(verify), verify)
+	}
+	v := verify[0]
+	if want := messages.VerifyWindow(v.RequestedAt, 7*24*time.Hour); !v.Window.Equal(want) || v.Repair || runs[messages.RunID("site-a", v.RequestedAt)] != 1 {
+		t.Fatalf("verification request %+v: want window %s, no repair, at the tick of an export", v, want)
+	}
+}
+
+// verify_every: 0 turns the scheduled verification off.
+func TestNoVerificationWhenVerifyEveryIsZero(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := broker.StartEmbedded(broker.EmbeddedOptions{StoreDir: dir, Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	nc, err := broker.Connect(ctx, srv.ClientURL(), broker.ConnectOptions{Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := broker.JetStream(nc)
+	netw := testNetwork(t, "@every 1s")
+	off := config.Duration(0)
+	netw.Sites[0].VerifyEvery = &off
+	if err := broker.Provision(ctx, js, netw.Streams); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { Run(ctx, Deps{JS: js, Network: netw}); close(done) }()
+	time.Sleep(2500 * time.Millisecond)
+	cancel()
+	<-done
+	if n := broker.CountSubject(context.Background(), js, messages.StreamExportRequests, messages.VerifyRequestedSubject("site-a")); n != 0 {
+		t.Fatalf("%d verification requests with verify_every 0", n)
+	}
+	if n := broker.CountSubject(context.Background(), js, messages.StreamExportRequests, messages.ExportRequestedSubject("site-a")); n < 1 {
+		t.Fatal("no export request: the test proves nothing")
+	}
 }
 
 func testNetwork(t *testing.T, schedule string) *config.Network {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/pipeline/sitekit"
+	"github.com/redcap-relay/relay/services/internal/pipeline/telemetry"
 )
 
 // Exit statuses of `relay verify`.
@@ -112,6 +113,7 @@ func one(ctx context.Context, d Deps, o Options, site string) messages.VerifyRes
 	if err != nil && res.Status != messages.VerifyError {
 		res.Status, res.Error = messages.VerifyError, err.Error()
 	}
+	telemetry.ObserveVerify(res)
 	if o.JS != nil {
 		if perr := Publish(ctx, o.JS, res); perr != nil {
 			o.Logger.Warn("verification result not published on AUDIT", "site", site, "err", fmt.Sprint(perr))

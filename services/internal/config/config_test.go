@@ -234,3 +234,27 @@ func TestSecretFromEnv(t *testing.T) {
 		t.Fatalf("got %q %v", v, err)
 	}
 }
+
+// verify_every: weekly when silent, 0 turns it off, and a verification
+// more often than hourly (or a repair without verification) is refused.
+func TestVerifyEvery(t *testing.T) {
+	n, err := Load(writeNet(t, good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := n.Sites[0].VerifyInterval(); got != 7*24*time.Hour || n.Sites[0].VerifyRepair {
+		t.Fatalf("default verify_every %s repair %v, want 168h without repair", got, n.Sites[0].VerifyRepair)
+	}
+	n, err = Load(writeNet(t, good+"    verify_every: 0s\n"))
+	if err != nil || n.Sites[0].VerifyInterval() != 0 {
+		t.Fatalf("verify_every 0s: %v %v", err, n)
+	}
+	_, err = Load(writeNet(t, good+"    verify_every: 10m\n    verify_repair: true\n"))
+	if err == nil || !strings.Contains(err.Error(), "sites[site-a].verify_every") || !strings.Contains(err.Error(), "at least 1h") {
+		t.Fatalf("verify_every 10m: %v", err)
+	}
+	_, err = Load(writeNet(t, good+"    verify_every: 0s\n    verify_repair: true\n"))
+	if err == nil || !strings.Contains(err.Error(), "sites[site-a].verify_repair") {
+		t.Fatalf("verify_repair without verify_every: %v", err)
+	}
+}

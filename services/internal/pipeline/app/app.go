@@ -26,6 +26,7 @@ import (
 	"github.com/redcap-relay/relay/services/internal/pipeline/topology"
 	"github.com/redcap-relay/relay/services/ticker"
 	"github.com/redcap-relay/relay/services/transformer"
+	"github.com/redcap-relay/relay/services/verifier"
 )
 
 // Service names, as used on the command line.
@@ -35,6 +36,7 @@ const (
 	Transformer = topology.Transformer
 	Importer    = topology.Importer
 	Checker     = topology.Checker
+	Verifier    = topology.Verifier
 )
 
 // All lists every service in pipeline order, then the notifier (operator.go).
@@ -115,6 +117,10 @@ func Needs(services ...string) config.Needs {
 			n.DestinationToken, n.NATSPassword = true, true
 		case Checker:
 			n.SiteTokens, n.NATSPassword = true, true
+		case Verifier:
+			// It exports the sites and the destination and applies the
+			// policies, like `relay verify`.
+			n.SiteTokens, n.DestinationToken, n.PseudonymKey, n.NATSPassword = true, true, true, true
 		case Ticker:
 			n.NATSPassword = true
 		case Notifier:
@@ -314,6 +320,10 @@ func (s *Stack) service(name string) (func(context.Context) error, error) {
 		}, nil
 	case Checker:
 		return func(ctx context.Context) error { return runChecker(ctx, s, o) }, nil
+	case Verifier:
+		return func(ctx context.Context) error {
+			return verifier.Serve(ctx, verifier.ServiceDeps{NC: s.NC, JS: s.JS, Streams: net.Streams, Kit: s.Kit, Logger: log})
+		}, nil
 	case Notifier:
 		return s.runNotifier, nil
 	case Web:
