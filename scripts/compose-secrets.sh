@@ -45,7 +45,7 @@ relay() {
 }
 gen() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }
 
-for f in admin ticker exporter transformer importer checker notifier; do
+for f in admin ticker exporter transformer importer checker notifier verifier; do
   p="$dir/nats/$f.password" h="$dir/nats/$f.bcrypt"
   [ -s "$p" ] || { gen > "$p"; echo "created $p"; }
   if [ ! -s "$h" ] || [ "$p" -nt "$h" ]; then

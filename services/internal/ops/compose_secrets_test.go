@@ -38,6 +38,7 @@ func TestComposeMountsOnlyTheSecretsEachServiceReads(t *testing.T) {
 		"importer":    "destination",
 		"checker":     "sites",  // reads site data for the protocol check
 		"notifier":    "alerts", // the SMTP password and webhook URLs
+		"verifier":    "destination pseudonym sites", // compares sites with the destination through the policies
 		"ctl":         "alerts destination pseudonym sites",
 	}
 	for name, svc := range file.Services {
@@ -116,7 +117,7 @@ func TestComposeFileIsReadyForProduction(t *testing.T) {
 	}
 	for name, svc := range file.Services {
 		envFile := len(svc.EnvFile) > 0
-		if want := name == "exporter" || name == "checker" || name == "ctl"; envFile != want {
+		if want := name == "exporter" || name == "checker" || name == "verifier" || name == "ctl"; envFile != want {
 			t.Errorf("service %s: env_file (site tokens) %v, want %v", name, envFile, want)
 		}
 		if svc.MemLimit == "" || svc.Logging.Options["max-size"] == "" {

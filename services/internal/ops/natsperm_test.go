@@ -26,7 +26,7 @@ import (
 // tests load: the users and permissions compose runs with.
 const deployNATSConf = "../../../deploy/nats/nats.conf"
 
-var serviceUsers = []string{"admin", "ticker", "exporter", "transformer", "importer", "checker", "notifier"}
+var serviceUsers = []string{"admin", "ticker", "exporter", "transformer", "importer", "checker", "notifier", "verifier"}
 
 // deployConfCopy is the deployment's config in a temporary folder, on any
 // free monitoring port (compose fixes it).
@@ -225,6 +225,15 @@ func TestServiceUsersPublishOnlyOnTheirSubjects(t *testing.T) {
 		{"notifier", "relay.run.a", messages.StreamAudit, false},
 		{"notifier", "relay.dlq.import.a", messages.StreamDLQ, false},
 		{"notifier", "relay.export.requested.a", messages.StreamExportRequests, false},
+		{"ticker", "relay.verify.requested.a", messages.StreamExportRequests, true},
+		{"verifier", "relay.verify.a", messages.StreamAudit, true},
+		{"verifier", "relay.export.requested.a", messages.StreamExportRequests, true}, // repair runs
+		{"verifier", "relay.dlq.verify.a", messages.StreamDLQ, true},
+		{"verifier", "relay.verify.requested.a", messages.StreamExportRequests, false}, // only the ticker schedules
+		{"verifier", "relay.records.clean.a", messages.StreamRecordsClean, false},
+		{"verifier", "relay.run.a", messages.StreamAudit, false},
+		{"verifier", "$KV.relay_dest_version.a", "KV_relay_dest_version", false}, // reads, never writes
+		{"exporter", "relay.verify.a", messages.StreamAudit, false},
 	}
 	for _, c := range cases {
 		nc, errs := connectAs(t, url, c.user, pw[c.user])
@@ -461,7 +470,38 @@ func TestServiceUsersCanDoTheirWork(t *testing.T) {
 	pullConsume(t, cjs, messages.StreamMetadata, topology.Check.Consumer)
 	mustPub(cjs, messages.ProtocolReportSubject("a"))
 
-	for name, el := range map[string]*errorLog{"exporter": eerr, "transformer": terr, "importer": ierr, "checker": cerr} {
+	// verifier: the ticker's request, the run events and its own results
+	// on AUDIT, the sites' state and the imported versions, the backlog.
+	mustPub(tjs, messages.VerifyRequestedSubject("a"))
+	vnc, vjs, verr := as("verifier")
+	pushConsume(t, vnc, messages.StreamExportRequests, topology.Verify.Consumer, messages.SubjectVerifyRequested+".*")
+	mustPub(vjs, messages.VerifySubject("a"))
+	mustPub(vjs, messages.ExportRequestedSubject("a"))
+	audit, err := vjs.Stream(c, messages.StreamAudit)
+	if err != nil {
+		t.Fatalf("verifier AUDIT: %v", err)
+	}
+	if _, err := audit.GetLastMsgForSubject(c, messages.VerifySubject("a")); err != nil {
+		t.Fatalf("verifier reads its last result: %v", err)
+	}
+	for _, b := range []string{messages.BucketSiteState, messages.BucketDestVersion} {
+		kv, err := vjs.KeyValue(c, b)
+		if err != nil {
+			t.Fatalf("verifier KV %s: %v", b, err)
+		}
+		if _, err := kv.Get(c, "a"); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			t.Fatalf("verifier get %s: %v", b, err)
+		}
+	}
+	for _, st := range []topology.Stage{topology.Export, topology.Transform, topology.Import} {
+		if _, err := broker.Backlog(c, vjs, st); err != nil {
+			t.Fatalf("verifier reads the %s backlog: %v", st.Name, err)
+		}
+	}
+	// The repair's export request is the exporter's to take.
+	pushConsume(t, enc, messages.StreamExportRequests, topology.Export.Consumer, messages.SubjectExportRequested+".*")
+
+	for name, el := range map[string]*errorLog{"exporter": eerr, "transformer": terr, "importer": ierr, "checker": cerr, "verifier": verr} {
 		if el.has("permissions violation") {
 			t.Errorf("%s hit a permissions violation doing its own work: %v", name, el.errs)
 		}

@@ -164,7 +164,7 @@ const year = 365 * 24 * time.Hour
 // Streams is every stream of the pipeline.
 var Streams = []StreamSpec{
 	{Name: messages.StreamExportRequests, Subjects: []string{messages.SubjectExportRequested + ".*", messages.SubjectVerifyRequested + ".*"},
-		Holds: "one export request per site and tick, and the scheduled verifications", Publishers: []string{Ticker},
+		Holds: "one export request per site and tick, and the scheduled verifications", Publishers: []string{Ticker, Verifier},
 		config: func(config.Streams) jetstream.StreamConfig {
 			return jetstream.StreamConfig{MaxAge: 7 * 24 * time.Hour, Discard: jetstream.DiscardOld}
 		}},
@@ -187,12 +187,12 @@ var Streams = []StreamSpec{
 		}},
 	{Name: messages.StreamAudit, Subjects: []string{messages.SubjectImportDone + ".*", messages.SubjectRun + ".*", messages.SubjectDeletions + ".*", messages.SubjectVerify + ".*"},
 		Holds:      "what was imported (IDs, field names, policy version), the runs' lifecycle and the operators' decisions on deletions; never values",
-		Publishers: []string{Importer, Exporter},
+		Publishers: []string{Importer, Exporter, Verifier},
 		config: func(c config.Streams) jetstream.StreamConfig {
 			return jetstream.StreamConfig{MaxAge: c.AuditMaxAge.D(), Discard: jetstream.DiscardOld}
 		}},
 	{Name: messages.StreamDLQ, Subjects: []string{messages.SubjectDLQ + ".>"},
-		Holds: "dead letters: the failed message, the stage, the reason", Publishers: []string{Exporter, Transformer, Importer, Checker},
+		Holds: "dead letters: the failed message, the stage, the reason", Publishers: []string{Exporter, Transformer, Importer, Checker, Verifier},
 		config: func(c config.Streams) jetstream.StreamConfig {
 			return jetstream.StreamConfig{MaxAge: c.DLQMaxAge.D(), Discard: jetstream.DiscardOld}
 		}},
