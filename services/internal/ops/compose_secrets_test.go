@@ -36,8 +36,8 @@ func TestComposeMountsOnlyTheSecretsEachServiceReads(t *testing.T) {
 		"exporter":    "pseudonym sites", // site tokens; the key compiles pseudonymising policies
 		"transformer": "pseudonym",
 		"importer":    "destination",
-		"checker":     "sites",  // reads site data for the protocol check
-		"notifier":    "alerts", // the SMTP password and webhook URLs
+		"checker":     "sites",                       // reads site data for the protocol check
+		"notifier":    "alerts",                      // the SMTP password and webhook URLs
 		"verifier":    "destination pseudonym sites", // compares sites with the destination through the policies
 		"ctl":         "alerts destination pseudonym sites",
 	}
