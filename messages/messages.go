@@ -79,8 +79,12 @@ type RecordExported struct {
 	// DestRecordID is set only on a repair's deletion of a destination
 	// record the site does not have (RecordID is then empty): the
 	// destination ID cannot be derived from a site ID.
-	DestRecordID string    `json:"dest_record_id,omitempty"`
-	ExportedAt   time.Time `json:"exported_at"`
+	DestRecordID string `json:"dest_record_id,omitempty"`
+	// Repair marks a record `relay verify --repair` exports again: the
+	// importer writes its files even where its bookkeeping says the
+	// destination has them (verify found otherwise).
+	Repair     bool      `json:"repair,omitempty"`
+	ExportedAt time.Time `json:"exported_at"`
 }
 
 // MsgID is site + record + version + content: redelivery of the same export
@@ -112,7 +116,9 @@ type RecordCleaned struct {
 	RenamedFrom string `json:"renamed_from,omitempty"`
 	Rows        []Row  `json:"rows,omitempty"`
 	// Files go to the destination after the rows (destination field names).
-	Files     []FileRef `json:"files,omitempty"`
+	Files []FileRef `json:"files,omitempty"`
+	// Repair: see RecordExported.Repair.
+	Repair    bool      `json:"repair,omitempty"`
 	CleanedAt time.Time `json:"cleaned_at"`
 }
 

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"github.com/redcap-relay/relay/services/internal/pipeline/app"
 	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
 	"github.com/redcap-relay/relay/services/internal/pipeline/sitekit"
+	"github.com/redcap-relay/relay/services/internal/redcap"
 	"github.com/redcap-relay/relay/services/internal/tools/redcapsim"
 	"github.com/redcap-relay/relay/services/internal/tools/redcapsim/faults"
 	"github.com/redcap-relay/relay/services/verifier"
@@ -294,5 +296,64 @@ func TestVerifySaysTheDestinationReflectsAnOlderPolicy(t *testing.T) {
 		r.Policy.StaleByPolicy != 7 || r.Counts.Stale != 7 || r.Fields["mood"] != 7 {
 		out, _ := json.MarshalIndent(r, "", "  ")
 		t.Fatalf("verify after a policy change: %s", out)
+	}
+}
+
+// Files are compared by SHA-256: a destination file replaced by hand is
+// found (the record stale, the field named) and the repair uploads the
+// site's file again, although the importer's bookkeeping says it is there.
+func TestVerifyComparesFilesBySHA256AndRepairRestoresThem(t *testing.T) {
+	n := newNet(t, netOpts{sites: []string{"alpha"}, records: 3, policy: filesPolicy,
+		siteFieldsExtra: []messages.Field{consentPDF, photo, docTitle, docFile},
+		destExtra: []messages.Field{{FieldName: "consent_file", FormName: "survey", FieldType: "file", FieldLabel: "Consent"},
+			{FieldName: "doc_file", FormName: "docs", FieldType: "file", FieldLabel: "Scan"}},
+		repeating: []messages.RepeatingForm{{FormName: "docs"}}})
+	pid := n.sites["alpha"]
+	admin := n.addToken(pid, "alpha-admin", redcapsim.FullRights())
+	site, err := redcap.New(redcap.Options{Site: "alpha-admin", URL: n.simURL, Token: admin, CallsPerMinute: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := n.sim.ImportRows(pid, []messages.Row{{"record_id": "1", "redcap_repeat_instrument": "docs", "redcap_repeat_instance": "1", "doc_title": "CRF page 1"}}, false); err != nil {
+		t.Fatal(err)
+	}
+	consent := pdf("consent of jane roe", 30_000)
+	for _, u := range []struct {
+		rec, field string
+		inst       int
+		b          []byte
+	}{{"1", "consent_pdf", 0, consent}, {"2", "consent_pdf", 0, pdf("second consent", 10_000)}, {"1", "doc_file", 1, []byte("PNG page one")}} {
+		if err := site.ImportFile(ctx, redcap.FileRef{Record: u.rec, Field: u.field, Instance: u.inst}, "f.pdf", bytes.NewReader(u.b), int64(len(u.b))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.start(pipeline...)
+	n.sync(false, time.Now())
+	r := siteResult(t, n.verify(false), "alpha")
+	if r.Status != messages.VerifyEqual || r.Files.Compared != 3 || r.Files.Equal != 3 {
+		out, _ := json.MarshalIndent(r, "", "  ")
+		t.Fatalf("after the sync: %s", out)
+	}
+	dest, err := sitekit.New(n.network, nil).Destination()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := pdf("a different file put there by hand", 5_000)
+	if err := dest.ImportFile(ctx, redcap.FileRef{Record: "alpha-1", Field: "consent_file"}, "x.pdf", bytes.NewReader(other), int64(len(other))); err != nil {
+		t.Fatal(err)
+	}
+	r = siteResult(t, n.verify(false), "alpha")
+	if r.Status != messages.VerifyDifferences || r.Files.Differ != 1 || r.Fields["consent_file"] != 1 || len(r.Stale) != 1 || r.Stale[0] != "alpha-1" {
+		out, _ := json.MarshalIndent(r, "", "  ")
+		t.Fatalf("after a destination file was replaced: %s", out)
+	}
+	if r = siteResult(t, n.verify(true), "alpha"); r.Status != messages.VerifyEqual || r.Files.Equal != 3 {
+		out, _ := json.MarshalIndent(r, "", "  ")
+		t.Fatalf("after --repair: %s", out)
+	}
+	var buf bytes.Buffer
+	if _, err := dest.ExportFile(ctx, redcap.FileRef{Record: "alpha-1", Field: "consent_file"}, &buf); err != nil || sum(buf.Bytes()) != sum(consent) {
+		t.Fatalf("the destination's consent after the repair: %v", err)
 	}
 }

@@ -402,7 +402,7 @@ func (e *Exporter) exportRecords(ctx context.Context, r *siteRun, todo []string,
 			}
 			m := messages.RecordExported{
 				V: messages.V, Site: site.ID, RunID: r.req.RunID, RecordID: rec.ID, Version: r.version(),
-				Hash: h, MetadataHash: r.snap.Hash, Rows: rec.Rows, Files: files, ExportedAt: r.start,
+				Hash: h, MetadataHash: r.snap.Hash, Rows: rec.Rows, Files: files, ExportedAt: r.start, Repair: r.req.Repair(),
 			}
 			if _, known := prev[rec.ID]; !known && *held != nil && len(*held) < maxHeldNew {
 				*held = append(*held, heldRecord{msg: m, content: h})

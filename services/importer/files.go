@@ -77,7 +77,7 @@ func (im *Importer) transferFile(ctx context.Context, it *item, f messages.FileR
 		done.Removed = true
 		return done, im.d.Store.SetDestFile(ctx, key, "")
 	}
-	if at == f.SHA256 {
+	if at == f.SHA256 && !it.rec.Repair { // a repair writes it again: verify found the destination's differs
 		return nil, nil // uploaded before
 	}
 	r, err := im.d.Store.OpenFile(ctx, f.Object)

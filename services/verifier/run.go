@@ -64,7 +64,9 @@ func Run(ctx context.Context, o Options) *Report {
 	if o.RepairTimeout == 0 {
 		o.RepairTimeout = 30 * time.Minute
 	}
-	d := Deps{Kit: o.Kit, JS: o.JS, Logger: o.Logger, SkipFiles: o.SkipFiles}
+	// The first pass reads the destination's ID list once for every site;
+	// a verification after a repair reads it again.
+	d := Deps{Kit: o.Kit, JS: o.JS, Logger: o.Logger, SkipFiles: o.SkipFiles, shared: &sharedIDs{}}
 	rep := &Report{Sites: make([]messages.VerifyResult, len(o.Sites))}
 	var wg sync.WaitGroup
 	for i, site := range o.Sites {
@@ -101,7 +103,9 @@ func one(ctx context.Context, d Deps, o Options, site string) messages.VerifyRes
 				o.Logger.Warn("repair did not complete", "site", site, "err", rerr)
 			}
 			// Verify again: only an equal destination ends a repair with 0.
-			again, err2 := Compare(ctx, d, site)
+			fresh := d
+			fresh.shared = nil
+			again, err2 := Compare(ctx, fresh, site)
 			res = again.Result
 			res.StartedAt = started
 			res.Repair = r

@@ -47,6 +47,22 @@ type Deps struct {
 	// SkipFiles compares only whether kept files are present at both ends,
 	// without downloading them to compare their SHA-256.
 	SkipFiles bool
+
+	// shared, when set, is the destination's record-ID list read once for
+	// every site of one verification round (Run), not once per site.
+	shared *sharedIDs
+}
+
+// sharedIDs reads the destination's record-ID list once.
+type sharedIDs struct {
+	once sync.Once
+	ids  []string
+	err  error
+}
+
+func (s *sharedIDs) get(f func() ([]string, error)) ([]string, error) {
+	s.once.Do(func() { s.ids, s.err = f() })
+	return s.ids, s.err
 }
 
 // Outcome is a verification with what a repair needs: the site record IDs
@@ -151,9 +167,17 @@ func (v *run) compare(ctx context.Context, siteID string) error {
 	if err != nil {
 		return fmt.Errorf("site %s: record IDs: %w", site.ID, err)
 	}
-	all, err := retry.Value(ctx, v.retry, func() ([]string, error) {
-		return v.dst.ExportRecordIDs(ctx, v.destID, time.Time{})
-	})
+	read := func() ([]string, error) {
+		return retry.Value(ctx, v.retry, func() ([]string, error) {
+			return v.dst.ExportRecordIDs(ctx, v.destID, time.Time{})
+		})
+	}
+	var all []string
+	if v.d.shared != nil {
+		all, err = v.d.shared.get(read)
+	} else {
+		all, err = read()
+	}
 	if err != nil {
 		return destError(kit, err)
 	}

@@ -68,7 +68,7 @@ func (c *Compiled) Apply(rec messages.RecordExported) (messages.RecordCleaned, e
 	}
 	out := messages.RecordCleaned{
 		V: messages.V, Site: rec.Site, RunID: rec.RunID, SourceRecord: rec.RecordID, DestRecordID: destID,
-		Version: rec.Version, PolicyVersion: c.version, DAG: c.opts.DAG, Deleted: rec.Deleted,
+		Version: rec.Version, PolicyVersion: c.version, DAG: c.opts.DAG, Deleted: rec.Deleted, Repair: rec.Repair,
 	}
 	if rec.RenamedFrom != "" {
 		out.RenamedFrom = c.DestRecordID(rec.RenamedFrom)

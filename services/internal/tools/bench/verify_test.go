@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,7 +22,8 @@ import (
 // full sync of the same network (zero-latency simulator, in this process),
 // with the peak heap of each. Set RELAY_BENCH_VERIFY=<records per site>
 // to run it (the target: verify under 1.5x the sync, memory flat in the
-// record count).
+// record count); RELAY_BENCH_VERIFY_EXE=<relay binary> also runs `relay
+// verify --all` as a process of its own, for its peak RSS.
 func TestVerifyVersusSync(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("RELAY_BENCH_VERIFY"))
 	if n == 0 {
@@ -65,6 +69,38 @@ func TestVerifyVersusSync(t *testing.T) {
 	records := 0
 	for _, r := range rep.Sites {
 		records += r.Counts.Equal
+	}
+	if exe := os.Getenv("RELAY_BENCH_VERIFY_EXE"); exe != "" {
+		// The command in a process of its own: its peak RSS is the verifier's
+		// alone (no simulator, no NATS server in it).
+		cmd := exec.CommandContext(ctx, exe, "verify", "-n", run.NetworkFile, "--all", "--json", "--data", filepath.Join(t.TempDir(), "none"))
+		var stdout strings.Builder
+		cmd.Stdout = &stdout
+		start := time.Now()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// VmHWM while it runs: the rusage of an exec'd child also counts
+		// the forking test process's memory.
+		var rss int64
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+	poll:
+		for {
+			if r, _ := procUsage(cmd.Process.Pid); r > rss {
+				rss = r
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("%s verify: %v\n%s", exe, err, stdout.String())
+				}
+				break poll
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		rss >>= 20
+		fmt.Printf("3x%d: relay verify --all as a process: %.2fs, peak RSS %d MiB\n", n, time.Since(start).Seconds(), rss)
 	}
 	fmt.Printf("3x%d: full sync %.2fs (peak heap %d MiB, pipeline included); verify --all %.2fs (%d records equal, peak heap %d MiB, %d MiB above the %d MiB before it); verify/sync = %.2f\n",
 		n, sync.Wall.Seconds(), syncHeap>>20, wall.Seconds(), records, verifyHeap>>20, (verifyHeap-min(verifyHeap, before))>>20, before>>20, wall.Seconds()/sync.Wall.Seconds())
