@@ -23,6 +23,7 @@ type BaselineResult struct {
 	Import    time.Duration `json:"import_ns"`    // Import Records calls
 	Meta      time.Duration `json:"meta_ns"`      // metadata snapshot + compile
 	PeakRSS   int64         `json:"peak_rss_bytes,omitempty"`
+	CPU       time.Duration `json:"cpu_ns,omitempty"` // user + system time of the child process
 }
 
 // Baseline syncs the way the original PHP tool does (background.md): for

@@ -131,12 +131,18 @@ func (e *Env) serve(h http.Handler) (string, error) {
 	return "http://" + ln.Addr().String() + "/api/", nil
 }
 
-// SetModel sets the latency model of every server.
-func (e *Env) SetModel(m Model) {
+// SetRegime sets the latency model of the sites and of the destination.
+func (e *Env) SetRegime(r Regime) {
 	for _, s := range e.Sites {
-		s.endpoint.setModel(m)
+		s.endpoint.setModel(r.Site)
 	}
-	e.Dest.setModel(m)
+	e.Dest.setModel(r.Dest)
+}
+
+// Imports returns the destination's import calls and the values they sent
+// so far (values only under a model with latency).
+func (e *Env) Imports() (calls, values int64) {
+	return e.Dest.imports.Load(), e.Dest.importValues.Load()
 }
 
 // Calls returns the API calls made so far to the sites and to the destination.

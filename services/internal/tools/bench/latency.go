@@ -44,6 +44,45 @@ var ZeroLatency = Model{Name: "zero latency"}
 var REDCapLike = Model{Name: "REDCap-like latency", ExportCall: 150 * time.Millisecond, ImportCall: 300 * time.Millisecond,
 	ExportValue: 4 * time.Microsecond, ImportValue: 20 * time.Microsecond, Concurrency: 4}
 
+// SlowSites is the regime where the sites are slower than the destination:
+// the sites answer exports in 500 ms a call (plus REDCap-like per-value
+// cost), the destination is REDCap-like; it shows the export side.
+var SlowSites = Regime{Name: "slow sites (exports 500 ms/call)",
+	Site: Model{Name: "slow site", ExportCall: 500 * time.Millisecond, ImportCall: REDCapLike.ImportCall,
+		ExportValue: REDCapLike.ExportValue, ImportValue: REDCapLike.ImportValue, Concurrency: REDCapLike.Concurrency},
+	Dest: REDCapLike}
+
+// Regime is the latency of the sites and of the destination in one run.
+type Regime struct {
+	Name string
+	Site Model
+	Dest Model
+}
+
+// Same is the regime where every server follows m.
+func Same(m Model) Regime { return Regime{Name: m.Name, Site: m, Dest: m} }
+
+// Bound is the destination's capacity bound under its model: the time the
+// destination needs for what was sent to it, its concurrency fully used.
+// ValueOnly counts the values alone; AtCalls adds the per-call cost of the
+// import calls actually made.
+type Bound struct {
+	Values      int64         `json:"import_values"`
+	ImportCalls int64         `json:"import_calls"`
+	ValueOnly   time.Duration `json:"value_only_ns"`
+	AtCalls     time.Duration `json:"at_calls_made_ns"`
+}
+
+// boundOf is m's capacity bound for values sent in calls.
+func boundOf(m Model, values, calls int64) *Bound {
+	if m.ImportValue == 0 && m.ImportCall == 0 {
+		return nil
+	}
+	c := time.Duration(max(1, m.Concurrency))
+	v := m.ImportValue * time.Duration(values) / c
+	return &Bound{Values: values, ImportCalls: calls, ValueOnly: v, AtCalls: v + m.ImportCall*time.Duration(calls)/c}
+}
+
 func (m Model) zero() bool {
 	return m.ExportCall == 0 && m.ImportCall == 0 && m.ExportValue == 0 && m.ImportValue == 0
 }
@@ -56,6 +95,9 @@ type endpoint struct {
 	sem     atomic.Pointer[chan struct{}]
 	calls   atomic.Int64
 	imports atomic.Int64
+	// importValues is the values sent in imports (counted only under a
+	// model with latency: counting parses the body).
+	importValues atomic.Int64
 }
 
 func newEndpoint(next http.Handler) *endpoint {
@@ -94,7 +136,9 @@ func (e *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	form, _ := url.ParseQuery(string(body))
 	if data := form.Get("data"); data != "" {
 		e.imports.Add(1)
-		if !sleep(r.Context(), m.ImportCall+m.ImportValue*time.Duration(countCells([]byte(data)))) {
+		cells := countCells([]byte(data))
+		e.importValues.Add(int64(cells))
+		if !sleep(r.Context(), m.ImportCall+m.ImportValue*time.Duration(cells)) {
 			return
 		}
 		e.next.ServeHTTP(w, r)

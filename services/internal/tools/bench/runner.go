@@ -39,6 +39,8 @@ type Options struct {
 	Logger  *slog.Logger
 	Scales  []Scale
 	Latency []string // names of the scales that also run the REDCap-like regime
+	// SlowSites names the scales that also run the slow-sites regime.
+	SlowSites []string
 	Keep    bool     // keep Dir
 	// Parallel is passed to relay all's --parallel (0 = its default).
 	Parallel int
@@ -78,6 +80,20 @@ type Result struct {
 	ChangedCount int               `json:"records_changed"`
 	RelayRSS     int64             `json:"relay_peak_rss_bytes"` // after every sync of this result
 	RelayCPU     time.Duration     `json:"relay_cpu_ns"`
+	// FullCPU is relay all's CPU time during the full sync alone.
+	FullCPU time.Duration `json:"relay_full_cpu_ns"`
+	// Bound and BaselineBound are the destination's capacity bound for
+	// what the full sync and the baseline sent (regimes with latency).
+	Bound         *Bound `json:"destination_bound,omitempty"`
+	BaselineBound *Bound `json:"baseline_destination_bound,omitempty"`
+}
+
+// CPUPerRecord is µs of CPU per record (0 when not measured).
+func cpuPerRecord(d time.Duration, records int) float64 {
+	if records <= 0 {
+		return 0
+	}
+	return float64(d.Microseconds()) / float64(records)
 }
 
 // Target is one of issue #7's targets, checked.
@@ -100,9 +116,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		if o.Quick {
 			o.Scales = []Scale{{Name: "3x2k", Sites: 3, Records: 2000}}
 			o.Latency = []string{"3x2k"}
+			o.SlowSites = []string{"3x2k"}
 		} else {
 			o.Scales = []Scale{{Name: "3x20k", Sites: 3, Records: 20000}, {Name: "3x100k", Sites: 3, Records: 100000}}
-			o.Latency = []string{"3x20k"}
+			o.Latency = []string{"3x20k", "3x100k"}
+			o.SlowSites = []string{"3x20k"}
 		}
 	}
 	if o.Dir == "" {
@@ -116,7 +134,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		defer os.RemoveAll(o.Dir)
 	}
 	rep := &Report{Machine: machine(), Started: time.Now().UTC(), Mode: map[bool]string{true: "quick", false: "full"}[o.Quick],
-		Models: []Model{ZeroLatency, REDCapLike}, Net: DefaultNet}
+		Models: []Model{ZeroLatency, REDCapLike, SlowSites.Site}, Net: DefaultNet}
 	progress := func(format string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...) }
 	for _, sc := range o.Scales {
 		progress("%s: seeding %d sites x %d records", sc.Name, sc.Sites, sc.Records)
@@ -126,10 +144,15 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return rep, err
 		}
 		seeded := time.Since(t)
-		regimes := []Model{ZeroLatency}
+		regimes := []Regime{Same(ZeroLatency)}
 		for _, n := range o.Latency {
 			if n == sc.Name {
-				regimes = append(regimes, REDCapLike)
+				regimes = append(regimes, Same(REDCapLike))
+			}
+		}
+		for _, n := range o.SlowSites {
+			if n == sc.Name {
+				regimes = append(regimes, SlowSites)
 			}
 		}
 		for i, m := range regimes {
@@ -144,8 +167,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				}
 				r.JetStream = &js
 			}
-			env.SetModel(m)
-			if err := runRegime(ctx, o, env, &r, progress); err != nil {
+			env.SetRegime(m)
+			if err := runRegime(ctx, o, env, m, &r, progress); err != nil {
 				env.Close()
 				return rep, fmt.Errorf("%s, %s: %w", sc.Name, m.Name, err)
 			}
@@ -174,16 +197,19 @@ func jetStreamCeiling(ctx context.Context, env *Env, dir string) (JetStreamCeili
 	return MeasureJetStream(ctx, dir, sample, min(env.Scale.Total(), 100000))
 }
 
-func runRegime(ctx context.Context, o Options, env *Env, r *Result, progress func(string, ...any)) error {
+func runRegime(ctx context.Context, o Options, env *Env, rg Regime, r *Result, progress func(string, ...any)) error {
 	tag := strings.ReplaceAll(strings.ToLower(r.Regime), " ", "-")
 	progress("%s, %s: baseline", env.Scale.Name, r.Regime)
 	br, err := env.NewRun("baseline-"+tag, DefaultNet)
 	if err != nil {
 		return err
 	}
+	i0, v0 := env.Imports()
 	if r.Baseline, err = runBaseline(ctx, o, br); err != nil {
 		return fmt.Errorf("baseline: %w", err)
 	}
+	i1, v1 := env.Imports()
+	r.BaselineBound = boundOf(rg.Dest, v1-v0, i1-i0)
 	if n, err := env.DestRecords(ctx, br.DestPID); err != nil || n != env.Scale.Total() {
 		return fmt.Errorf("baseline: the destination holds %d records, want %d (%v)", n, env.Scale.Total(), err)
 	}
@@ -202,9 +228,15 @@ func runRegime(ctx context.Context, o Options, env *Env, r *Result, progress fun
 	}
 	defer p.Stop()
 	timeout := 30 * time.Minute
+	_, cpu0 := p.Usage()
+	i0, v0 = env.Imports()
 	if r.Full, err = p.Sync(ctx, true, timeout); err != nil {
 		return fmt.Errorf("relay full sync: %w", err)
 	}
+	_, cpu1 := p.Usage()
+	r.FullCPU = cpu1 - cpu0
+	i1, v1 = env.Imports()
+	r.Bound = boundOf(rg.Dest, v1-v0, i1-i0)
 	if r.Full.Imported != env.Scale.Total() {
 		return fmt.Errorf("relay: the destination holds %d records, want %d", r.Full.Imported, env.Scale.Total())
 	}
@@ -247,6 +279,7 @@ func runBaseline(ctx context.Context, o Options, run *RunSetup) (BaselineResult,
 	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		res.PeakRSS = ru.Maxrss << 10
+		res.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
 	return res, nil
 }
