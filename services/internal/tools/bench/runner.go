@@ -41,7 +41,7 @@ type Options struct {
 	Latency []string // names of the scales that also run the REDCap-like regime
 	// SlowSites names the scales that also run the slow-sites regime.
 	SlowSites []string
-	Keep    bool     // keep Dir
+	Keep      bool // keep Dir
 	// Parallel is passed to relay all's --parallel (0 = its default).
 	Parallel int
 }
