@@ -19,6 +19,7 @@ import (
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/internal/pipeline/app"
+	"github.com/redcap-relay/relay/services/verifier"
 	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
 	"github.com/redcap-relay/relay/services/internal/pipeline/exportreq"
 	"github.com/redcap-relay/relay/services/internal/progress"
@@ -112,9 +113,13 @@ func Run(ctx context.Context, o RunOptions) error {
 	}
 	printSummary(o.Out, sum, time.Since(requested))
 	printReports(o.Out, net.ReportsDir, sum)
+	verified := printVerification(wctx, o.Out, stack)
 	fmt.Fprintf(o.Out, "\ndone in %s\n", time.Since(start).Round(100*time.Millisecond))
 	if !o.Serve {
-		return sum.err()
+		if err := sum.err(); err != nil {
+			return err
+		}
+		return verified
 	}
 	fmt.Fprintf(o.Out, "\nserving: the schedules in %s keep running; Ctrl-C stops.\n", setup.NetworkFile)
 	fmt.Fprintf(o.Out, "operator tools (another terminal):\n  relay status -n %[1]s\n  relay sync -n %[1]s --site %[2]s\n  relay dlq list -n %[1]s\n", setup.NetworkFile, Sites[0].ID)
@@ -124,6 +129,31 @@ func Run(ctx context.Context, o RunOptions) error {
 	case err := <-services:
 		return err
 	}
+}
+
+// printVerification compares the destination with every site, as `relay
+// verify --all` does: the proof the sync is complete.
+func printVerification(ctx context.Context, w io.Writer, stack *app.Stack) error {
+	var sites []string
+	for _, s := range Sites {
+		sites = append(sites, s.ID)
+	}
+	rep := verifier.Run(ctx, verifier.Options{Kit: stack.Kit, JS: stack.JS, Sites: sites})
+	records := 0
+	for _, r := range rep.Sites {
+		records += r.Counts.Records
+	}
+	if rep.Status == messages.VerifyEqual {
+		fmt.Fprintf(w, "\nverified (relay verify --all): the destination equals every site (%d records compared)\n", records)
+		return nil
+	}
+	fmt.Fprintf(w, "\nverification (relay verify --all): %s\n", rep.Status)
+	for _, r := range rep.Sites {
+		if r.Status != messages.VerifyEqual {
+			fmt.Fprintf(w, "  %s: %s: %d missing, %d stale, %d extra %s\n", r.Site, r.Status, r.Counts.Missing, r.Counts.Stale, r.Counts.Extra, r.Error)
+		}
+	}
+	return fmt.Errorf("demo: the destination does not equal the sites (relay verify: %s)", rep.Status)
 }
 
 // SiteSummary is what one site's sync did.
