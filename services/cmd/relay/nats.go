@@ -88,7 +88,7 @@ func runNATS(f natsServerFlags) error {
 		TLSCert: f.tlsCert, TLSKey: f.tlsKey, Logger: log,
 		ServerName: f.serverName, ClusterName: f.clusterName, ClusterListen: f.cluster, Routes: splitList(f.routes)}
 	var err error
-	if o.SyncAlways, o.SyncInterval, err = config.NATS{SyncInterval: f.syncInterval}.Sync(); err != nil {
+	if o.SyncAlways, o.SyncInterval, err = (config.NATS{SyncInterval: f.syncInterval}).Sync(); err != nil {
 		return fmt.Errorf("--sync-interval: %w", err)
 	}
 	if f.syncAlways {
