@@ -112,9 +112,9 @@ type netOpts struct {
 	// indented by two spaces), e.g. "  replicas: 3\n".
 	streamsExtra string
 	timing       timing
-	batchSize   int
-	importBatch int
-	natsPort    int
+	batchSize    int
+	importBatch  int
+	natsPort     int
 }
 
 // testNet is one simulated network: a simulator (behind the faults
