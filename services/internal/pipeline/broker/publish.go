@@ -65,7 +65,7 @@ func Transient(err error) bool {
 	}
 	for _, t := range []error{jetstream.ErrNoStreamResponse, nats.ErrNoResponders, jetstream.ErrAsyncPublishTimeout,
 		jetstream.ErrTooManyStalledMsgs, nats.ErrTimeout, context.DeadlineExceeded, nats.ErrConnectionReconnecting,
-		nats.ErrDisconnected, nats.ErrNoServers, nats.ErrConnectionClosed} {
+		nats.ErrDisconnected} {
 		if errors.Is(err, t) {
 			return true
 		}
