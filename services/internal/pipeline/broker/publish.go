@@ -49,6 +49,9 @@ func NewMsg(subject, msgID string, r Route, v any) (*nats.Msg, error) {
 // "no responders" too, for ever).
 var ElectionWait = 45 * time.Second
 
+// PublishAttemptTimeout bounds one attempt of a sync Publish.
+var PublishAttemptTimeout = 10 * time.Second
+
 // Transient reports whether a publish or JetStream API error is one a
 // cluster gives during a leader change or a node's restart, so the same
 // request (same message ID: JetStream keeps one copy) may succeed shortly:
@@ -83,7 +86,12 @@ func Publish(ctx context.Context, js jetstream.JetStream, subject, msgID string,
 	}
 	var deadline time.Time
 	for attempt := 0; ; attempt++ {
-		_, err := js.PublishMsg(ctx, m)
+		// Each attempt waits at most PublishAttemptTimeout: a message
+		// written to a node's socket just before the node died is never
+		// answered, and the caller's deadline may be far away.
+		actx, cancel := context.WithTimeout(ctx, PublishAttemptTimeout)
+		_, err := js.PublishMsg(actx, m)
+		cancel()
 		if err == nil {
 			return nil
 		}
