@@ -133,7 +133,8 @@ func TestRelayNATSRefusesContradictions(t *testing.T) {
 	}{
 		{[]string{"--sync-always", "--sync-interval", "10s"}, "disagree"},
 		{[]string{"--sync-interval", "sometimes"}, "--sync-interval"},
-		{[]string{"--cluster", "127.0.0.1:0", "--cluster-name", "c"}, "--server-name"},
+		{[]string{"--cluster", "127.0.0.1:-1", "--cluster-name", "c"}, "--server-name"},
+		{[]string{"--cluster", "127.0.0.1:0", "--cluster-name", "c", "--server-name", "n1"}, "1..65535"},
 		{[]string{"--routes", "127.0.0.1:1"}, "--cluster host:port"},
 	} {
 		// Flags keep their values between in-process runs: reset them first.

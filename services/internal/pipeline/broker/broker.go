@@ -139,8 +139,8 @@ func clusterOptions(opts *server.Options, o EmbeddedOptions) error {
 			return fmt.Errorf("nats: cluster listen address %q: give host:port, e.g. 0.0.0.0:6222: %w", o.ClusterListen, err)
 		}
 		p, err := strconv.Atoi(port)
-		if err != nil || p < -1 || p > 65535 {
-			return fmt.Errorf("nats: cluster listen address %q: the port is not a number in 1..65535", o.ClusterListen)
+		if err != nil || p < -1 || p == 0 || p > 65535 {
+			return fmt.Errorf("nats: cluster listen address %q: the port is not a number in 1..65535 (-1: any free port)", o.ClusterListen)
 		}
 		opts.Cluster.Host, opts.Cluster.Port = or(host, "0.0.0.0"), p
 	}
