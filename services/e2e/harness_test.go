@@ -107,11 +107,14 @@ type netOpts struct {
 	key             bool
 	// netExtra is appended to the network file (top-level YAML, e.g. an
 	// alerts: section).
-	netExtra    string
-	timing      timing
-	batchSize   int
-	importBatch int
-	natsPort    int
+	netExtra string
+	// streamsExtra is appended to the streams: section (YAML lines
+	// indented by two spaces), e.g. "  replicas: 3\n".
+	streamsExtra string
+	timing       timing
+	batchSize    int
+	importBatch  int
+	natsPort     int
 }
 
 // testNet is one simulated network: a simulator (behind the faults
@@ -237,6 +240,7 @@ func (n *testNet) writeNetwork(natsURL string) *config.Network {
 	var b strings.Builder
 	fmt.Fprintf(&b, "streams:\n  export_ack_wait: %s\n  transform_ack_wait: %s\n  import_ack_wait: %s\n  check_ack_wait: %s\n",
 		n.opts.timing.ExportAckWait, n.opts.timing.TransformAckWait, n.opts.timing.ImportAckWait, n.opts.timing.CheckAckWait)
+	b.WriteString(n.opts.streamsExtra)
 	if n.opts.reports {
 		b.WriteString("reports_dir: reports\n")
 	}

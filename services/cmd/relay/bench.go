@@ -52,6 +52,7 @@ func init() {
 
 	c.Flags().IntVar(&records, "records", 0, "one scale only: 3 sites with this many records each")
 	c.Flags().BoolVar(&latency, "latency", true, "with --records: also run the REDCap-like latency regime")
+	c.Flags().StringVar(&o.SyncInterval, "sync-interval", "", "the embedded server's nats.sync_interval: a duration or \"always\" (default: 2m)")
 	c.Flags().IntVar(&o.Parallel, "parallel", 0, "messages the transformer handles at once (default: relay all's default)")
 
 	var network string

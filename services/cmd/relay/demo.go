@@ -67,6 +67,7 @@ streams): a rehearsal ground for the operator tools.`,
 	c.Flags().StringVar(&w.Dir, "write", "", "write the demo network into this folder for docker-compose and exit (keeps an existing one)")
 	c.Flags().StringVar(&w.SiteURL, "site-url", "http://sites:8080/api/", "with --write: the site simulator's API URL as the services see it")
 	c.Flags().StringVar(&w.DestinationURL, "destination-url", "http://destination:8080/api/", "with --write: the destination simulator's API URL")
+	c.Flags().IntVar(&w.Replicas, "replicas", 1, "with --write: streams.replicas in the network file (3 for a JetStream cluster)")
 	c.Flags().StringVar(&w.ReportsDir, "reports-dir", "", "with --write: reports folder in the network file")
 	rootCmd.AddCommand(c)
 }

@@ -23,6 +23,9 @@ type natsServerFlags struct {
 	data, configFile, host, keyFile string
 	port                            int
 	syncAlways                      bool
+	syncInterval                    string
+	serverName, clusterName         string
+	cluster, routes                 string
 	maxFile, maxMemory              string
 	tlsCert, tlsKey                 string
 	metrics                         string
@@ -41,7 +44,13 @@ RELAY_NATS_PASSWORD_<USER>_FILE variable names a file holding that user's
 password or, better, its bcrypt hash (relay nats hash-password), which the
 config reads as $RELAY_NATS_PASSWORD_<USER>. With --metrics it serves
 relay_stream_bytes / relay_stream_max_bytes per stream, and it logs a warning
-when a stream passes --fill-warn of its byte cap.`,
+when a stream passes --fill-warn of its byte cap.
+
+A JetStream cluster is three (or five) nodes, each started with its own
+--server-name, the same --cluster-name, --cluster (the route listener) and
+--routes listing every node; the config file's server_name and cluster { }
+block do the same. --sync-interval says how often the store is fsynced
+(default 2m, "always" for every write).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runNATS(f) },
 	}
@@ -50,7 +59,12 @@ when a stream passes --fill-warn of its byte cap.`,
 	fl.StringVar(&f.configFile, "config", envOr("RELAY_NATS_CONFIG", ""), "nats-server config file (users, permissions, limits)")
 	fl.StringVar(&f.host, "host", "0.0.0.0", "listen address")
 	fl.IntVar(&f.port, "port", 4222, "client port")
-	fl.BoolVar(&f.syncAlways, "sync-always", false, "fsync every write (slower; no 2-minute loss window on power failure)")
+	fl.StringVar(&f.syncInterval, "sync-interval", envOr("RELAY_NATS_SYNC_INTERVAL", ""), "how often JetStream fsyncs its store: a duration (default: the config file's, else 2m) or \"always\" (every write: slower, no loss window on power failure)")
+	fl.BoolVar(&f.syncAlways, "sync-always", false, "the same as --sync-interval always")
+	fl.StringVar(&f.serverName, "server-name", envOr("RELAY_NATS_SERVER_NAME", ""), "this node's name (required in a cluster; default: the config file's server_name)")
+	fl.StringVar(&f.clusterName, "cluster-name", envOr("RELAY_NATS_CLUSTER_NAME", ""), "the cluster's name, the same on every node")
+	fl.StringVar(&f.cluster, "cluster", envOr("RELAY_NATS_CLUSTER", ""), "host:port this node listens on for the other nodes' routes, e.g. 0.0.0.0:6222 (makes it a cluster node)")
+	fl.StringVar(&f.routes, "routes", envOr("RELAY_NATS_ROUTES", ""), "the cluster's nodes, comma-separated host:port or nats-route://host:port (this node's own address may be listed)")
 	fl.StringVar(&f.keyFile, "encryption-key-file", envOr("RELAY_NATS_KEY_FILE", ""), "encrypt JetStream at rest with the key in this file")
 	fl.StringVar(&f.maxFile, "max-file-store", envOr("RELAY_NATS_MAX_FILE_STORE", ""), "most JetStream may store on disk, e.g. 32GiB (default: the config file's, else 1TiB); must hold the sum of streams.max_bytes")
 	fl.StringVar(&f.maxMemory, "max-memory-store", envOr("RELAY_NATS_MAX_MEMORY_STORE", ""), "most JetStream may keep in memory, e.g. 256MiB (default: the config file's)")
@@ -70,9 +84,19 @@ func runNATS(f natsServerFlags) error {
 	if _, err := ops.PasswordEnvFromFiles(); err != nil {
 		return err
 	}
-	o := broker.EmbeddedOptions{StoreDir: f.data, ConfigFile: f.configFile, Host: f.host, Port: f.port, SyncAlways: f.syncAlways,
-		TLSCert: f.tlsCert, TLSKey: f.tlsKey, Logger: log}
+	o := broker.EmbeddedOptions{StoreDir: f.data, ConfigFile: f.configFile, Host: f.host, Port: f.port,
+		TLSCert: f.tlsCert, TLSKey: f.tlsKey, Logger: log,
+		ServerName: f.serverName, ClusterName: f.clusterName, ClusterListen: f.cluster, Routes: splitList(f.routes)}
 	var err error
+	if o.SyncAlways, o.SyncInterval, err = (config.NATS{SyncInterval: f.syncInterval}).Sync(); err != nil {
+		return fmt.Errorf("--sync-interval: %w", err)
+	}
+	if f.syncAlways {
+		if o.SyncInterval > 0 {
+			return fmt.Errorf("--sync-always and --sync-interval %s disagree: give one (--sync-always is --sync-interval always)", f.syncInterval)
+		}
+		o.SyncAlways = true
+	}
 	if o.MaxFileStore, err = optionalBytes("--max-file-store", f.maxFile); err != nil {
 		return err
 	}
@@ -105,12 +129,31 @@ func runNATS(f natsServerFlags) error {
 		}()
 	}
 	go (&telemetry.FillWatcher{Log: log, Source: usage, WarnAt: f.fillWarn}).Run(ctx, 30*time.Second)
-	log.Info("nats server ready", "url", srv.ClientURL(), "store", f.data, "encrypted", o.Key != "", "tls", o.TLSCert != "")
+	sync := "the config file's, else 2m"
+	switch {
+	case o.SyncAlways:
+		sync = "always"
+	case o.SyncInterval > 0:
+		sync = o.SyncInterval.String()
+	}
+	log.Info("nats server ready", "url", srv.ClientURL(), "store", f.data, "encrypted", o.Key != "", "tls", o.TLSCert != "",
+		"server_name", srv.Name(), "cluster", srv.ClusterName(), "sync", sync)
 	<-ctx.Done()
 	log.Info("nats server stopping")
 	srv.Shutdown()
 	srv.WaitForShutdown()
 	return nil
+}
+
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func optionalBytes(flag, v string) (int64, error) {

@@ -52,6 +52,25 @@ type NATS struct {
 	CAFile string `yaml:"ca_file"`
 	// StoreDir is the embedded server's JetStream folder.
 	StoreDir string `yaml:"store_dir"`
+	// SyncInterval is how often the embedded server fsyncs its store: a
+	// duration ("" = 2m, nats-server's default) or "always" (every write).
+	SyncInterval string `yaml:"sync_interval"`
+}
+
+// Sync reads SyncInterval: always, or the interval (0: the server's default).
+func (n NATS) Sync() (always bool, every time.Duration, err error) {
+	switch v := strings.TrimSpace(n.SyncInterval); strings.ToLower(v) {
+	case "":
+		return false, 0, nil
+	case "always":
+		return true, 0, nil
+	default:
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return false, 0, fmt.Errorf("%q: give \"always\" or a positive duration such as 2m or 10s", v)
+		}
+		return false, d, nil
+	}
 }
 
 // Streams sets retention. Zero values take the defaults in Defaults().
@@ -669,6 +688,9 @@ func (n *Network) validate() []Problem {
 	}
 	checkFile("protocol", n.Protocol)
 	checkFile("nats.ca_file", n.NATS.CAFile)
+	if _, _, err := n.NATS.Sync(); err != nil {
+		add("nats.sync_interval", "%v", err)
+	}
 	if n.NATS.User != "" {
 		checkSecret("nats.password", n.NATS.Password, "the NATS password")
 	}

@@ -258,3 +258,18 @@ func TestVerifyEvery(t *testing.T) {
 		t.Fatalf("verify_repair without verify_every: %v", err)
 	}
 }
+
+// nats.sync_interval: a duration, "always", or unset (the server's 2m).
+func TestNATSSyncInterval(t *testing.T) {
+	for v, want := range map[string]struct {
+		always bool
+		every  time.Duration
+		bad    bool
+	}{"": {}, "always": {always: true}, "Always": {always: true}, "10s": {every: 10 * time.Second}, "2m": {every: 2 * time.Minute},
+		"-1s": {bad: true}, "0s": {bad: true}, "sometimes": {bad: true}} {
+		always, every, err := NATS{SyncInterval: v}.Sync()
+		if (err != nil) != want.bad || always != want.always || every != want.every {
+			t.Errorf("sync_interval %q: %v %v %v, want %+v", v, always, every, err, want)
+		}
+	}
+}

@@ -181,7 +181,12 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		if port == 0 {
 			port = -1
 		}
-		srv, err := broker.StartEmbedded(broker.EmbeddedOptions{StoreDir: filepath.Join(dir, "jetstream"), Port: port, Logger: o.Logger})
+		eo := broker.EmbeddedOptions{StoreDir: filepath.Join(dir, "jetstream"), Port: port, Logger: o.Logger}
+		var err error
+		if eo.SyncAlways, eo.SyncInterval, err = o.Network.NATS.Sync(); err != nil {
+			return nil, fmt.Errorf("%s: nats.sync_interval %w", o.Network.Path(), err)
+		}
+		srv, err := broker.StartEmbedded(eo)
 		if err != nil {
 			return nil, err
 		}

@@ -32,9 +32,21 @@ type EmbeddedOptions struct {
 	// ConfigFile is a nats-server config file (accounts, users, TLS); its
 	// settings are applied first, then StoreDir/Host/Port override when set.
 	ConfigFile string
-	// SyncAlways fsyncs every write: slower (~30x) but survives power loss
-	// without the default 2-minute sync window.
-	SyncAlways bool
+	// SyncAlways fsyncs every write: slower but survives power loss
+	// without the default 2-minute sync window. SyncInterval, when set,
+	// is how often JetStream fsyncs instead (nats-server's default: 2
+	// minutes); config.NATS.Sync reads both from one setting.
+	SyncAlways   bool
+	SyncInterval time.Duration
+	// Cluster: ServerName names this node (required in a cluster),
+	// ClusterName the cluster (the same on every node), ClusterListen is
+	// host:port for the other nodes' routes (port -1: any free port), and
+	// Routes are the other nodes' nats-route://host:port URLs. Unset, the
+	// config file's server_name and cluster block apply. JetStream
+	// clustering uses the server's system account ($SYS, created by the
+	// server unless the config file names another).
+	ServerName, ClusterName, ClusterListen string
+	Routes                                 []string
 	// Key encrypts JetStream at rest (RECORDS_RAW holds PHI).
 	Key string
 	// MaxFileStore and MaxMemoryStore cap what JetStream may store on disk
@@ -76,6 +88,12 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 	if o.SyncAlways {
 		opts.SyncAlways = true
 	}
+	if o.SyncInterval > 0 {
+		opts.SyncInterval = o.SyncInterval
+	}
+	if err := clusterOptions(opts, o); err != nil {
+		return nil, err
+	}
 	if o.Key != "" {
 		opts.JetStreamKey = o.Key
 	}
@@ -104,6 +122,57 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 			net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port)), opts.StoreDir)
 	}
 	return s, nil
+}
+
+// clusterOptions applies the cluster settings: a node of a JetStream cluster
+// has a name, the cluster's name, a route listener and routes to the others.
+func clusterOptions(opts *server.Options, o EmbeddedOptions) error {
+	if o.ServerName != "" {
+		opts.ServerName = o.ServerName
+	}
+	if o.ClusterName != "" {
+		opts.Cluster.Name = o.ClusterName
+	}
+	if o.ClusterListen != "" {
+		host, port, err := net.SplitHostPort(o.ClusterListen)
+		if err != nil {
+			return fmt.Errorf("nats: cluster listen address %q: give host:port, e.g. 0.0.0.0:6222: %w", o.ClusterListen, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil || p < -1 || p == 0 || p > 65535 {
+			return fmt.Errorf("nats: cluster listen address %q: the port is not a number in 1..65535 (-1: any free port)", o.ClusterListen)
+		}
+		opts.Cluster.Host, opts.Cluster.Port = or(host, "0.0.0.0"), p
+	}
+	var routes []string
+	for _, r := range o.Routes {
+		if r = strings.TrimSpace(r); r != "" {
+			if !strings.Contains(r, "://") {
+				r = "nats-route://" + r
+			}
+			routes = append(routes, r)
+		}
+	}
+	if len(routes) > 0 {
+		opts.Routes = server.RoutesFromStr(strings.Join(routes, ","))
+		if len(opts.Routes) != len(routes) {
+			return fmt.Errorf("nats: routes %v: each must be host:port or nats-route://host:port", routes)
+		}
+	}
+	clustered := opts.Cluster.Port != 0 || len(opts.Routes) > 0
+	if !clustered {
+		return nil
+	}
+	if opts.Cluster.Port == 0 {
+		return errors.New("nats: routes are set but no cluster listen address: give --cluster host:port (every node listens for the others)")
+	}
+	if opts.ServerName == "" {
+		return errors.New("nats: a JetStream cluster node needs a name of its own (--server-name or server_name)")
+	}
+	if opts.Cluster.Name == "" {
+		return errors.New("nats: a JetStream cluster needs a name, the same on every node (--cluster-name or cluster { name })")
+	}
+	return nil
 }
 
 // storeLimits applies the JetStream storage caps. Unset, the server would

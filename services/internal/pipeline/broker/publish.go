@@ -42,16 +42,92 @@ func NewMsg(subject, msgID string, r Route, v any) (*nats.Msg, error) {
 	return m, nil
 }
 
-// Publish sends one message and waits for the stream's ack.
+// ElectionWait is how long a publish keeps retrying an error a JetStream
+// cluster gives while it elects a stream's leader (Transient): a node shut
+// down or killed, the client moving to another node. An election takes a few
+// seconds; what still fails after this is reported (a deleted stream answers
+// "no responders" too, for ever).
+var ElectionWait = 45 * time.Second
+
+// PublishAttemptTimeout bounds one attempt of a sync Publish.
+var PublishAttemptTimeout = 10 * time.Second
+
+// Transient reports whether a publish or JetStream API error is one a
+// cluster gives during a leader change or a node's restart, so the same
+// request (same message ID: JetStream keeps one copy) may succeed shortly:
+// 503 API errors (10008 "JetStream system temporarily unavailable" and
+// kin), no response from the stream, no responders (no leader holds the
+// subject's interest yet), timeouts and a connection that is reconnecting.
+func Transient(err error) bool {
+	if err == nil {
+		return false
+	}
+	var api *jetstream.APIError
+	if errors.As(err, &api) {
+		return api.Code == 503 || api.Code == 408 || api.ErrorCode == 10008
+	}
+	for _, t := range []error{jetstream.ErrNoStreamResponse, nats.ErrNoResponders, jetstream.ErrAsyncPublishTimeout,
+		jetstream.ErrTooManyStalledMsgs, nats.ErrTimeout, context.DeadlineExceeded, nats.ErrConnectionReconnecting,
+		nats.ErrDisconnected} {
+		if errors.Is(err, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// Publish sends one message and waits for the stream's ack. Errors of a
+// leader election (Transient) are retried, with the same message ID, for up
+// to ElectionWait.
 func Publish(ctx context.Context, js jetstream.JetStream, subject, msgID string, r Route, v any) error {
 	m, err := NewMsg(subject, msgID, r, v)
 	if err != nil {
 		return err
 	}
-	if _, err := js.PublishMsg(ctx, m); err != nil {
-		return publishError(subject, err)
+	var deadline time.Time
+	for attempt := 0; ; attempt++ {
+		// Each attempt waits at most PublishAttemptTimeout: a message
+		// written to a node's socket just before the node died is never
+		// answered, and the caller's deadline may be far away.
+		actx, cancel := context.WithTimeout(ctx, PublishAttemptTimeout)
+		_, err := js.PublishMsg(actx, m)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if !Transient(err) || ctx.Err() != nil {
+			return publishError(subject, err)
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(ElectionWait)
+		}
+		if time.Now().After(deadline) {
+			return publishError(subject, fmt.Errorf("still failing after %s of retries: %w", ElectionWait, err))
+		}
+		if err := sleep(ctx, electionBackoff(attempt)); err != nil {
+			return publishError(subject, err)
+		}
 	}
-	return nil
+}
+
+// electionBackoff is the wait before retry attempt+1: 250 ms doubling to 4 s.
+func electionBackoff(attempt int) time.Duration {
+	d := 250 * time.Millisecond
+	for i := 0; i < attempt && d < 4*time.Second; i++ {
+		d *= 2
+	}
+	return min(d, 4*time.Second)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // MissingStreamRemedy is what an operator does when a stream is gone.
@@ -74,6 +150,9 @@ type Batch struct {
 	js      jetstream.JetStream
 	pending []jetstream.PubAckFuture
 	Sent    int
+	// Republished counts messages sent again after a transient failure
+	// (a leader election): the same IDs, so JetStream keeps one copy.
+	Republished int
 }
 
 func NewBatch(js jetstream.JetStream) *Batch { return &Batch{js: js} }
@@ -99,21 +178,75 @@ func (b *Batch) Add(ctx context.Context, subject, msgID string, r Route, v any) 
 }
 
 // Wait blocks until every queued message is stored (or failed) and returns
-// the first failure. Failed messages are not lost: the caller's run fails and
-// its cursor does not advance, so the next run exports them again.
+// the first failure. Messages that failed on an error of a leader election
+// (Transient: no response from the stream, a lost ack after the client moved
+// to another node, 10008) are published again, with the same IDs, in rounds
+// for up to ElectionWait. Failed messages are not lost: the caller's run
+// fails and its cursor does not advance, so the next run exports them again.
 func (b *Batch) Wait(ctx context.Context) error {
-	var first error
-	for _, f := range b.pending {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			if first == nil {
-				first = publishError(f.Msg().Subject, err)
+	defer func() { b.pending = b.pending[:0] }()
+	var deadline time.Time
+	for round := 0; ; round++ {
+		var again []*nats.Msg
+		var first, transient error
+		for _, f := range b.pending {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				switch {
+				case Transient(err):
+					again = append(again, f.Msg())
+					if transient == nil {
+						transient = publishError(f.Msg().Subject, err)
+					}
+				case first == nil:
+					first = publishError(f.Msg().Subject, err)
+				}
+			case <-ctx.Done():
+				return ctx.Err()
 			}
-		case <-ctx.Done():
-			return ctx.Err()
+		}
+		if first != nil {
+			return first
+		}
+		if len(again) == 0 {
+			return nil
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(ElectionWait)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d messages still failing after %s of retries: %w", len(again), ElectionWait, transient)
+		}
+		if err := sleep(ctx, electionBackoff(round)); err != nil {
+			return err
+		}
+		b.pending = b.pending[:0]
+		for _, m := range again {
+			f, err := b.js.PublishMsgAsync(m, jetstream.WithStallWait(30*time.Second))
+			if err != nil {
+				if !Transient(err) {
+					return publishError(m.Subject, err)
+				}
+				// Not even queued (reconnecting): the next round tries again.
+				f = failedFuture{m: m, err: err}
+			}
+			b.pending = append(b.pending, f)
+			b.Republished++
 		}
 	}
-	b.pending = b.pending[:0]
-	return first
 }
+
+// failedFuture is a publish that could not be sent at all.
+type failedFuture struct {
+	m   *nats.Msg
+	err error
+}
+
+func (f failedFuture) Ok() <-chan *jetstream.PubAck { return nil }
+func (f failedFuture) Err() <-chan error {
+	c := make(chan error, 1)
+	c <- f.err
+	return c
+}
+func (f failedFuture) Msg() *nats.Msg { return f.m }

@@ -16,8 +16,8 @@ import (
 // exporter's run until its run timeout. A plain subscriber that never
 // answers loses every ack, deterministically.
 func TestBatchFailsWhenAcksAreLost(t *testing.T) {
-	defer func(d time.Duration) { PublishAckTimeout = d }(PublishAckTimeout)
-	PublishAckTimeout = 300 * time.Millisecond
+	defer func(d, e time.Duration) { PublishAckTimeout, ElectionWait = d, e }(PublishAckTimeout, ElectionWait)
+	PublishAckTimeout, ElectionWait = 300*time.Millisecond, time.Second
 
 	ctx, nc := testConn(t)
 	sink, err := nc.SubscribeSync("blackhole.>") // takes the message, never acks
@@ -51,6 +51,8 @@ func TestBatchFailsWhenAcksAreLost(t *testing.T) {
 // A publish no stream answers (the stream deleted, or lost by the NATS
 // server's recovery after a crash) says what to run, sync and async.
 func TestPublishWithoutStreamNamesTheRemedy(t *testing.T) {
+	defer func(e time.Duration) { ElectionWait = e }(ElectionWait)
+	ElectionWait = time.Second // "no responders" is retried as an election first
 	ctx, nc := testConn(t)
 	js, _ := JetStream(nc)
 	err := Publish(ctx, js, "relay.records.raw.site", "id-1", Route{Site: "site"}, map[string]int{"n": 1})

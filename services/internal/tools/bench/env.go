@@ -196,6 +196,9 @@ func (e *Env) NewRun(name string, o NetOptions) (*RunSetup, error) {
 // NetOptions are the pipeline settings written into the network file.
 type NetOptions struct {
 	SiteBatch, ImportBatch, ImportConcurrency int
+	// SyncInterval is nats.sync_interval for relay all's embedded server
+	// ("" = 2m, "always" = fsync every write).
+	SyncInterval string `json:"sync_interval,omitempty"`
 }
 
 // DefaultNet is the network file's defaults (config.Default*), with the
@@ -207,8 +210,8 @@ func (e *Env) networkYAML(destTok string, o NetOptions) string {
 	sec := filepath.Join(e.Dir, "secrets")
 	// Rate limits are off: the simulator has no IP ban, and the latency
 	// model already paces the calls.
-	fmt.Fprintf(&b, "nats:\n  url: \"\"\ndestination:\n  url: %s\n  token: {file: %s}\n  batch_size: %d\n  concurrency: %d\n  calls_per_minute: -1\n  timeout: 1h\n",
-		e.DestURL, filepath.Join(sec, destTok+".token"), o.ImportBatch, o.ImportConcurrency)
+	fmt.Fprintf(&b, "nats:\n  url: \"\"\n  sync_interval: %q\ndestination:\n  url: %s\n  token: {file: %s}\n  batch_size: %d\n  concurrency: %d\n  calls_per_minute: -1\n  timeout: 1h\n",
+		o.SyncInterval, e.DestURL, filepath.Join(sec, destTok+".token"), o.ImportBatch, o.ImportConcurrency)
 	fmt.Fprintf(&b, "pseudonym_key: {file: %s}\nreports_dir: %s\nsites:\n", filepath.Join(sec, "pseudonym.key"), filepath.Join(e.Dir, "reports"))
 	for _, s := range e.Sites {
 		fmt.Fprintf(&b, "  - id: %s\n    url: %s\n    token: {file: %s}\n    schedule: \"@yearly\"\n    policy: %s\n    batch_size: %d\n    calls_per_minute: -1\n    timeout: 1h\n    overlap: 1s\n",

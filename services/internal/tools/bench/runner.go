@@ -44,6 +44,8 @@ type Options struct {
 	Keep      bool // keep Dir
 	// Parallel is passed to relay all's --parallel (0 = its default).
 	Parallel int
+	// SyncInterval is the embedded server's nats.sync_interval ("" = 2m).
+	SyncInterval string
 }
 
 // Report is everything one run measured.
@@ -135,6 +137,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	rep := &Report{Machine: machine(), Started: time.Now().UTC(), Mode: map[bool]string{true: "quick", false: "full"}[o.Quick],
 		Models: []Model{ZeroLatency, REDCapLike, SlowSites.Site}, Net: DefaultNet}
+	rep.Net.SyncInterval = o.SyncInterval
 	progress := func(format string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...) }
 	for _, sc := range o.Scales {
 		progress("%s: seeding %d sites x %d records", sc.Name, sc.Sites, sc.Records)
@@ -215,7 +218,9 @@ func runRegime(ctx context.Context, o Options, env *Env, rg Regime, r *Result, p
 	}
 
 	progress("%s, %s: relay full sync", env.Scale.Name, r.Regime)
-	rr, err := env.NewRun("relay-"+tag, DefaultNet)
+	net := DefaultNet
+	net.SyncInterval = o.SyncInterval
+	rr, err := env.NewRun("relay-"+tag, net)
 	if err != nil {
 		return err
 	}

@@ -19,10 +19,10 @@ import (
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/internal/pipeline/app"
-	"github.com/redcap-relay/relay/services/verifier"
 	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
 	"github.com/redcap-relay/relay/services/internal/pipeline/exportreq"
 	"github.com/redcap-relay/relay/services/internal/progress"
+	"github.com/redcap-relay/relay/services/verifier"
 )
 
 // RunOptions configures `relay demo`.

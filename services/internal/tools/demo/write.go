@@ -21,6 +21,9 @@ type WriteOptions struct {
 	DestinationURL string // and the destination simulator
 	ReportsDir     string // "" = <Dir>/reports
 	Scale          float64
+	// Replicas, above 1, writes streams.replicas (a JetStream cluster:
+	// deploy/compose.cluster.yml).
+	Replicas int
 }
 
 // Write builds the demo in a throw-away simulator, then writes every project
@@ -68,6 +71,9 @@ func Write(ctx context.Context, o WriteOptions) error {
 		reports = "reports"
 	}
 	net := networkYAMLFor(o.SiteURL, o.DestinationURL, reports, "", Sites)
+	if o.Replicas > 1 {
+		net += fmt.Sprintf("streams:\n  replicas: %d   # every stream and bucket on %d nodes of the JetStream cluster\n", o.Replicas, o.Replicas)
+	}
 	return os.WriteFile(st.NetworkFile, []byte(net), 0o644)
 }
 
