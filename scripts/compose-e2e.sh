@@ -166,6 +166,20 @@ drained 300 || fail "the replay did not drain"
 read -r got records rows < <(dest_digest)
 [ "$got" = "$expected" ] && ok "destination equal after replay: $records records, digest $got" || fail "destination differs after replay: $got != $expected"
 
+step "relay verify: the destination equals every site (ctl, the tokens of both sides)"
+[ -n "$("${DC[@]}" ps -q verifier)" ] && [ "$(docker inspect -f '{{.State.Running}}' "$("${DC[@]}" ps -q verifier)")" = true ] \
+  && ok "verifier service running" || fail "the verifier service is not running: $("${DC[@]}" logs --no-color --tail 5 verifier 2>&1)"
+vout=$(ctl verify --all --json) || fail "relay verify --all exited non-zero: $vout"
+echo "$vout" | python3 -c '
+import sys, json
+r = json.load(sys.stdin)
+bad = [s["site"] for s in r["sites"] if s["status"] != "equal"]
+assert r["status"] == "equal" and not bad, (r["status"], bad)
+print(sum(s["counts"]["records"] for s in r["sites"]), len(r["sites"]))' > /tmp/relay-verify-$$ \
+  && read -r vrec vsites < /tmp/relay-verify-$$ && ok "relay verify --all: equal, $vrec records of $vsites sites compared" \
+  || fail "relay verify --all did not find the destination equal: $vout"
+rm -f /tmp/relay-verify-$$
+
 step "SIGKILL the NATS container mid-run and restart it"
 # Slow the sites to 1 s per call, so that the kill lands while the exporter
 # is still publishing (riverside's run then takes about 20 s: 7 metadata and ID
