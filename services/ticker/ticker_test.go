@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/redcap-relay/relay/messages"
 	"github.com/redcap-relay/relay/services/internal/config"
 	"github.com/redcap-relay/relay/services/internal/pipeline/broker"
@@ -16,20 +18,9 @@ import (
 // Two tickers running at once (a rolling restart, a mistaken replica)
 // still produce exactly one export request per site and tick.
 func TestTwoTickersOneRequestPerTick(t *testing.T) {
-	dir := t.TempDir()
-	srv, err := broker.StartEmbedded(broker.EmbeddedOptions{StoreDir: dir, Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	nc, err := broker.Connect(ctx, srv.ClientURL(), broker.ConnectOptions{Name: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := broker.JetStream(nc)
+	js := embeddedJetStream(t)
 	netw := testNetwork(t, "@every 1s")
 	if err := broker.Provision(ctx, js, netw.Streams); err != nil {
 		t.Fatal(err)
@@ -44,7 +35,7 @@ func TestTwoTickersOneRequestPerTick(t *testing.T) {
 	<-done
 
 	runs := map[string]int{}
-	err = broker.EachJSON(context.Background(), js, messages.StreamExportRequests, messages.ExportRequestedSubject("site-a"), func(b []byte) {
+	err := broker.EachJSON(context.Background(), js, messages.StreamExportRequests, messages.ExportRequestedSubject("site-a"), func(b []byte) {
 		var r messages.ExportRequested
 		if err := json.Unmarshal(b, &r); err != nil {
 			t.Error(err)
@@ -87,20 +78,9 @@ func TestTwoTickersOneRequestPerTick(t *testing.T) {
 
 // verify_every: 0 turns the scheduled verification off.
 func TestNoVerificationWhenVerifyEveryIsZero(t *testing.T) {
-	dir := t.TempDir()
-	srv, err := broker.StartEmbedded(broker.EmbeddedOptions{StoreDir: dir, Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	nc, err := broker.Connect(ctx, srv.ClientURL(), broker.ConnectOptions{Name: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := broker.JetStream(nc)
+	js := embeddedJetStream(t)
 	netw := testNetwork(t, "@every 1s")
 	off := config.Duration(0)
 	netw.Sites[0].VerifyEvery = &off
@@ -118,6 +98,26 @@ func TestNoVerificationWhenVerifyEveryIsZero(t *testing.T) {
 	if n := broker.CountSubject(context.Background(), js, messages.StreamExportRequests, messages.ExportRequestedSubject("site-a")); n < 1 {
 		t.Fatal("no export request: the test proves nothing")
 	}
+}
+
+// embeddedJetStream starts a NATS server for the test and connects to it.
+func embeddedJetStream(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	srv, err := broker.StartEmbedded(broker.EmbeddedOptions{StoreDir: t.TempDir(), Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := broker.Connect(context.Background(), srv.ClientURL(), broker.ConnectOptions{Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := broker.JetStream(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
 
 func testNetwork(t *testing.T, schedule string) *config.Network {
