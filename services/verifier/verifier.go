@@ -135,7 +135,13 @@ func (v *run) compare(ctx context.Context, siteID string) error {
 	}
 	v.site = site
 	v.blanks = kit.Network().Destination.OverwriteBlanks
-	v.retry = retry.Policy{MaxElapsed: site.RetryFor.D(), Budget: retry.NewBudget(site.RetryFor.D())}
+	// Every failed attempt is said (a site down is retried for retry_for
+	// before its result says why): never a silent wait.
+	v.retry = retry.Policy{MaxElapsed: site.RetryFor.D(), Budget: retry.NewBudget(site.RetryFor.D()),
+		Notify: func(err error, attempt int, next time.Duration) {
+			v.log.Warn("call failed; retrying within the site's retry_for", "attempt", attempt,
+				"retry_in", next.Round(time.Millisecond), "retry_for", site.RetryFor.D(), "err", err)
+		}}
 	if v.src, err = kit.Client(site.ID); err != nil {
 		return err
 	}

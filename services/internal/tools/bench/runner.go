@@ -90,7 +90,7 @@ type Result struct {
 	BaselineBound *Bound `json:"baseline_destination_bound,omitempty"`
 }
 
-// CPUPerRecord is µs of CPU per record (0 when not measured).
+// cpuPerRecord is µs of CPU per record (0 when not measured).
 func cpuPerRecord(d time.Duration, records int) float64 {
 	if records <= 0 {
 		return 0
